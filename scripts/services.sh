@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# Local Redis and a single-node Kafka (KRaft) broker for the integration tests.
+#
+#   scripts/services.sh start    install/fetch what is missing, start both, wait until they answer
+#   scripts/services.sh stop     stop both and delete their data
+#   scripts/services.sh status   exit 0 when both are running
+#   scripts/services.sh env      print `export ...` lines: eval "$(scripts/services.sh env)"
+#
+# Knobs (environment):
+#   TRAPTOR_SERVICES_DIR  state dir: pids, ports, logs, data   (default: <repo>/.services)
+#   TRAPTOR_CACHE_DIR     where the Kafka jars are kept        (default: ~/.cache/traptor)
+#   TRAPTOR_KAFKA_HEAP    broker JVM heap flags                (default: -Xms256m -Xmx1g)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Pinned so every machine runs the same broker; the binding versions match what
+# this Kafka release itself ships (log4j2 via slf4j 2).
+KAFKA_VERSION=4.4.0
+SCALA_VERSION=2.13
+LOG4J_VERSION=2.25.5
+SLF4J_VERSION=2.0.17
+
+CACHE_DIR=${TRAPTOR_CACHE_DIR:-$HOME/.cache/traptor}
+KAFKA_LIB=$CACHE_DIR/kafka-$KAFKA_VERSION/lib
+STATE_DIR=${TRAPTOR_SERVICES_DIR:-$ROOT/.services}
+KAFKA_HEAP=${TRAPTOR_KAFKA_HEAP:--Xms256m -Xmx1g}
+KAFKA_READY_TIMEOUT=${TRAPTOR_KAFKA_READY_TIMEOUT:-120}
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+# Run as root directly, otherwise through sudo.
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+ensure_redis() {
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
+  log "installing redis-server with apt-get"
+  # Only refresh the package lists when the cached ones are not good enough.
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; then
+    as_root apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server \
+      || die "could not install redis-server; install it by hand and re-run"
+  fi
+  # The Debian package starts a system-wide instance on 6379; the tests use their own.
+  as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
+}
+
+# The broker is plain Maven artifacts: fetch them once into a cache kept between runs.
+fetch_kafka() {
+  [[ -f $KAFKA_LIB/.complete ]] && return
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Kafka: apt-get install maven"
+  command -v java >/dev/null || die "Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre-headless"
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $KAFKA_LIB"
+  local started=$SECONDS work
+  work=$(mktemp -d)
+  # slf4j-api is listed directly: kafka-clients asks for 1.7, which would win
+  # over the 2.x that the log4j2 binding needs.
+  cat >"$work/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.traptor</groupId>
+  <artifactId>kafka-broker</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_$SCALA_VERSION</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId><version>$SLF4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j2-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+EOF
+  mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$work/lib" \
+    || die "Maven could not fetch Kafka $KAFKA_VERSION (is Maven Central reachable?)"
+  # Move into place only when complete, so an interrupted fetch is retried.
+  rm -rf "$KAFKA_LIB"
+  mkdir -p "$(dirname "$KAFKA_LIB")"
+  mv "$work/lib" "$KAFKA_LIB"
+  touch "$KAFKA_LIB/.complete"
+  rm -rf "$work"
+  log "fetched $(ls "$KAFKA_LIB" | wc -l) jars in $((SECONDS - started))s"
+}
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Start "$@" in its own session (so stop can kill the whole group) with its own
+# pid recorded in $1; output goes to $2.
+spawn() {
+  local pidfile=$1 logfile=$2
+  shift 2
+  setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$logfile" 2>&1 </dev/null &
+  local i
+  for i in $(seq 50); do [[ -s $pidfile ]] && return; sleep 0.1; done
+  die "could not start $1 (see $logfile)"
+}
+
+alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_redis() {
+  local port=$1
+  mkdir -p "$STATE_DIR/redis"
+  spawn "$STATE_DIR/redis.pid" "$STATE_DIR/redis.log" \
+    redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$STATE_DIR/redis" --daemonize no
+  local deadline=$((SECONDS + 20))
+  until redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; do
+    alive "$STATE_DIR/redis.pid" || { tail -n 20 "$STATE_DIR/redis.log" >&2; die "redis-server exited"; }
+    ((SECONDS < deadline)) || { tail -n 20 "$STATE_DIR/redis.log" >&2; die "Redis did not answer PING within 20s"; }
+    sleep 0.2
+  done
+  log "Redis is up on 127.0.0.1:$port"
+}
+
+write_kafka_config() {
+  local port=$1 controller_port=$2 dir=$STATE_DIR/kafka
+  mkdir -p "$dir/data"
+  cat >"$dir/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
+log.dirs=$dir/data
+# One node: every internal topic has a single replica.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=true
+num.partitions=3
+# Tests create consumer groups all the time; do not make each one wait 3s.
+group.initial.rebalance.delay.ms=0
+EOF
+  cat >"$dir/log4j2.properties" <<'EOF'
+# Broker and tool logs go to stdout (the broker's is captured in kafka.log).
+status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.out.ref = out
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.state.name = state.change.logger
+logger.state.level = warn
+EOF
+  # One script to (re)start the broker, used here and by the tests' outage helpers.
+  cat >"$dir/run.sh" <<EOF
+#!/usr/bin/env bash
+# Starts the test broker in its own session; its pid goes to kafka.pid.
+set -euo pipefail
+setsid bash -c 'echo \$\$ >"\$0"; exec "\$@"' '$STATE_DIR/kafka.pid' \\
+  java $KAFKA_HEAP -XX:+UseG1GC -Djava.awt.headless=true \\
+  -Dlog4j2.configurationFile='$dir/log4j2.properties' \\
+  -cp '$KAFKA_LIB/*' kafka.Kafka '$dir/server.properties' \\
+  >>'$STATE_DIR/kafka.log' 2>&1 </dev/null &
+EOF
+  chmod +x "$dir/run.sh"
+}
+
+# java -cp '<lib>/*' <main class> args..., with the quiet log config.
+kafka_java() {
+  java -Xmx256m -Dlog4j2.configurationFile="$STATE_DIR/kafka/log4j2.properties" \
+    -cp "$KAFKA_LIB/*" "$@"
+}
+
+start_kafka() {
+  local port=$1 controller_port=$2 dir=$STATE_DIR/kafka started=$SECONDS
+  write_kafka_config "$port" "$controller_port"
+  local cluster_id
+  cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+  kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$dir/server.properties" \
+    >"$STATE_DIR/kafka-format.log" 2>&1 \
+    || { cat "$STATE_DIR/kafka-format.log" >&2; die "formatting the Kafka log dir failed"; }
+  rm -f "$STATE_DIR/kafka.pid"
+  bash "$dir/run.sh"
+  local i
+  for i in $(seq 50); do [[ -s $STATE_DIR/kafka.pid ]] && break; sleep 0.1; done
+
+  # Ready means a client can create a topic, not merely that the port is open.
+  local deadline=$((SECONDS + KAFKA_READY_TIMEOUT))
+  until kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" \
+      --create --if-not-exists --topic traptor-services-ready --partitions 1 --replication-factor 1 \
+      >"$STATE_DIR/kafka-ready.log" 2>&1; do
+    if ! alive "$STATE_DIR/kafka.pid" || ((SECONDS >= deadline)); then
+      log "Kafka did not come up; last broker log lines:"
+      tail -n 40 "$STATE_DIR/kafka.log" >&2
+      log "last topic command output:"
+      tail -n 10 "$STATE_DIR/kafka-ready.log" >&2
+      die "Kafka broker not ready after $((SECONDS - started))s (logs in $STATE_DIR)"
+    fi
+    sleep 1
+  done
+  log "Kafka $KAFKA_VERSION is up on 127.0.0.1:$port (started in $((SECONDS - started))s)"
+}
+
+cmd_status() {
+  alive "$STATE_DIR/redis.pid" && alive "$STATE_DIR/kafka.pid" && [[ -f $STATE_DIR/env ]]
+}
+
+cmd_start() {
+  if cmd_status; then
+    log "already running (state in $STATE_DIR); run '$0 stop' first for fresh ones"
+    cat "$STATE_DIR/env"
+    return
+  fi
+  # Leftovers from a crashed run would confuse stop and the tests.
+  [[ -d $STATE_DIR ]] && cmd_stop
+  command -v python3 >/dev/null || die "python3 is needed to pick free ports"
+  command -v setsid >/dev/null || die "setsid (util-linux) is needed"
+  ensure_redis
+  fetch_kafka
+  mkdir -p "$STATE_DIR"
+
+  local redis_port kafka_port controller_port
+  redis_port=$(free_port)
+  kafka_port=$(free_port)
+  controller_port=$(free_port)
+  while [[ $kafka_port == "$redis_port" ]]; do kafka_port=$(free_port); done
+  while [[ $controller_port == "$redis_port" || $controller_port == "$kafka_port" ]]; do
+    controller_port=$(free_port)
+  done
+
+  # On any failure below, do not leave half the services running.
+  trap 'log "start failed; stopping what was started"; cmd_stop' ERR
+  start_redis "$redis_port"
+  start_kafka "$kafka_port" "$controller_port"
+  trap - ERR
+
+  cat >"$STATE_DIR/env" <<EOF
+TRAPTOR_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
+TRAPTOR_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
+TRAPTOR_TEST_KAFKA_HOME=$KAFKA_LIB
+TRAPTOR_TEST_KAFKA_CONFIG=$STATE_DIR/kafka/server.properties
+TRAPTOR_TEST_SERVICES_DIR=$STATE_DIR
+EOF
+  cat "$STATE_DIR/env"
+}
+
+# Stop a process group by its leader's pid file: TERM, then KILL after a grace period.
+stop_group() {
+  local pidfile=$1 name=$2 pid
+  [[ -s $pidfile ]] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    # A paused (SIGSTOP) broker only sees the TERM once it runs again.
+    kill -CONT -- "-$pid" 2>/dev/null || true
+    local i
+    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "$name did not stop within 10s; killing it"
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+    fi
+    log "stopped $name (pid $pid)"
+  fi
+  rm -f "$pidfile"
+}
+
+cmd_stop() {
+  stop_group "$STATE_DIR/kafka.pid" Kafka
+  stop_group "$STATE_DIR/redis.pid" Redis
+  rm -rf "$STATE_DIR"
+}
+
+cmd_env() {
+  [[ -f $STATE_DIR/env ]] || die "services are not running: run '$0 start' first"
+  sed 's/^/export /' "$STATE_DIR/env"
+}
+
+case ${1:-} in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+esac

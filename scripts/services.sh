@@ -44,8 +44,6 @@ ensure_redis() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server \
       || die "could not install redis-server; install it by hand and re-run"
   fi
-  # The Debian package starts a system-wide instance on 6379; the tests use their own.
-  as_root systemctl disable --now redis-server >/dev/null 2>&1 || true
 }
 
 # The broker is plain Maven artifacts: fetch them once into a cache kept between runs.
@@ -74,16 +72,20 @@ fetch_kafka() {
   </dependencies>
 </project>
 EOF
-  mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$work/lib" \
-    || die "Maven could not fetch Kafka $KAFKA_VERSION (is Maven Central reachable?)"
+  # Maven's output is kept for a failure only: even -q prints colour codes.
+  if ! mvn -B -q -f "$work/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$work/lib" >"$work/mvn.log" 2>&1; then
+    tail -n 30 "$work/mvn.log" >&2
+    die "Maven could not fetch Kafka $KAFKA_VERSION (is Maven Central reachable?)"
+  fi
   # Move into place only when complete, so an interrupted fetch is retried.
   rm -rf "$KAFKA_LIB"
   mkdir -p "$(dirname "$KAFKA_LIB")"
   mv "$work/lib" "$KAFKA_LIB"
   touch "$KAFKA_LIB/.complete"
   rm -rf "$work"
-  log "fetched $(ls "$KAFKA_LIB" | wc -l) jars in $((SECONDS - started))s"
+  local jars=("$KAFKA_LIB"/*.jar)
+  log "fetched ${#jars[@]} jars in $((SECONDS - started))s"
 }
 
 free_port() {
@@ -91,17 +93,30 @@ free_port() {
 }
 
 # Start "$@" in its own session (so stop can kill the whole group) with its own
-# pid recorded in $1; output goes to $2.
+# pid recorded in $1; output goes to $2. The inner bash writes its own pid and
+# then becomes the program, so the pid is the program's and its group's.
+# shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
 spawn() {
   local pidfile=$1 logfile=$2
   shift 2
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidfile" "$@" >>"$logfile" 2>&1 </dev/null &
-  local i
-  for i in $(seq 50); do [[ -s $pidfile ]] && return; sleep 0.1; done
+  for _ in $(seq 50); do [[ -s $pidfile ]] && return; sleep 0.1; done
   die "could not start $1 (see $logfile)"
 }
 
-alive() { [[ -s $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# Is the process in pid file $1 running? A zombie counts as gone: our services
+# are reparented away from us and the reaper may be slow (or absent in containers).
+alive() {
+  [[ -s $1 ]] || return 1
+  pid_alive "$(cat "$1")"
+}
+pid_alive() {
+  local stat
+  kill -0 "$1" 2>/dev/null || return 1
+  read -r stat <"/proc/$1/stat" 2>/dev/null || return 0
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
 
 start_redis() {
   local port=$1
@@ -146,35 +161,44 @@ group.initial.rebalance.delay.ms=0
 EOF
   cat >"$dir/log4j2.properties" <<'EOF'
 # Broker and tool logs go to stdout (the broker's is captured in kafka.log).
+# The tools run with -Dtraptor.log.level=warn: their INFO lines are noise.
 status = warn
 appender.out.type = Console
 appender.out.name = out
 appender.out.layout.type = PatternLayout
 appender.out.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = info
+rootLogger.level = ${sys:traptor.log.level:-info}
 rootLogger.appenderRef.out.ref = out
-logger.kafka.name = kafka
-logger.kafka.level = info
 logger.state.name = state.change.logger
 logger.state.level = warn
 EOF
-  # One script to (re)start the broker, used here and by the tests' outage helpers.
-  cat >"$dir/run.sh" <<EOF
-#!/usr/bin/env bash
-# Starts the test broker in its own session; its pid goes to kafka.pid.
-set -euo pipefail
-setsid bash -c 'echo \$\$ >"\$0"; exec "\$@"' '$STATE_DIR/kafka.pid' \\
-  java $KAFKA_HEAP -XX:+UseG1GC -Djava.awt.headless=true \\
-  -Dlog4j2.configurationFile='$dir/log4j2.properties' \\
-  -cp '$KAFKA_LIB/*' kafka.Kafka '$dir/server.properties' \\
-  >>'$STATE_DIR/kafka.log' 2>&1 </dev/null &
+  # The readiness probe should fail fast and retry, not wait a minute per try.
+  cat >"$dir/client.properties" <<'EOF'
+request.timeout.ms=5000
+default.api.timeout.ms=10000
 EOF
+  # One script to (re)start the broker, used here and by the tests' outage helpers
+  # (tests/support). It returns at once; the broker's pid goes to kafka.pid.
+  local heap
+  read -ra heap <<<"$KAFKA_HEAP"
+  {
+    echo '#!/usr/bin/env bash'
+    echo '# Starts the test broker in its own session; written by scripts/services.sh.'
+    # shellcheck disable=SC2016 # as in spawn(): expanded by the inner bash
+    printf 'setsid bash -c %q %q' 'echo $$ >"$0"; exec "$@"' "$STATE_DIR/kafka.pid"
+    printf ' %q' java "${heap[@]}" -XX:+UseG1GC -Djava.awt.headless=true \
+      "-Dlog4j2.configurationFile=$dir/log4j2.properties" \
+      -cp "$KAFKA_LIB/*" kafka.Kafka "$dir/server.properties"
+    printf ' >>%q 2>&1 </dev/null &\n' "$STATE_DIR/kafka.log"
+  } >"$dir/run.sh"
   chmod +x "$dir/run.sh"
 }
 
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # java -cp '<lib>/*' <main class> args..., with the quiet log config.
 kafka_java() {
-  java -Xmx256m -Dlog4j2.configurationFile="$STATE_DIR/kafka/log4j2.properties" \
+  java -Xmx256m -Dtraptor.log.level=warn -Dlog4j2.configurationFile="$STATE_DIR/kafka/log4j2.properties" \
     -cp "$KAFKA_LIB/*" "$@"
 }
 
@@ -188,12 +212,14 @@ start_kafka() {
     || { cat "$STATE_DIR/kafka-format.log" >&2; die "formatting the Kafka log dir failed"; }
   rm -f "$STATE_DIR/kafka.pid"
   bash "$dir/run.sh"
-  local i
-  for i in $(seq 50); do [[ -s $STATE_DIR/kafka.pid ]] && break; sleep 0.1; done
+  for _ in $(seq 50); do [[ -s $STATE_DIR/kafka.pid ]] && break; sleep 0.1; done
 
   # Ready means a client can create a topic, not merely that the port is open.
+  # The cheap port check first, so a broker that died is noticed at once.
   local deadline=$((SECONDS + KAFKA_READY_TIMEOUT))
-  until kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$port" \
+  : >"$STATE_DIR/kafka-ready.log"
+  until port_open "$port" && kafka_java org.apache.kafka.tools.TopicCommand \
+      --bootstrap-server "127.0.0.1:$port" --command-config "$dir/client.properties" \
       --create --if-not-exists --topic traptor-services-ready --partitions 1 --replication-factor 1 \
       >"$STATE_DIR/kafka-ready.log" 2>&1; do
     if ! alive "$STATE_DIR/kafka.pid" || ((SECONDS >= deadline)); then
@@ -203,7 +229,7 @@ start_kafka() {
       tail -n 10 "$STATE_DIR/kafka-ready.log" >&2
       die "Kafka broker not ready after $((SECONDS - started))s (logs in $STATE_DIR)"
     fi
-    sleep 1
+    sleep 0.5
   done
   log "Kafka $KAFKA_VERSION is up on 127.0.0.1:$port (started in $((SECONDS - started))s)"
 }
@@ -225,6 +251,8 @@ cmd_start() {
   ensure_redis
   fetch_kafka
   mkdir -p "$STATE_DIR"
+  # stop deletes the state dir only with this mark, whatever TRAPTOR_SERVICES_DIR says.
+  touch "$STATE_DIR/.traptor-services"
 
   local redis_port kafka_port controller_port
   redis_port=$(free_port)
@@ -235,11 +263,11 @@ cmd_start() {
     controller_port=$(free_port)
   done
 
-  # On any failure below, do not leave half the services running.
-  trap 'log "start failed; stopping what was started"; cmd_stop' ERR
+  # On any failure below, do not leave half the services running (logs stay for a look).
+  trap 'stop_group "$STATE_DIR/kafka.pid" Kafka; stop_group "$STATE_DIR/redis.pid" Redis' EXIT
   start_redis "$redis_port"
   start_kafka "$kafka_port" "$controller_port"
-  trap - ERR
+  trap - EXIT
 
   cat >"$STATE_DIR/env" <<EOF
 TRAPTOR_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
@@ -256,13 +284,12 @@ stop_group() {
   local pidfile=$1 name=$2 pid
   [[ -s $pidfile ]] || return 0
   pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
+  if pid_alive "$pid"; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     # A paused (SIGSTOP) broker only sees the TERM once it runs again.
     kill -CONT -- "-$pid" 2>/dev/null || true
-    local i
-    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
+    for _ in $(seq 100); do pid_alive "$pid" || break; sleep 0.1; done
+    if pid_alive "$pid"; then
       log "$name did not stop within 10s; killing it"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -274,12 +301,17 @@ stop_group() {
 cmd_stop() {
   stop_group "$STATE_DIR/kafka.pid" Kafka
   stop_group "$STATE_DIR/redis.pid" Redis
-  rm -rf "$STATE_DIR"
+  if [[ -f $STATE_DIR/.traptor-services ]]; then
+    rm -rf "$STATE_DIR"
+  elif [[ -d $STATE_DIR ]]; then
+    log "not deleting $STATE_DIR: it was not made by this script"
+  fi
 }
 
 cmd_env() {
   [[ -f $STATE_DIR/env ]] || die "services are not running: run '$0 start' first"
-  sed 's/^/export /' "$STATE_DIR/env"
+  local key value
+  while IFS='=' read -r key value; do printf 'export %s=%q\n' "$key" "$value"; done <"$STATE_DIR/env"
 }
 
 case ${1:-} in

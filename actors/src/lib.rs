@@ -1,1 +1,16 @@
+//! traptor's runtime: actix actors around the domain of `traptor-core`.
+//!
+//! - [`messages`]: every message the actors exchange, in one place;
+//! - `config`: the cluster configuration (`cluster.toml`);
+//! - `sinks`: where records go (Kafka, stdout, file);
+//! - `stream`: one streaming connection's life;
+//! - `watcher`, `heartbeat`, `supervisor`: rules in, liveness out, and the owner of it all.
 
+pub mod config;
+pub mod messages;
+pub mod stream;
+pub mod heartbeat;
+pub mod watcher;
+pub mod rules_file;
+pub mod supervisor;
+pub mod app;

@@ -8,7 +8,12 @@
 //! - [`enrich`]: the output document with its `traptor` object spliced in;
 //! - [`oauth`]: OAuth 1.0a signing, shared by the client and the emulator.
 
+pub mod enrich;
+pub mod filter;
+pub mod matching;
 pub mod oauth;
+pub mod plan;
+pub mod protocol;
 pub mod record;
 pub mod rules;
 

@@ -1,0 +1,302 @@
+//! Wiring: everything one `traptor-supervisor` process runs, built from a [`ClusterConfig`].
+//!
+//! Start order: writer, heartbeat (Redis rules only), supervisor with its stream spawner, then
+//! the rule source, whose first snapshot makes the supervisor start the streams. Stop order on
+//! SIGTERM/SIGINT: streams (bounded), then a bounded flush of the writer. A second signal
+//! exits at once with a non-zero status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use traptor_core::oauth::Credentials;
+use traptor_core::plan::{plan, Plan};
+use traptor_core::{MessageKind, RuleSet, SlotId};
+
+use crate::config::{ClusterConfig, RulesConfig, SlotSelection, StreamConfig};
+use crate::heartbeat::{Heartbeat, HeartbeatSettings, StreamingSlots};
+use crate::messages::{Flush, WriteBatch};
+use crate::rules_file::{load_rules_file, RulesFile, RulesFileError};
+use crate::stream::{ClientSettings, Pacer, PacingConfig, StreamActor, StreamSpec, TlsConfig};
+use crate::supervisor::children::{ChildHandle, ChildSpec, SpawnStream};
+use crate::supervisor::{ArbiterPool, Shutdown, Supervisor, SupervisorSettings};
+use crate::watcher::{load_all, redis_address, RuleTargets, RuleWatcher, SlotFilter, WatcherSettings};
+
+/// How long the streams get to close, then how long the writer gets to deliver what it holds.
+/// Together they bound a clean shutdown at about 10 s.
+const STOP_STREAMS_TIMEOUT: Duration = Duration::from_secs(3);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Why `run` returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// A SIGTERM or SIGINT; `undelivered` records could not be flushed in time (0 is clean).
+    Signal { signal: &'static str, undelivered: usize },
+}
+
+impl ExitReason {
+    /// The process exit status: 0 for a clean stop, 1 when records were left undelivered.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ExitReason::Signal { undelivered: 0, .. } => 0,
+            ExitReason::Signal { .. } => 1,
+        }
+    }
+}
+
+/// What keeps the process from starting. The message names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    RulesFile(#[from] RulesFileError),
+    #[error("cannot read the rules from Redis at {address}: {source}")]
+    Redis { address: String, source: redis::RedisError },
+    #[error("Redis at {address} did not answer within {timeout:?}; is it running and reachable?")]
+    RedisTimeout { address: String, timeout: Duration },
+    #[error("cannot set up the stream client: {0}")]
+    Client(String),
+    #[error("cannot start the writer: {0}")]
+    Writer(String),
+    #[error("cannot listen for signals: {0}")]
+    Signals(std::io::Error),
+}
+
+/// The writer's two faces: batches in, flush on shutdown.
+#[derive(Clone)]
+pub struct WriterHandle {
+    pub batches: Recipient<WriteBatch>,
+    pub flush: Recipient<Flush>,
+}
+
+/// Runs the cluster until SIGTERM or SIGINT. Must be called inside an actix `System`;
+/// see [`run_blocking`].
+pub async fn run(config: ClusterConfig, writer: WriterHandle) -> Result<ExitReason, AppError> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    crate::stream::client::install_crypto_provider();
+    // Signals are taken over first: a SIGTERM during start-up is then a clean stop too.
+    let mut signals = Signals::listen().map_err(AppError::Signals)?;
+
+    let wanted = slot_filter(&config.slots);
+    if let RulesConfig::File { path } = &config.rules {
+        // Fail at start, loudly, rather than run with no rules.
+        load_rules_file(path)?;
+    }
+    let heartbeat = match config.rules {
+        RulesConfig::Redis => Some(
+            Heartbeat::new(HeartbeatSettings {
+                redis_url: config.redis.url.clone(),
+                interval: config.heartbeat.interval(),
+                timeout: Duration::from_secs(5),
+            })
+            .start(),
+        ),
+        RulesConfig::File { .. } => None,
+    };
+
+    let pool = Arc::new(ArbiterPool::new(0));
+    let spawner = StreamSpawner::new(&config, writer.batches.clone(), Arc::clone(&pool))?;
+    let mut settings = SupervisorSettings::new(config.keys.iter().map(|k| k.name.clone()).collect());
+    settings.status_interval = match config.log.status_interval_secs {
+        0 => None,
+        secs => Some(Duration::from_secs(secs)),
+    };
+    let heartbeat_recipient: Option<Recipient<StreamingSlots>> = heartbeat.as_ref().map(|h| h.clone().recipient());
+    let supervisor = Supervisor::new(settings, Box::new(spawner), heartbeat_recipient).start();
+    tracing::info!(
+        keys = config.keys.len(),
+        arbiters = pool.len(),
+        slots = %config.slots,
+        endpoint = %config.stream.endpoint,
+        "supervisor started"
+    );
+
+    let targets = RuleTargets { changed: supervisor.clone().recipient(), snapshot: supervisor.clone().recipient() };
+    let source = match &config.rules {
+        RulesConfig::Redis => {
+            let mut settings = WatcherSettings::new(config.redis.url.clone(), config.redis.notify_channel.clone());
+            settings.resync_interval = config.redis.resync_interval();
+            settings.wanted = wanted;
+            RuleSource::Redis(RuleWatcher::new(settings, targets).start())
+        }
+        RulesConfig::File { path } => RuleSource::File(RulesFile::new(path.clone(), wanted, targets).start()),
+    };
+
+    let signal = signals.next().await;
+    tracing::info!("{signal}: shutting down (a second signal exits at once)");
+    actix_rt::spawn(async move {
+        let again = signals.next().await;
+        tracing::error!("{again} during shutdown: exiting now, records still held are lost");
+        std::process::exit(130);
+    });
+
+    drop(source);
+    let not_stopped = supervisor.send(Shutdown { timeout: STOP_STREAMS_TIMEOUT }).await.unwrap_or(0);
+    if not_stopped > 0 {
+        tracing::warn!(streams = not_stopped, "streams did not stop within {STOP_STREAMS_TIMEOUT:?}");
+    }
+    let undelivered = match writer.flush.send(Flush { timeout: FLUSH_TIMEOUT }).await {
+        Ok(left) => left,
+        Err(_) => {
+            tracing::error!("the writer was gone before it could be flushed");
+            0
+        }
+    };
+    if undelivered > 0 {
+        tracing::error!(undelivered, "records could not be delivered within {FLUSH_TIMEOUT:?} and are lost");
+    } else {
+        tracing::info!("all records delivered; stopped cleanly");
+    }
+    pool.stop();
+    Ok(ExitReason::Signal { signal, undelivered })
+}
+
+/// Holds the rule source alive; dropping it stops it.
+enum RuleSource {
+    Redis(#[allow(dead_code)] Addr<RuleWatcher>),
+    File(#[allow(dead_code)] Addr<RulesFile>),
+}
+
+/// The config's slot selection as the watcher's predicate.
+pub fn slot_filter(selection: &SlotSelection) -> SlotFilter {
+    let selection = selection.clone();
+    Arc::new(move |slot: &SlotId| selection.includes(slot))
+}
+
+/// Starts `StreamActor`s on the arbiter pool with the config's endpoint and credentials.
+struct StreamSpawner {
+    credentials: HashMap<String, Credentials>,
+    stream: StreamConfig,
+    http: ClientSettings,
+    writer: Recipient<WriteBatch>,
+    pacer: Arc<Pacer>,
+    pool: Arc<ArbiterPool>,
+}
+
+impl StreamSpawner {
+    fn new(config: &ClusterConfig, writer: Recipient<WriteBatch>, pool: Arc<ArbiterPool>) -> Result<Self, AppError> {
+        let stream = config.stream.clone();
+        crate::stream::client::check_endpoint(&stream.endpoint).map_err(|e| AppError::Client(e.to_string()))?;
+        let tls = TlsConfig::load(stream.ca_file.as_deref()).map_err(|e| AppError::Client(e.to_string()))?;
+        let http = ClientSettings { connect_timeout: stream.connect_timeout(), head_timeout: stream.connect_timeout(), tls };
+        let per_minute = stream.connects_per_key_per_minute.max(1);
+        let pacer = Arc::new(Pacer::new(PacingConfig {
+            burst: per_minute.min(5),
+            interval: Duration::from_secs(60) / per_minute,
+        }));
+        let credentials = config.keys.iter().map(|k| (k.name.clone(), k.credentials.clone())).collect();
+        Ok(StreamSpawner { credentials, stream, http, writer, pacer, pool })
+    }
+}
+
+impl SpawnStream for StreamSpawner {
+    fn spawn(&mut self, spec: ChildSpec) -> Result<ChildHandle, String> {
+        let credentials = self
+            .credentials
+            .get(&spec.key_name)
+            .cloned()
+            .ok_or_else(|| format!("no API key named {:?} in the config", spec.key_name))?;
+        let mut stream = StreamSpec::new(spec.id, spec.key_name, credentials, spec.rules, self.stream.endpoint.clone());
+        stream.user_agent = self.stream.user_agent.clone();
+        stream.stall_timeout = self.stream.stall_timeout();
+        stream.max_frame_bytes = self.stream.max_frame_bytes;
+        stream.http = self.http.clone();
+        let handle = StreamActor::start_in(
+            &self.pool.next_handle(),
+            stream,
+            self.writer.clone(),
+            spec.report_to,
+            Arc::clone(&self.pacer),
+        )
+        .map_err(|e| e.to_string())?;
+        let stats = handle.stats;
+        Ok(ChildHandle {
+            update: handle.addr.clone().recipient(),
+            stop: handle.addr.recipient(),
+            tweets: Some(Arc::new(move || stats.snapshot().messages_of(MessageKind::Tweet))),
+        })
+    }
+}
+
+/// SIGTERM and SIGINT as one stream of signal names.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
+/// What `traptor-supervisor check` found: the rules per slot and the plan they give.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub rules: BTreeMap<SlotId, RuleSet>,
+    pub plan: Plan,
+    /// Where the rules came from, for the report's first line.
+    pub source: String,
+}
+
+impl CheckReport {
+    /// The report printed by `check`: slots with rule counts, rule errors, then the plan.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(out, "rules from {}", self.source);
+        if self.rules.is_empty() {
+            out.push_str("no rules found\n");
+        }
+        for (slot, set) in &self.rules {
+            let _ = writeln!(out, "  {slot}: {} rule(s), {} not loadable", set.rules.len(), set.errors.len());
+            for error in &set.errors {
+                let _ = writeln!(out, "    {error}");
+            }
+        }
+        out.push_str("\nplan:\n");
+        out.push_str(&self.plan.summary());
+        out
+    }
+}
+
+/// Loads the rules once (Redis or file) and plans them, without starting anything.
+pub async fn check(config: &ClusterConfig) -> Result<CheckReport, AppError> {
+    let wanted = slot_filter(&config.slots);
+    let (rules, source) = match &config.rules {
+        RulesConfig::File { path } => (load_rules_file(path)?, format!("file {}", path.display())),
+        RulesConfig::Redis => {
+            let address = redis_address(&config.redis.url);
+            let timeout = Duration::from_secs(10);
+            let load = async {
+                let client = redis::Client::open(config.redis.url.as_str())?;
+                let settings = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout));
+                let mut con = client.get_multiplexed_async_connection_with_config(&settings).await?;
+                load_all(&mut con, &*wanted).await
+            };
+            let rules = match actix_rt::time::timeout(timeout * 3, load).await {
+                Ok(Ok(rules)) => rules,
+                Ok(Err(source)) => return Err(AppError::Redis { address, source }),
+                Err(_) => return Err(AppError::RedisTimeout { address, timeout: timeout * 3 }),
+            };
+            (rules, format!("Redis {address}"))
+        }
+    };
+    let rules: BTreeMap<SlotId, RuleSet> = rules.into_iter().filter(|(slot, _)| wanted(slot)).collect();
+    let by_slot = rules.iter().map(|(slot, set)| (slot.clone(), set.rules.clone())).collect();
+    let keys: Vec<String> = config.keys.iter().map(|k| k.name.clone()).collect();
+    let plan = plan(&by_slot, &keys, None);
+    Ok(CheckReport { rules, plan, source })
+}

@@ -1,0 +1,406 @@
+//! The sections of `cluster.toml`, each with the defaults an operator gets when it is left out.
+//! `config/cluster.toml` documents every option; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use traptor_core::MessageKind;
+
+/// Where the rules live and how the watcher follows them.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db`, or `rediss://` for TLS.
+    pub url: String,
+    /// The pub/sub channel the rule manager announces changes on (`<type>:<id>`).
+    pub notify_channel: String,
+    /// How often every slot is re-read in full, since pub/sub may lose notices.
+    pub resync_interval_secs: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: "redis://127.0.0.1:6379/0".to_owned(),
+            notify_channel: "traptor-notify".to_owned(),
+            resync_interval_secs: 60,
+        }
+    }
+}
+
+impl RedisConfig {
+    pub fn resync_interval(&self) -> Duration {
+        Duration::from_secs(self.resync_interval_secs)
+    }
+
+    /// The URL with any password replaced, fit for logs.
+    pub fn redacted_url(&self) -> String {
+        redact_url_password(&self.url)
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("notify_channel", &self.notify_channel)
+            .field("resync_interval_secs", &self.resync_interval_secs)
+            .finish()
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` so a URL can be logged.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_owned() };
+    let userinfo = &rest[..at];
+    let redacted = match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{user}:<redacted>"),
+        None => "<redacted>".to_owned(),
+    };
+    format!("{scheme}://{redacted}{}", &rest[at..])
+}
+
+/// The Kafka producer's compression codec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    /// The value of librdkafka's `compression.type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// librdkafka options passed verbatim (SASL, TLS, tuning). Its `Debug` hides the values of
+/// options that hold secrets, such as `sasl.password`.
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct ProducerOptions(pub BTreeMap<String, String>);
+
+impl ProducerOptions {
+    /// Whether an option's value is a secret that must never be logged.
+    pub fn is_secret(name: &str) -> bool {
+        let name = name.to_ascii_lowercase();
+        ["password", "secret", "key.pem", "token", "jaas"].iter().any(|word| name.contains(word))
+    }
+}
+
+impl fmt::Debug for ProducerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in &self.0 {
+            if ProducerOptions::is_secret(name) {
+                map.entry(name, &"<redacted>");
+            } else {
+                map.entry(name, value);
+            }
+        }
+        map.finish()
+    }
+}
+
+/// Where records go when the sink is Kafka, and how hard the producer tries.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port...]`; required when `sink.kind = "kafka"`.
+    pub bootstrap_servers: Option<String>,
+    /// Tweets go here (and everything else unless the topics below are set).
+    pub topic: String,
+    /// Control messages (limit, delete, scrub_geo, withheld, disconnect, warning, unknown).
+    pub control_topic: Option<String>,
+    /// Frames that were not JSON; defaults to the control topic, else `topic`.
+    pub dead_letter_topic: Option<String>,
+    pub compression: Compression,
+    /// Passed verbatim to librdkafka after traptor's own settings, so they can override them.
+    pub producer: ProducerOptions,
+    /// Records accepted but not yet acknowledged by Kafka before the writer stops accepting more.
+    pub max_in_flight_records: usize,
+    /// Delivery attempts per record before it is given up (logged at error); 0 = never give up.
+    pub max_delivery_attempts: u32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap_servers: None,
+            topic: "traptor".to_owned(),
+            control_topic: None,
+            dead_letter_topic: None,
+            compression: Compression::Lz4,
+            producer: ProducerOptions::default(),
+            max_in_flight_records: 100_000,
+            max_delivery_attempts: 10,
+        }
+    }
+}
+
+impl KafkaConfig {
+    /// The topic a record of `kind` is written to.
+    pub fn topic_for(&self, kind: MessageKind) -> &str {
+        match kind {
+            MessageKind::Tweet => &self.topic,
+            MessageKind::Invalid => self
+                .dead_letter_topic
+                .as_deref()
+                .or(self.control_topic.as_deref())
+                .unwrap_or(&self.topic),
+            _ => self.control_topic.as_deref().unwrap_or(&self.topic),
+        }
+    }
+}
+
+/// How each streaming connection talks to the API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// The `statuses/filter` URL (the real API or an emulator).
+    pub endpoint: String,
+    pub user_agent: String,
+    /// No byte (not even a keep-alive newline) for this long means the connection is dead.
+    pub stall_timeout_secs: u64,
+    /// Longest single message accepted; a longer frame is cut off and reported.
+    pub max_frame_bytes: usize,
+    /// Time allowed to get the response head.
+    pub connect_timeout_secs: u64,
+    /// A PEM bundle of extra trusted CAs (for an emulator or proxy with its own CA).
+    pub ca_file: Option<PathBuf>,
+    /// At most this many connection attempts per API key per minute, whatever the backoff says.
+    pub connects_per_key_per_minute: u32,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        StreamConfig {
+            endpoint: "https://stream.twitter.com/1.1/statuses/filter.json".to_owned(),
+            user_agent: concat!("traptor/", env!("CARGO_PKG_VERSION")).to_owned(),
+            stall_timeout_secs: 90,
+            max_frame_bytes: 1024 * 1024,
+            connect_timeout_secs: 10,
+            ca_file: None,
+            connects_per_key_per_minute: 6,
+        }
+    }
+}
+
+impl StreamConfig {
+    pub fn stall_timeout(&self) -> Duration {
+        Duration::from_secs(self.stall_timeout_secs)
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.connect_timeout_secs)
+    }
+}
+
+/// The liveness key `<type>:<id>:heartbeat` the original's monitoring reads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeartbeatConfig {
+    pub interval_secs: u64,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig { interval_secs: 10 }
+    }
+}
+
+impl HeartbeatConfig {
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+
+    /// The key's time to live: 1.5 × the interval (rounded up), so one late beat is tolerated.
+    pub fn ttl_secs(&self) -> u64 {
+        (self.interval_secs * 3).div_ceil(2)
+    }
+}
+
+/// Which sink the writer uses, as written in the file (`kind` plus its options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Kafka,
+    Stdout,
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SinkSection {
+    pub kind: SinkKind,
+    pub path: Option<PathBuf>,
+}
+
+impl Default for SinkSection {
+    fn default() -> Self {
+        SinkSection { kind: SinkKind::Kafka, path: None }
+    }
+}
+
+/// Where the writer sends records; the Kafka options themselves are in [`KafkaConfig`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    Kafka,
+    /// One JSON document per line on standard output.
+    Stdout,
+    /// One JSON document per line, appended to `path`.
+    File { path: PathBuf },
+}
+
+/// The log output: `json` for log shippers, `human` for a terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Human,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter: `info`, `debug`, or directives like `info,traptor_actors=debug`.
+    pub level: String,
+    /// How often each slot logs a status line (state, rate, counts); 0 = never.
+    pub status_interval_secs: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Human, level: "info".to_owned(), status_interval_secs: 60 }
+    }
+}
+
+/// Where the rules come from, as written in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RulesSourceKind {
+    Redis,
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RulesSection {
+    pub source: RulesSourceKind,
+    pub path: Option<PathBuf>,
+}
+
+impl Default for RulesSection {
+    fn default() -> Self {
+        RulesSection { source: RulesSourceKind::Redis, path: None }
+    }
+}
+
+/// Where the rules come from: Redis (followed live) or a file read once at start
+/// (its format: `crate::rules_file`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RulesConfig {
+    Redis,
+    File { path: PathBuf },
+}
+
+/// Options of the built-in emulator, started in-process when `[emulator]` is present (demo).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmulatorConfig {
+    /// Where it listens; port 0 picks a free port.
+    pub listen: String,
+    /// Generated tweets per second, per connection.
+    pub rate: f64,
+    /// Seed of the tweet generator, so a demo run can be repeated.
+    pub seed: u64,
+    /// Interval of keep-alive newlines.
+    pub keepalive_ms: u64,
+    /// Share of generated tweets that match the connection's filter (0.0–1.0).
+    pub hit_ratio: f64,
+}
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        EmulatorConfig {
+            listen: "127.0.0.1:0".to_owned(),
+            rate: 5.0,
+            seed: 1,
+            keepalive_ms: 30_000,
+            hit_ratio: 0.9,
+        }
+    }
+}
+
+/// The HTTP status and metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatusConfig {
+    pub listen: String,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig { listen: "127.0.0.1:9099".to_owned() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_url_passwords_only() {
+        assert_eq!(redact_url_password("redis://u:pw@host:6379/0"), "redis://u:<redacted>@host:6379/0");
+        assert_eq!(redact_url_password("rediss://:pw@host/0"), "rediss://:<redacted>@host/0");
+        assert_eq!(redact_url_password("redis://host:6379/0"), "redis://host:6379/0");
+        let config = RedisConfig { url: "redis://u:hunter2@h/0".into(), ..RedisConfig::default() };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn producer_debug_hides_secret_options() {
+        let mut options = BTreeMap::new();
+        options.insert("sasl.password".to_owned(), "hunter2".to_owned());
+        options.insert("linger.ms".to_owned(), "5".to_owned());
+        let text = format!("{:?}", ProducerOptions(options));
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("\"linger.ms\": \"5\""), "{text}");
+    }
+
+    #[test]
+    fn routes_each_kind_to_its_topic() {
+        let mut kafka = KafkaConfig::default();
+        assert_eq!(kafka.topic_for(MessageKind::Limit), "traptor");
+        assert_eq!(kafka.topic_for(MessageKind::Invalid), "traptor");
+        kafka.control_topic = Some("control".into());
+        assert_eq!(kafka.topic_for(MessageKind::Tweet), "traptor");
+        assert_eq!(kafka.topic_for(MessageKind::Delete), "control");
+        assert_eq!(kafka.topic_for(MessageKind::Invalid), "control");
+        kafka.dead_letter_topic = Some("dead".into());
+        assert_eq!(kafka.topic_for(MessageKind::Invalid), "dead");
+        assert_eq!(kafka.topic_for(MessageKind::Unknown), "control");
+    }
+
+    #[test]
+    fn heartbeat_ttl_is_one_and_a_half_intervals() {
+        assert_eq!(HeartbeatConfig { interval_secs: 10 }.ttl_secs(), 15);
+        assert_eq!(HeartbeatConfig { interval_secs: 3 }.ttl_secs(), 5);
+    }
+}

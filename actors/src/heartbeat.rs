@@ -1,0 +1,236 @@
+//! The heartbeat: `SETEX <type>:<id>:heartbeat` for every slot that is really streaming.
+//!
+//! External rule managers read this key to know a slot is being collected; when it expires
+//! they may reassign the slot's rules. So it beats only for slots with at least one connection
+//! in `Streaming` state (the supervisor says which), never during backoff or after an auth
+//! failure, which fixes the original's heartbeat that kept beating for a dead stream.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use redis::aio::MultiplexedConnection;
+use traptor_core::SlotId;
+
+use crate::watcher::redis_address;
+
+/// The slots that have a streaming connection right now (sent on every change).
+#[derive(Debug, Clone, PartialEq, Message)]
+#[rtype(result = "()")]
+pub struct StreamingSlots(pub BTreeSet<SlotId>);
+
+/// What the heartbeat needs: where to beat and how often.
+#[derive(Clone)]
+pub struct HeartbeatSettings {
+    /// May carry a password: never logged.
+    pub redis_url: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl HeartbeatSettings {
+    /// The key's time to live: 1.5 × the interval, rounded up, at least 1 s, so one late beat
+    /// does not let the key expire but two missed beats do.
+    pub fn ttl_seconds(&self) -> u64 {
+        let ttl = (self.interval.as_secs_f64() * 1.5).ceil() as u64;
+        ttl.max(1)
+    }
+}
+
+/// The actor. Beats every `interval`, and at once for a slot that starts streaming.
+pub struct Heartbeat {
+    settings: HeartbeatSettings,
+    client: Option<redis::Client>,
+    connection: Option<MultiplexedConnection>,
+    streaming: BTreeSet<SlotId>,
+    beating: bool,
+    /// Whether the last beat failed, so an outage is logged once at warn, then at debug.
+    failing: bool,
+}
+
+impl Heartbeat {
+    pub fn new(settings: HeartbeatSettings) -> Self {
+        let client = match redis::Client::open(settings.redis_url.as_str()) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!(
+                    redis = %redis_address(&settings.redis_url),
+                    "the Redis URL is invalid, no heartbeat will be written: {e}"
+                );
+                None
+            }
+        };
+        Heartbeat { settings, client, connection: None, streaming: BTreeSet::new(), beating: false, failing: false }
+    }
+
+    /// Writes one beat for `slots` (skipped while the previous beat is still running).
+    fn beat(&mut self, slots: Vec<SlotId>, ctx: &mut Context<Self>) {
+        if slots.is_empty() || self.beating {
+            return;
+        }
+        let Some(client) = self.client.clone() else { return };
+        self.beating = true;
+        let connection = self.connection.clone();
+        let timeout = self.settings.timeout;
+        let ttl = self.settings.ttl_seconds();
+        let work = async move {
+            let mut con = match connection {
+                Some(con) => con,
+                None => {
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(timeout))
+                        .set_response_timeout(Some(timeout));
+                    client.get_multiplexed_async_connection_with_config(&config).await?
+                }
+            };
+            let now = utc_timestamp(SystemTime::now());
+            let mut pipe = redis::pipe();
+            for slot in &slots {
+                pipe.cmd("SETEX").arg(slot.heartbeat_key()).arg(ttl).arg(&now).ignore();
+            }
+            pipe.query_async::<()>(&mut con).await?;
+            Ok::<_, redis::RedisError>((con, slots))
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            act.beating = false;
+            match result {
+                Ok((con, slots)) => {
+                    act.connection = Some(con);
+                    if act.failing {
+                        tracing::info!("heartbeat written again after Redis errors");
+                    }
+                    act.failing = false;
+                    tracing::debug!(slots = slots.len(), "heartbeat written");
+                }
+                Err(e) => {
+                    act.connection = None;
+                    if act.failing {
+                        tracing::debug!("heartbeat still failing: {e}");
+                    } else {
+                        tracing::warn!(
+                            redis = %redis_address(&act.settings.redis_url),
+                            "heartbeat could not be written, retrying every {:?}: {e}",
+                            act.settings.interval
+                        );
+                    }
+                    act.failing = true;
+                }
+            }
+        }));
+    }
+}
+
+impl Actor for Heartbeat {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.settings.interval, |act, ctx| {
+            let slots = act.streaming.iter().cloned().collect();
+            act.beat(slots, ctx);
+        });
+    }
+}
+
+impl Handler<StreamingSlots> for Heartbeat {
+    type Result = ();
+
+    fn handle(&mut self, msg: StreamingSlots, ctx: &mut Self::Context) {
+        let started: Vec<SlotId> = msg.0.difference(&self.streaming).cloned().collect();
+        for slot in &started {
+            tracing::debug!(slot = %slot, "slot streaming: heartbeat on");
+        }
+        for slot in self.streaming.difference(&msg.0) {
+            tracing::info!(slot = %slot, "slot no longer streaming: heartbeat withheld, its key will expire");
+        }
+        self.streaming = msg.0;
+        self.beat(started, ctx);
+    }
+}
+
+/// `2026-11-26T04:05:06Z`: UTC, second precision.
+pub fn utc_timestamp(at: SystemTime) -> String {
+    let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(interval: Duration) -> HeartbeatSettings {
+        HeartbeatSettings { redis_url: "redis://127.0.0.1/".into(), interval, timeout: Duration::from_secs(1) }
+    }
+
+    #[test]
+    fn ttl_is_one_and_a_half_intervals_rounded_up_and_at_least_one_second() {
+        assert_eq!(settings(Duration::from_secs(10)).ttl_seconds(), 15);
+        assert_eq!(settings(Duration::from_secs(5)).ttl_seconds(), 8);
+        assert_eq!(settings(Duration::from_millis(300)).ttl_seconds(), 1);
+        assert_eq!(settings(Duration::from_millis(1500)).ttl_seconds(), 3);
+    }
+
+    #[test]
+    fn timestamps_are_utc_iso_8601_with_a_z() {
+        let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(utc_timestamp(at(0)), "1970-01-01T00:00:00Z");
+        // 2016-02-22T01:34:53Z, the original's fixture tweet.
+        assert_eq!(utc_timestamp(at(1_456_104_893)), "2016-02-22T01:34:53Z");
+        // A leap day and the last second of a year.
+        assert_eq!(utc_timestamp(at(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_timestamp(at(1_798_761_599)), "2026-12-31T23:59:59Z");
+    }
+
+    #[actix_rt::test]
+    #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+    async fn beats_only_for_streaming_slots_and_lets_the_key_expire_after() {
+        let url = crate::watcher::tests::test_redis(12);
+        let mut con = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: () = redis::cmd("FLUSHDB").query_async(&mut con).await.unwrap();
+
+        let heartbeat = Heartbeat::new(HeartbeatSettings {
+            redis_url: url.clone(),
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_secs(2),
+        })
+        .start();
+        let streaming = SlotId::new(traptor_core::StreamType::Track, "0");
+        heartbeat.send(StreamingSlots(BTreeSet::from([streaming.clone()]))).await.unwrap();
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+
+        let value: Option<String> = redis::cmd("GET").arg("track:0:heartbeat").query_async(&mut con).await.unwrap();
+        let value = value.expect("the key is written as soon as the slot streams");
+        assert_eq!(value.len(), "2026-11-26T04:05:06Z".len(), "{value}");
+        assert!(value.ends_with('Z') && value.as_bytes()[10] == b'T', "{value}");
+        let ttl: i64 = redis::cmd("TTL").arg("track:0:heartbeat").query_async(&mut con).await.unwrap();
+        assert!((0..=1).contains(&ttl), "ttl {ttl}");
+        let others: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut con).await.unwrap();
+        assert_eq!(others, ["track:0:heartbeat"]);
+
+        heartbeat.send(StreamingSlots(BTreeSet::new())).await.unwrap();
+        actix_rt::time::sleep(Duration::from_millis(1600)).await;
+        let exists: bool = redis::cmd("EXISTS").arg("track:0:heartbeat").query_async(&mut con).await.unwrap();
+        assert!(!exists, "the key expires once the slot no longer streams");
+    }
+}

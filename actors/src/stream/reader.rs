@@ -1,0 +1,445 @@
+//! Reading one open stream: body chunks → frames → enriched records → the writer.
+//!
+//! The synchronous part ([`Reader::process_chunk`]) is plain code, tested without I/O; the
+//! async loop ([`read_stream`]) only moves chunks in and batches out, waiting for the writer to
+//! accept each batch before reading on, so a slow sink slows the stream instead of growing a
+//! queue.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use actix::Recipient;
+use futures_util::StreamExt;
+use traptor_core::enrich::Enricher;
+use traptor_core::protocol::{classify, ControlDetail, FrameDecoder, Item};
+use traptor_core::{MessageKind, Record, Rule, SlotId};
+
+use super::client::StreamBody;
+use super::stats::StreamStats;
+use crate::messages::WriteBatch;
+
+/// When the stream last showed life, shared between the reader (which sees the bytes) and the
+/// stream actor (whose watchdog asks). Time spent waiting for the writer counts as alive: a
+/// slow sink must not pass for a stalled server.
+#[derive(Debug)]
+pub struct Liveness {
+    last: Cell<Instant>,
+    waiting_on_writer: Cell<bool>,
+}
+
+impl Liveness {
+    pub fn new(now: Instant) -> Rc<Liveness> {
+        Rc::new(Liveness { last: Cell::new(now), waiting_on_writer: Cell::new(false) })
+    }
+
+    /// The moment to count silence from, asked at `now`.
+    pub fn last_sign_of_life(&self, now: Instant) -> Instant {
+        if self.waiting_on_writer.get() {
+            now
+        } else {
+            self.last.get()
+        }
+    }
+
+    fn alive(&self, now: Instant) {
+        self.last.set(now);
+    }
+}
+
+/// New rules for the open connection whose filter did not change (only rule metadata did):
+/// the reader picks them up before its next chunk.
+pub type RulesUpdate = Rc<RefCell<Option<Vec<Rule>>>>;
+
+/// Why the reading ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum End {
+    /// The server ended the body.
+    Closed,
+    /// Reading the body failed.
+    ReadError(String),
+    /// The server sent a `disconnect` message (forwarded before ending).
+    Disconnect { code: Option<u32>, reason: Option<String> },
+    /// The writer refused records or is gone: reading on would lose them.
+    WriterGone(String),
+}
+
+/// What one chunk turned into.
+#[derive(Debug, Default)]
+pub struct ChunkOutcome {
+    pub records: Vec<Record>,
+    /// A `disconnect` message was among the frames: `(code, reason)`.
+    pub disconnect: Option<(Option<u32>, Option<String>)>,
+}
+
+/// The per-connection decoding state: framing, enrichment and counting.
+pub struct Reader {
+    connection: String,
+    decoder: FrameDecoder,
+    enricher: Enricher,
+    stats: Arc<StreamStats>,
+}
+
+impl Reader {
+    /// `connection` names the connection in logs (its id; never credentials).
+    pub fn new(
+        connection: String,
+        slot: SlotId,
+        rules: Vec<Rule>,
+        max_frame_bytes: usize,
+        stats: Arc<StreamStats>,
+    ) -> Reader {
+        Reader {
+            connection,
+            decoder: FrameDecoder::new(max_frame_bytes),
+            enricher: Enricher::new(Some(slot), rules),
+            stats,
+        }
+    }
+
+    /// Matches the following messages against `rules`.
+    pub fn replace_rules(&mut self, rules: Vec<Rule>) {
+        self.enricher = Enricher::new(self.enricher.slot().cloned(), rules);
+    }
+
+    /// Decodes and enriches every complete frame of `chunk`. Never panics and never drops a
+    /// frame: a frame whose enrichment fails unexpectedly is forwarded as an invalid record.
+    pub fn process_chunk(&mut self, chunk: &[u8], received_at_ms: i64) -> ChunkOutcome {
+        self.stats.bytes(chunk.len());
+        let mut outcome = ChunkOutcome::default();
+        self.decoder.push(chunk);
+        while let Some(item) = self.decoder.next_item() {
+            match item {
+                Item::KeepAlive => self.stats.keep_alive(),
+                Item::Error(error) => self.frame_error(&error.to_string()),
+                Item::Frame(frame) => self.process_frame(frame, received_at_ms, &mut outcome),
+            }
+        }
+        outcome
+    }
+
+    /// The body ended: reports a message cut short, if any.
+    pub fn finish(&mut self) {
+        if let Some(error) = self.decoder.finish() {
+            self.frame_error(&error.to_string());
+        }
+    }
+
+    fn process_frame(&mut self, frame: Vec<u8>, received_at_ms: i64, outcome: &mut ChunkOutcome) {
+        let enriched = catch_unwind(AssertUnwindSafe(|| self.enricher.enrich(&frame, received_at_ms)));
+        let enriched = match enriched {
+            Ok(enriched) => enriched,
+            Err(_) => {
+                tracing::error!(connection = %self.connection, "enriching a message panicked; it is forwarded as invalid");
+                self.stats.message(MessageKind::Invalid);
+                let slot = self.enricher.slot().cloned();
+                outcome.records.push(Record {
+                    kind: MessageKind::Invalid,
+                    key: None,
+                    payload: frame,
+                    slot,
+                    received_at_ms,
+                });
+                return;
+            }
+        };
+        let kind = enriched.record.kind;
+        self.stats.message(kind);
+        if kind.is_tweet() {
+            self.stats.tweet_matched(!enriched.matched.is_empty());
+        }
+        if let Some(error) = &enriched.error {
+            if kind == MessageKind::Invalid {
+                self.frame_error(&error.to_string());
+            } else {
+                tracing::debug!(connection = %self.connection, %error, "message enriched with a problem");
+            }
+        }
+        match kind {
+            MessageKind::Limit | MessageKind::Disconnect | MessageKind::Warning => {
+                self.control_message(&frame, outcome)
+            }
+            _ => {}
+        }
+        outcome.records.push(enriched.record);
+    }
+
+    fn control_message(&mut self, frame: &[u8], outcome: &mut ChunkOutcome) {
+        match classify(frame).detail {
+            ControlDetail::Limit { undelivered: Some(count), .. } => self.stats.limit_undelivered(count),
+            ControlDetail::Disconnect { code, reason, .. } => {
+                tracing::warn!(connection = %self.connection, ?code, ?reason, "the server sent a disconnect message");
+                outcome.disconnect = Some((code, reason));
+            }
+            ControlDetail::Warning { code, message, percent_full } => {
+                tracing::warn!(connection = %self.connection, ?code, ?message, ?percent_full, "the server warns that traptor is falling behind");
+            }
+            _ => {}
+        }
+    }
+
+    fn frame_error(&mut self, error: &str) {
+        tracing::warn!(connection = %self.connection, %error, "malformed message on the stream");
+        self.stats.frame_error(error);
+    }
+}
+
+/// Reads `body` until it ends, handing the records of each chunk to `writer` and waiting for
+/// each batch to be accepted before reading on.
+pub async fn read_stream(
+    mut body: impl StreamBody,
+    mut reader: Reader,
+    writer: Recipient<WriteBatch>,
+    liveness: Rc<Liveness>,
+    rules_update: RulesUpdate,
+) -> End {
+    loop {
+        let chunk = match body.next().await {
+            None => {
+                reader.finish();
+                return End::Closed;
+            }
+            Some(Err(error)) => {
+                reader.finish();
+                return End::ReadError(error.to_string());
+            }
+            Some(Ok(chunk)) => chunk,
+        };
+        liveness.alive(Instant::now());
+        if let Some(rules) = rules_update.borrow_mut().take() {
+            reader.replace_rules(rules);
+        }
+        let outcome = reader.process_chunk(&chunk, unix_millis());
+        if !outcome.records.is_empty() {
+            liveness.waiting_on_writer.set(true);
+            let accepted = writer.send(WriteBatch(outcome.records)).await;
+            liveness.waiting_on_writer.set(false);
+            liveness.alive(Instant::now());
+            match accepted {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return End::WriterGone(error.to_string()),
+                Err(error) => return End::WriterGone(format!("the writer is unreachable: {error}")),
+            }
+        }
+        if let Some((code, reason)) = outcome.disconnect {
+            return End::Disconnect { code, reason };
+        }
+    }
+}
+
+fn unix_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traptor_core::rules::parse_rule;
+    use traptor_core::StreamType;
+
+    use crate::messages::WriteError;
+
+    fn slot() -> SlotId {
+        SlotId::new(StreamType::Track, "0")
+    }
+
+    fn rules() -> Vec<Rule> {
+        let fields = [("rule_id", "1"), ("value", "rust"), ("tag", "lang")];
+        vec![parse_rule(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), Some(StreamType::Track))
+            .unwrap()]
+    }
+
+    fn tweet(id: u64, text: &str) -> String {
+        format!(
+            r#"{{"created_at":"Mon Feb 22 01:34:53 +0000 2016","id":{id},"id_str":"{id}","text":"{text}","user":{{"id":7,"id_str":"7","screen_name":"someone"}}}}"#
+        )
+    }
+
+    /// `delimited=length` framing: the length counts the message and its `\r\n`.
+    fn delimited(message: &str) -> String {
+        format!("{}\r\n{message}\r\n", message.len() + 2)
+    }
+
+    fn reader(stats: &Arc<StreamStats>) -> Reader {
+        Reader::new("track:0".into(), slot(), rules(), 1 << 20, stats.clone())
+    }
+
+    #[test]
+    fn tweets_control_messages_and_junk_all_become_records_in_order() {
+        let stats = Arc::new(StreamStats::default());
+        let mut reader = reader(&stats);
+        let body = [
+            delimited(&tweet(1, "I like rust")),
+            "\r\n".to_owned(),
+            delimited(&tweet(2, "nothing here")),
+            delimited(r#"{"limit":{"track":42,"timestamp_ms":"1"}}"#),
+            delimited("this is not json"),
+            delimited(r#"{"delete":{"status":{"id":1,"id_str":"1","user_id":7,"user_id_str":"7"}}}"#),
+        ]
+        .concat();
+        let outcome = reader.process_chunk(body.as_bytes(), 1_000);
+        let kinds: Vec<MessageKind> = outcome.records.iter().map(|r| r.kind).collect();
+        assert_eq!(
+            kinds,
+            [MessageKind::Tweet, MessageKind::Tweet, MessageKind::Limit, MessageKind::Invalid, MessageKind::Delete]
+        );
+        assert_eq!(outcome.records[3].payload, b"this is not json");
+        assert!(outcome.records.iter().all(|r| r.slot == Some(slot()) && r.received_at_ms == 1_000));
+        assert!(outcome.disconnect.is_none());
+        let snap = stats.snapshot();
+        assert_eq!((snap.tweets_matched, snap.tweets_unmatched), (1, 1));
+        assert_eq!(snap.keep_alives, 1);
+        assert_eq!(snap.limit_undelivered, 42);
+        assert_eq!(snap.frame_errors, 1, "the invalid message is counted");
+        assert_eq!(snap.bytes, body.len() as u64);
+    }
+
+    #[test]
+    fn frames_split_across_chunks_come_out_once_whole() {
+        let stats = Arc::new(StreamStats::default());
+        let mut reader = reader(&stats);
+        let body = [delimited(&tweet(1, "rust one")), delimited(&tweet(2, "rust two"))].concat();
+        let mut records = Vec::new();
+        for piece in body.as_bytes().chunks(7) {
+            records.extend(reader.process_chunk(piece, 0).records);
+        }
+        let keys: Vec<Option<String>> = records.iter().map(|r| r.key.clone()).collect();
+        assert_eq!(keys, [Some("1".to_owned()), Some("2".to_owned())]);
+    }
+
+    #[test]
+    fn a_disconnect_message_is_forwarded_and_flagged() {
+        let stats = Arc::new(StreamStats::default());
+        let mut reader = reader(&stats);
+        let body = delimited(r#"{"disconnect":{"code":7,"stream_name":"x","reason":"admin logout"}}"#);
+        let outcome = reader.process_chunk(body.as_bytes(), 0);
+        assert_eq!(outcome.records.len(), 1);
+        assert_eq!(outcome.records[0].kind, MessageKind::Disconnect);
+        assert_eq!(outcome.disconnect, Some((Some(7), Some("admin logout".to_owned()))));
+    }
+
+    #[test]
+    fn new_rules_change_what_matches() {
+        let stats = Arc::new(StreamStats::default());
+        let mut reader = reader(&stats);
+        let fields = [("rule_id", "2"), ("value", "python"), ("tag", "lang")];
+        let python = parse_rule(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), Some(StreamType::Track))
+            .unwrap();
+        reader.replace_rules(vec![python]);
+        reader.process_chunk(delimited(&tweet(1, "rust")).as_bytes(), 0);
+        reader.process_chunk(delimited(&tweet(2, "python")).as_bytes(), 0);
+        let snap = stats.snapshot();
+        assert_eq!((snap.tweets_matched, snap.tweets_unmatched), (1, 1));
+    }
+
+    /// Collects batches; refuses them once `refuse` is set.
+    struct TestWriter {
+        records: Rc<RefCell<Vec<Record>>>,
+        refuse: bool,
+    }
+
+    impl actix::Actor for TestWriter {
+        type Context = actix::Context<Self>;
+    }
+
+    impl actix::Handler<WriteBatch> for TestWriter {
+        type Result = Result<(), WriteError>;
+        fn handle(&mut self, batch: WriteBatch, _: &mut Self::Context) -> Self::Result {
+            if self.refuse {
+                return Err(WriteError::ShuttingDown);
+            }
+            self.records.borrow_mut().extend(batch.0);
+            Ok(())
+        }
+    }
+
+    fn body_of(chunks: Vec<Result<bytes::Bytes, awc::error::PayloadError>>) -> impl StreamBody {
+        futures_util::stream::iter(chunks)
+    }
+
+    #[actix_rt::test]
+    async fn read_stream_delivers_every_record_and_reports_how_it_ended() {
+        use actix::Actor;
+        let records = Rc::new(RefCell::new(Vec::new()));
+        let writer = TestWriter { records: records.clone(), refuse: false }.start().recipient();
+        let stats = Arc::new(StreamStats::default());
+        let chunks = vec![
+            Ok(bytes::Bytes::from(delimited(&tweet(1, "rust")))),
+            Ok(bytes::Bytes::from("\r\n")),
+            Ok(bytes::Bytes::from(delimited(&tweet(2, "rust")))),
+        ];
+        let liveness = Liveness::new(Instant::now());
+        let end = read_stream(body_of(chunks), reader(&stats), writer, liveness, RulesUpdate::default()).await;
+        assert_eq!(end, End::Closed);
+        assert_eq!(records.borrow().len(), 2);
+    }
+
+    #[actix_rt::test]
+    async fn read_stream_stops_at_a_disconnect_message_after_forwarding_it() {
+        use actix::Actor;
+        let records = Rc::new(RefCell::new(Vec::new()));
+        let writer = TestWriter { records: records.clone(), refuse: false }.start().recipient();
+        let stats = Arc::new(StreamStats::default());
+        let chunks = vec![
+            Ok(bytes::Bytes::from(delimited(r#"{"disconnect":{"code":4,"stream_name":"x","reason":"stall"}}"#))),
+            Ok(bytes::Bytes::from(delimited(&tweet(2, "never read")))),
+        ];
+        let end = read_stream(body_of(chunks), reader(&stats), writer, Liveness::new(Instant::now()), RulesUpdate::default())
+            .await;
+        assert_eq!(end, End::Disconnect { code: Some(4), reason: Some("stall".into()) });
+        assert_eq!(records.borrow().len(), 1);
+        assert_eq!(records.borrow()[0].kind, MessageKind::Disconnect);
+    }
+
+    #[actix_rt::test]
+    async fn read_stream_ends_when_the_writer_refuses() {
+        use actix::Actor;
+        let writer = TestWriter { records: Rc::default(), refuse: true }.start().recipient();
+        let stats = Arc::new(StreamStats::default());
+        let chunks = vec![Ok(bytes::Bytes::from(delimited(&tweet(1, "rust"))))];
+        let end = read_stream(body_of(chunks), reader(&stats), writer, Liveness::new(Instant::now()), RulesUpdate::default())
+            .await;
+        assert!(matches!(end, End::WriterGone(reason) if reason.contains("shutting down")));
+    }
+
+    #[actix_rt::test]
+    async fn read_stream_reports_a_read_error() {
+        use actix::Actor;
+        let writer = TestWriter { records: Rc::default(), refuse: false }.start().recipient();
+        let stats = Arc::new(StreamStats::default());
+        let chunks = vec![Err(awc::error::PayloadError::Incomplete(None))];
+        let end = read_stream(body_of(chunks), reader(&stats), writer, Liveness::new(Instant::now()), RulesUpdate::default())
+            .await;
+        assert!(matches!(end, End::ReadError(_)), "{end:?}");
+    }
+
+    #[actix_rt::test]
+    async fn rules_sent_to_an_open_stream_apply_from_the_next_chunk() {
+        use actix::Actor;
+        let records = Rc::new(RefCell::new(Vec::new()));
+        let writer = TestWriter { records: records.clone(), refuse: false }.start().recipient();
+        let stats = Arc::new(StreamStats::default());
+        let update = RulesUpdate::default();
+        let fields = [("rule_id", "1"), ("value", "rust"), ("tag", "renamed")];
+        let retagged = parse_rule(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), Some(StreamType::Track))
+            .unwrap();
+        *update.borrow_mut() = Some(vec![retagged]);
+        let chunks = vec![Ok(bytes::Bytes::from(delimited(&tweet(1, "rust"))))];
+        read_stream(body_of(chunks), reader(&stats), writer, Liveness::new(Instant::now()), update.clone()).await;
+        let payload = String::from_utf8(records.borrow()[0].payload.clone()).unwrap();
+        assert!(payload.contains("renamed"), "{payload}");
+        assert!(update.borrow().is_none(), "the update was taken");
+    }
+
+    #[test]
+    fn waiting_on_the_writer_counts_as_alive() {
+        let start = Instant::now();
+        let liveness = Liveness::new(start);
+        let later = start + std::time::Duration::from_secs(100);
+        assert_eq!(liveness.last_sign_of_life(later), start);
+        liveness.waiting_on_writer.set(true);
+        assert_eq!(liveness.last_sign_of_life(later), later);
+    }
+}

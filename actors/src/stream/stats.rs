@@ -1,0 +1,226 @@
+//! Counters of one stream, shared between the stream (which bumps them) and whoever reports
+//! status or metrics (which reads them). Lock-free except for the rare, small maps and strings.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use traptor_core::MessageKind;
+
+/// Why an open stream ended; each reason has its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DropKind {
+    /// The server ended the body.
+    Closed,
+    /// Reading the body failed (reset, TLS error, decoding error).
+    ReadError,
+    /// The server sent a `disconnect` message.
+    DisconnectMessage,
+    /// No byte for the stall timeout.
+    Stall,
+    /// The writer stopped accepting records.
+    WriterGone,
+    /// Closed by traptor to apply a new filter.
+    RuleChange,
+}
+
+impl DropKind {
+    pub const ALL: [DropKind; 6] = [
+        DropKind::Closed,
+        DropKind::ReadError,
+        DropKind::DisconnectMessage,
+        DropKind::Stall,
+        DropKind::WriterGone,
+        DropKind::RuleChange,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropKind::Closed => "closed",
+            DropKind::ReadError => "read_error",
+            DropKind::DisconnectMessage => "disconnect_message",
+            DropKind::Stall => "stall",
+            DropKind::WriterGone => "writer_gone",
+            DropKind::RuleChange => "rule_change",
+        }
+    }
+}
+
+/// Live counters of one stream. Share it as `Arc<StreamStats>`; read it with [`snapshot`].
+///
+/// [`snapshot`]: StreamStats::snapshot
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    connect_attempts: AtomicU64,
+    connected: AtomicU64,
+    network_errors: AtomicU64,
+    drops: [AtomicU64; DropKind::ALL.len()],
+    messages: [AtomicU64; MessageKind::ALL.len()],
+    tweets_matched: AtomicU64,
+    tweets_unmatched: AtomicU64,
+    bytes: AtomicU64,
+    keep_alives: AtomicU64,
+    frame_errors: AtomicU64,
+    limit_undelivered: AtomicU64,
+    http_statuses: Mutex<BTreeMap<u16, u64>>,
+    last_error: Mutex<Option<String>>,
+}
+
+/// A plain copy of [`StreamStats`] at one moment, for status pages and metrics.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct StreamStatsSnapshot {
+    pub connect_attempts: u64,
+    pub connected: u64,
+    pub network_errors: u64,
+    /// Ended streams by reason (see [`DropKind::as_str`]).
+    pub drops: BTreeMap<&'static str, u64>,
+    /// Non-200 responses by status.
+    pub http_statuses: BTreeMap<u16, u64>,
+    /// Messages by kind (see [`MessageKind::as_str`]); kinds never seen are left out.
+    pub messages: BTreeMap<&'static str, u64>,
+    pub tweets_matched: u64,
+    pub tweets_unmatched: u64,
+    pub bytes: u64,
+    pub keep_alives: u64,
+    pub frame_errors: u64,
+    /// The latest `limit` count: tweets the server could not deliver on the current connection.
+    pub limit_undelivered: u64,
+    pub last_error: Option<String>,
+}
+
+impl StreamStatsSnapshot {
+    pub fn messages_of(&self, kind: MessageKind) -> u64 {
+        self.messages.get(kind.as_str()).copied().unwrap_or(0)
+    }
+
+    pub fn drops_of(&self, kind: DropKind) -> u64 {
+        self.drops.get(kind.as_str()).copied().unwrap_or(0)
+    }
+
+    pub fn http_status(&self, status: u16) -> u64 {
+        self.http_statuses.get(&status).copied().unwrap_or(0)
+    }
+}
+
+impl StreamStats {
+    pub fn connect_attempt(&self) {
+        self.connect_attempts.fetch_add(1, Relaxed);
+    }
+
+    pub fn connected(&self) {
+        self.connected.fetch_add(1, Relaxed);
+    }
+
+    pub fn network_error(&self, error: &str) {
+        self.network_errors.fetch_add(1, Relaxed);
+        self.set_last_error(error);
+    }
+
+    pub fn http_status(&self, status: u16, error: &str) {
+        *lock(&self.http_statuses).entry(status).or_insert(0) += 1;
+        self.set_last_error(error);
+    }
+
+    pub fn dropped(&self, kind: DropKind) {
+        self.drops[DropKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)].fetch_add(1, Relaxed);
+    }
+
+    pub fn message(&self, kind: MessageKind) {
+        self.messages[MessageKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)].fetch_add(1, Relaxed);
+    }
+
+    pub fn tweet_matched(&self, matched: bool) {
+        if matched { &self.tweets_matched } else { &self.tweets_unmatched }.fetch_add(1, Relaxed);
+    }
+
+    pub fn bytes(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Relaxed);
+    }
+
+    pub fn keep_alive(&self) {
+        self.keep_alives.fetch_add(1, Relaxed);
+    }
+
+    pub fn frame_error(&self, error: &str) {
+        self.frame_errors.fetch_add(1, Relaxed);
+        self.set_last_error(error);
+    }
+
+    pub fn limit_undelivered(&self, count: u64) {
+        self.limit_undelivered.store(count, Relaxed);
+    }
+
+    pub fn set_last_error(&self, error: &str) {
+        *lock(&self.last_error) = Some(error.to_owned());
+    }
+
+    pub fn snapshot(&self) -> StreamStatsSnapshot {
+        let load = |a: &AtomicU64| a.load(Relaxed);
+        StreamStatsSnapshot {
+            connect_attempts: load(&self.connect_attempts),
+            connected: load(&self.connected),
+            network_errors: load(&self.network_errors),
+            drops: DropKind::ALL
+                .iter()
+                .zip(&self.drops)
+                .filter(|(_, n)| load(n) > 0)
+                .map(|(k, n)| (k.as_str(), load(n)))
+                .collect(),
+            http_statuses: lock(&self.http_statuses).clone(),
+            messages: MessageKind::ALL
+                .iter()
+                .zip(&self.messages)
+                .filter(|(_, n)| load(n) > 0)
+                .map(|(k, n)| (k.as_str(), load(n)))
+                .collect(),
+            tweets_matched: load(&self.tweets_matched),
+            tweets_unmatched: load(&self.tweets_unmatched),
+            bytes: load(&self.bytes),
+            keep_alives: load(&self.keep_alives),
+            frame_errors: load(&self.frame_errors),
+            limit_undelivered: load(&self.limit_undelivered),
+            last_error: lock(&self.last_error).clone(),
+        }
+    }
+}
+
+/// Counters stay usable even if a thread panicked while holding the lock.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_shows_what_was_counted() {
+        let stats = StreamStats::default();
+        stats.connect_attempt();
+        stats.connect_attempt();
+        stats.http_status(503, "HTTP 503");
+        stats.connected();
+        stats.message(MessageKind::Tweet);
+        stats.message(MessageKind::Tweet);
+        stats.message(MessageKind::Limit);
+        stats.tweet_matched(true);
+        stats.tweet_matched(false);
+        stats.dropped(DropKind::Stall);
+        stats.bytes(100);
+        stats.limit_undelivered(7);
+        stats.limit_undelivered(9);
+        let snap = stats.snapshot();
+        assert_eq!(snap.connect_attempts, 2);
+        assert_eq!(snap.connected, 1);
+        assert_eq!(snap.http_status(503), 1);
+        assert_eq!(snap.messages_of(MessageKind::Tweet), 2);
+        assert_eq!(snap.messages_of(MessageKind::Limit), 1);
+        assert_eq!(snap.messages_of(MessageKind::Delete), 0);
+        assert_eq!((snap.tweets_matched, snap.tweets_unmatched), (1, 1));
+        assert_eq!(snap.drops_of(DropKind::Stall), 1);
+        assert_eq!(snap.drops_of(DropKind::Closed), 0);
+        assert_eq!(snap.bytes, 100);
+        assert_eq!(snap.limit_undelivered, 9, "the latest count, not a sum");
+        assert_eq!(snap.last_error.as_deref(), Some("HTTP 503"));
+    }
+}

@@ -1,0 +1,118 @@
+//! The supervisor's children: how one is started (behind a trait, so the supervisor is tested
+//! with stand-in streams), the arbiters they run on, and the backoff of restarts.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_rt::ArbiterHandle;
+use traptor_core::plan::ConnectionId;
+use traptor_core::Rule;
+
+use crate::messages::{StopStream, StreamStateChanged, UpdateRules};
+
+/// What a new child stream needs from the supervisor; the rest (credentials, endpoint,
+/// writer) the [`SpawnStream`] implementation holds itself.
+#[derive(Debug, Clone)]
+pub struct ChildSpec {
+    pub id: ConnectionId,
+    pub key_name: String,
+    pub rules: Vec<Rule>,
+    /// Where the child reports its state.
+    pub report_to: Recipient<StreamStateChanged>,
+}
+
+/// Reads a child's running count of tweets delivered, for the tweets/s of the status line.
+pub type TweetCounter = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// The supervisor's handle on a running child.
+#[derive(Clone)]
+pub struct ChildHandle {
+    pub update: Recipient<UpdateRules>,
+    pub stop: Recipient<StopStream>,
+    pub tweets: Option<TweetCounter>,
+}
+
+impl ChildHandle {
+    /// False once the child's mailbox closed: it stopped or panicked.
+    pub fn alive(&self) -> bool {
+        self.update.connected()
+    }
+}
+
+/// Starts one stream child. The real one starts a `StreamActor` on the next arbiter.
+pub trait SpawnStream: Send {
+    /// Starts the child, or says why it could not (e.g. the key's credentials are missing).
+    fn spawn(&mut self, spec: ChildSpec) -> Result<ChildHandle, String>;
+}
+
+/// One arbiter (thread with its own event loop) per core; children are placed round-robin so
+/// the streams' parsing spreads over the cores.
+pub struct ArbiterPool {
+    arbiters: Vec<Arbiter>,
+    next: AtomicUsize,
+}
+
+impl ArbiterPool {
+    /// `threads` arbiters; 0 means one per available core.
+    pub fn new(threads: usize) -> Self {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+        } else {
+            threads
+        };
+        ArbiterPool { arbiters: (0..threads).map(|_| Arbiter::new()).collect(), next: AtomicUsize::new(0) }
+    }
+
+    /// The arbiter for the next child.
+    pub fn next_handle(&self) -> ArbiterHandle {
+        let next = self.next.fetch_add(1, Ordering::Relaxed);
+        self.arbiters[next % self.arbiters.len()].handle()
+    }
+
+    /// Stops every arbiter's event loop without waiting (for use on the System's own thread).
+    pub fn stop(&self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.arbiters.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.arbiters.is_empty()
+    }
+
+    /// Stops every arbiter's event loop (after the streams stopped) and waits for the threads.
+    pub fn stop_and_join(self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+        for arbiter in self.arbiters {
+            let _ = arbiter.join();
+        }
+    }
+}
+
+/// The wait before restarting a child that died unexpectedly for the `attempt`-th time in a
+/// row (1 s, 2 s, 4 s ... capped at `max`), so a crashing stream never loops tight.
+pub fn restart_delay(attempt: u32, max: Duration) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    Duration::from_secs(1u64 << exponent).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_delays_double_up_to_the_cap() {
+        let max = Duration::from_secs(60);
+        let delays: Vec<u64> = (1..=8).map(|n| restart_delay(n, max).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(restart_delay(1000, max), max);
+    }
+}

@@ -1,0 +1,153 @@
+//! One serde pass over a streaming message: its top-level keys, which say what it is, and the
+//! tweet view that matching and enrichment read.
+
+use std::fmt;
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::matching::tweet::{Text, TweetView};
+use crate::record::MessageKind;
+
+/// What a message's single parse yields.
+#[derive(Debug, Default)]
+pub struct Message<'a> {
+    /// Every top-level key, in document order.
+    pub keys: Vec<Text<'a>>,
+    /// The tweet fields (empty for control messages).
+    pub tweet: TweetView<'a>,
+    /// `delete.status.id_str`: the deleted tweet, used as the record key.
+    pub deleted_status: Option<Text<'a>>,
+    /// `status_withheld.id`: the withheld tweet, used as the record key.
+    pub withheld_status: Option<u64>,
+}
+
+impl Message<'_> {
+    /// The kind the top-level keys give.
+    pub fn kind(&self) -> MessageKind {
+        kind_of_keys(self.keys.iter().map(|k| &**k))
+    }
+
+    pub fn has_key(&self, name: &str) -> bool {
+        self.keys.iter().any(|k| &**k == name)
+    }
+}
+
+/// The single place where top-level keys become a message kind.
+pub fn kind_of_keys<'k>(keys: impl IntoIterator<Item = &'k str>) -> MessageKind {
+    crate::protocol::kind_from_top_level_keys(keys)
+}
+
+#[derive(Deserialize)]
+struct DeleteView<'a> {
+    #[serde(borrow, default)]
+    status: Option<StatusRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct StatusRef<'a> {
+    #[serde(borrow, default)]
+    id_str: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct WithheldView {
+    #[serde(default)]
+    id: Option<u64>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Message<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MessageVisitor;
+        impl<'de> Visitor<'de> for MessageVisitor {
+            type Value = Message<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
+                let mut message = Message { keys: Vec::with_capacity(32), ..Message::default() };
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    if !message.tweet.read_field(&key, &mut map)? {
+                        match &*key {
+                            "delete" => {
+                                message.deleted_status = map
+                                    .next_value::<Option<DeleteView>>()?
+                                    .and_then(|d| d.status)
+                                    .and_then(|s| s.id_str)
+                            }
+                            "status_withheld" => {
+                                message.withheld_status = map.next_value::<Option<WithheldView>>()?.and_then(|w| w.id)
+                            }
+                            _ => {
+                                map.next_value::<IgnoredAny>()?;
+                            }
+                        }
+                    }
+                    message.keys.push(key);
+                }
+                Ok(message)
+            }
+        }
+        deserializer.deserialize_map(MessageVisitor)
+    }
+}
+
+/// Only the top-level keys, every value skipped: the fallback when a message's fields have
+/// types the tweet view does not accept, so that it can still be classified.
+#[derive(Debug, Default)]
+pub struct TopLevelKeys<'a>(pub Vec<Text<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for TopLevelKeys<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeysVisitor;
+        impl<'de> Visitor<'de> for KeysVisitor {
+            type Value = TopLevelKeys<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevelKeys<'de>, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    map.next_value::<IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(TopLevelKeys(keys))
+            }
+        }
+        deserializer.deserialize_map(KeysVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tweet_keeps_its_keys_in_order_and_its_view() {
+        let m: Message = serde_json::from_str(r#"{"created_at":"x","id_str":"5","text":"hi","lang":"en"}"#).unwrap();
+        let keys: Vec<&str> = m.keys.iter().map(|k| &**k).collect();
+        assert_eq!(keys, ["created_at", "id_str", "text", "lang"]);
+        assert_eq!(m.tweet.id_str.as_deref(), Some("5"));
+        assert_eq!(m.kind(), MessageKind::Tweet);
+    }
+
+    #[test]
+    fn control_messages_yield_the_status_they_are_about() {
+        let m: Message =
+            serde_json::from_str(r#"{"delete":{"status":{"id":1234,"id_str":"1234","user_id":3,"user_id_str":"3"}}}"#)
+                .unwrap();
+        assert_eq!((m.kind(), m.deleted_status.as_deref()), (MessageKind::Delete, Some("1234")));
+        let m: Message =
+            serde_json::from_str(r#"{"status_withheld":{"id":1234567890,"user_id":123456,"withheld_in_countries":["DE"]}}"#)
+                .unwrap();
+        assert_eq!((m.kind(), m.withheld_status), (MessageKind::StatusWithheld, Some(1234567890)));
+    }
+
+    #[test]
+    fn top_level_keys_survive_fields_of_unexpected_types() {
+        let json = r#"{"id_str":5,"text":["not","text"]}"#;
+        assert!(serde_json::from_str::<Message>(json).is_err());
+        let keys = serde_json::from_str::<TopLevelKeys>(json).unwrap();
+        assert_eq!(kind_of_keys(keys.0.iter().map(|k| &**k)), MessageKind::Tweet);
+    }
+}

@@ -1,0 +1,394 @@
+//! Track matching: which phrases a tweet contains, the way the streaming API selects.
+//!
+//! # The rule side
+//! A phrase is the rule's normalized filter term (lowercased, single spaces, hashtag rules carry
+//! `#`). Its terms are ANDed in any order; phrases are ORed.
+//!
+//! # The tweet side: searched fields
+//! Of the tweet and of every status it embeds (`retweeted_status`, `quoted_status`, and theirs):
+//! `text`, `full_text`, `extended_tweet.full_text`; the author's `screen_name` (the original
+//! traptor searched it, and recall comes first); and from `entities`, `extended_entities` and
+//! `extended_tweet.{entities, extended_entities}`: hashtag texts, mentioned screen names, and
+//! the `expanded_url` / `display_url` of links and media.
+//!
+//! # The tweet side: tokens
+//! Everything is lowercased (Unicode lowercase, no accent folding: `touché` ≠ `touche`). A tweet
+//! yields a set of *forms*; a term matches when it equals one of them.
+//! - Text is split on whitespace into chunks. Each chunk yields:
+//!   1. the chunk itself (so a term with punctuation, `hello.` or `twitter's`, matches when the
+//!      tweet has exactly that);
+//!   2. the chunk trimmed of leading and trailing punctuation, except that a leading `#` or `@`
+//!      is kept (`"twitter."` → `twitter`, `(#twitter)` → `#twitter`, `@twitter's` stays
+//!      `@twitter's`, which is why `twitter's` does not match "@Twitter's office");
+//!   3. the runs of word characters in the chunk (letters, digits, `_`, combining accents):
+//!      `#twitter` → `twitter`, `http://twitter.com` → `http`, `twitter`, `com`. This is what
+//!      makes punctuation in the tweet ignored, and never splits a word (`TwitterTracker` and
+//!      `#newtwitter` do not yield `twitter`).
+//!
+//!   A chunk that is a URL (it has a `scheme://` or starts with `www.`) has the scheme and `www.`
+//!   removed in forms 1 and 2, as the API canonicalizes URLs.
+//! - A URL of an entity yields the URL without scheme and `www.` (`example.com/foobarbaz`), the
+//!   same without a trailing `/` and without its `?query` / `#fragment`, and its runs of word
+//!   characters (so the two terms `example com` match any URL with those words). A term must
+//!   give the whole domain and path: `example.com` does not match `example.com/foobarbaz`, and a
+//!   term starting with `www.` matches no URL.
+//! - A hashtag `x` yields `#x` and `x`; a mentioned (or authoring) screen name `x` yields `@x`
+//!   and `x`. So `#x` matches only hashtags (or a literal `#x` in the text), `@x` only mentions
+//!   (or a literal `@x`), and a term with punctuation never matches a hashtag or a mention.
+//!
+//! Not supported, as the API documents: phrases in non-space-separated scripts (CJK) match only
+//! as whole whitespace- or punctuation-delimited runs.
+//!
+//! # Cost
+//! Every term of every phrase gets a number in one hash table. A tweet's forms are looked up in
+//! that table (forms longer than the longest term are skipped), giving the few terms present.
+//! Each phrase is filed under one *anchor* term (its longest), so only phrases whose anchor is
+//! present are checked. The cost per tweet depends on the tweet, not on the number of phrases.
+
+use super::fast_hash::FxHashMap;
+use super::tweet::TweetView;
+
+/// The track phrases of a rule set, indexed by term.
+#[derive(Debug, Default, Clone)]
+pub struct TrackIndex {
+    term_ids: FxHashMap<Box<str>, u32>,
+    longest_term: usize,
+    phrases: Vec<Phrase>,
+    phrase_ids: FxHashMap<Box<str>, u32>,
+    /// For each term id, the phrases anchored on it.
+    anchored: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, Clone)]
+struct Phrase {
+    /// Sorted, without repeats.
+    terms: Box<[u32]>,
+    rules: Vec<usize>,
+}
+
+impl TrackIndex {
+    /// Files `phrase` (already normalized: lowercase, single spaces) as matching rule `rule`.
+    pub fn add(&mut self, phrase: &str, rule: usize) {
+        if let Some(&id) = self.phrase_ids.get(phrase) {
+            self.phrases[id as usize].rules.push(rule);
+            return;
+        }
+        // The longest term is likely the rarest: filing the phrase under it keeps the
+        // candidates checked per tweet few.
+        let Some(anchor) = phrase.split_whitespace().reduce(|a, b| if b.len() > a.len() { b } else { a }) else {
+            return;
+        };
+        let anchor = self.term_id(anchor);
+        let mut terms: Vec<u32> = phrase.split_whitespace().map(|t| self.term_id(t)).collect();
+        terms.sort_unstable();
+        terms.dedup();
+        let id = self.phrases.len() as u32;
+        self.phrases.push(Phrase { terms: terms.into_boxed_slice(), rules: vec![rule] });
+        self.phrase_ids.insert(phrase.into(), id);
+        self.anchored[anchor as usize].push(id);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.phrases.is_empty()
+    }
+
+    /// Appends the rules of every phrase `tweet` contains to `out` (unsorted, may repeat).
+    pub fn collect(&self, tweet: &TweetView<'_>, out: &mut Vec<usize>) {
+        if self.phrases.is_empty() {
+            return;
+        }
+        let mut present: Vec<u32> = Vec::new();
+        for_each_form(tweet, &mut |form| {
+            if form.len() <= self.longest_term {
+                if let Some(&id) = self.term_ids.get(form) {
+                    if !present.contains(&id) {
+                        present.push(id);
+                    }
+                }
+            }
+        });
+        present.sort_unstable();
+        for &term in &present {
+            for &p in &self.anchored[term as usize] {
+                let phrase = &self.phrases[p as usize];
+                if phrase.terms.iter().all(|t| present.binary_search(t).is_ok()) {
+                    out.extend_from_slice(&phrase.rules);
+                }
+            }
+        }
+    }
+
+    fn term_id(&mut self, term: &str) -> u32 {
+        if let Some(&id) = self.term_ids.get(term) {
+            return id;
+        }
+        let id = self.anchored.len() as u32;
+        self.term_ids.insert(term.into(), id);
+        self.anchored.push(Vec::new());
+        self.longest_term = self.longest_term.max(term.len());
+        id
+    }
+}
+
+/// Calls `emit` with every lowercased form of `tweet` (see the module doc). Forms may repeat.
+pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
+    let mut lower = String::new();
+    let mut prefixed = String::new();
+    for status in tweet.with_embedded() {
+        let extended_text = status.extended_tweet.as_ref().and_then(|e| e.full_text.as_deref());
+        for text in [status.text.as_deref(), status.full_text.as_deref(), extended_text].into_iter().flatten() {
+            lower_into(&mut lower, text);
+            for chunk in lower.split_whitespace() {
+                chunk_forms(chunk, emit);
+            }
+        }
+        if let Some(name) = status.user.as_ref().and_then(|u| u.screen_name.as_deref()) {
+            marked_forms('@', name, &mut lower, &mut prefixed, emit);
+        }
+        for entities in status.entity_lists() {
+            for tag in entities.hashtags() {
+                marked_forms('#', tag, &mut lower, &mut prefixed, emit);
+            }
+            for name in entities.mentions() {
+                marked_forms('@', name, &mut lower, &mut prefixed, emit);
+            }
+            for url in entities.urls() {
+                lower_into(&mut lower, url);
+                url_forms(&lower, emit);
+            }
+        }
+    }
+}
+
+/// Lowercases into a reused buffer; `str::to_lowercase` (not per char) so that the tweet and the
+/// rules agree on context-dependent cases such as a final sigma.
+fn lower_into(buf: &mut String, text: &str) {
+    buf.clear();
+    if text.is_ascii() {
+        buf.push_str(text);
+        buf.make_ascii_lowercase();
+    } else {
+        buf.push_str(&text.to_lowercase());
+    }
+}
+
+fn is_word(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric() || c == '_'
+    } else {
+        c.is_alphanumeric() || ('\u{300}'..='\u{36f}').contains(&c)
+    }
+}
+
+fn chunk_forms(chunk: &str, emit: &mut dyn FnMut(&str)) {
+    if chunk.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        emit(chunk);
+        return;
+    }
+    let raw = without_scheme_and_www(chunk);
+    emit(raw);
+    let trimmed = chunk
+        .trim_start_matches(|c: char| !is_word(c) && c != '#' && c != '@')
+        .trim_end_matches(|c: char| !is_word(c));
+    if !trimmed.is_empty() && trimmed != chunk {
+        emit(without_scheme_and_www(trimmed));
+    }
+    for run in chunk.split(|c: char| !is_word(c)) {
+        if !run.is_empty() && run != trimmed {
+            emit(run);
+        }
+    }
+}
+
+/// `#tag` and `tag`, or `@name` and `name`.
+fn marked_forms(mark: char, name: &str, lower: &mut String, prefixed: &mut String, emit: &mut dyn FnMut(&str)) {
+    lower_into(lower, name);
+    prefixed.clear();
+    prefixed.push(mark);
+    prefixed.push_str(lower);
+    emit(prefixed);
+    emit(lower);
+}
+
+fn url_forms(url: &str, emit: &mut dyn FnMut(&str)) {
+    let canonical = without_scheme_and_www(url);
+    emit(canonical);
+    let no_slash = canonical.trim_end_matches('/');
+    if no_slash.len() != canonical.len() {
+        emit(no_slash);
+    }
+    if let Some(cut) = canonical.find(['?', '#']) {
+        let base = &canonical[..cut];
+        emit(base);
+        emit(base.trim_end_matches('/'));
+    }
+    for run in url.split(|c: char| !is_word(c)) {
+        if !run.is_empty() {
+            emit(run);
+        }
+    }
+}
+
+/// `https://www.example.com/a` → `example.com/a`; other text is returned as is.
+fn without_scheme_and_www(text: &str) -> &str {
+    let rest = match text.find("://") {
+        Some(i) if i > 0 && text[..i].bytes().all(|b| b.is_ascii_alphabetic()) => &text[i + 3..],
+        _ => text,
+    };
+    rest.strip_prefix("www.").unwrap_or(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::normalize_phrase;
+
+    fn index(phrases: &[&str]) -> TrackIndex {
+        let mut index = TrackIndex::default();
+        for (i, p) in phrases.iter().enumerate() {
+            index.add(&normalize_phrase(p, None).unwrap(), i);
+        }
+        index
+    }
+
+    fn matched(phrases: &[&str], tweet_json: &str) -> Vec<usize> {
+        let tweet: TweetView = serde_json::from_str(tweet_json).unwrap();
+        let mut out = Vec::new();
+        index(phrases).collect(&tweet, &mut out);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn text_tweet(text: &str) -> String {
+        serde_json::json!({ "text": text }).to_string()
+    }
+
+    fn matches_text(term: &str, text: &str) -> bool {
+        !matched(&[term], &text_tweet(text)).is_empty()
+    }
+
+    // The contract's examples table, row by row.
+
+    #[test]
+    fn twitter_matches_case_variants_and_punctuation() {
+        for text in ["TWITTER", "twitter", "\"Twitter\"", "twitter.", "#twitter", "@twitter", "http://twitter.com"] {
+            assert!(matches_text("Twitter", text), "{text}");
+        }
+    }
+
+    #[test]
+    fn twitter_matches_hashtag_mention_and_url_entities() {
+        let tweet = r##"{"text":"x","entities":{"hashtags":[{"text":"Twitter"}]}}"##;
+        assert_eq!(matched(&["Twitter"], tweet), [0]);
+        let tweet = r#"{"text":"x","entities":{"user_mentions":[{"screen_name":"twitter"}]}}"#;
+        assert_eq!(matched(&["Twitter"], tweet), [0]);
+        let tweet = r#"{"text":"x","entities":{"urls":[{"expanded_url":"http://twitter.com","display_url":"twitter.com"}]}}"#;
+        assert_eq!(matched(&["Twitter"], tweet), [0]);
+    }
+
+    #[test]
+    fn twitter_does_not_match_inside_longer_words() {
+        assert!(!matches_text("Twitter", "TwitterTracker"));
+        assert!(!matches_text("Twitter", "#newtwitter"));
+        let tweet = r#"{"text":"x","entities":{"hashtags":[{"text":"newtwitter"}]}}"#;
+        assert!(matched(&["Twitter"], tweet).is_empty());
+    }
+
+    #[test]
+    fn possessive_term_matches_text_but_not_a_mention() {
+        assert!(matches_text("Twitter's", "I like Twitter's new design"));
+        assert!(!matches_text("Twitter's", "@Twitter's office"));
+        let tweet = r#"{"text":"@Twitter's office","entities":{"user_mentions":[{"screen_name":"Twitter"}]}}"#;
+        assert!(matched(&["Twitter's"], tweet).is_empty());
+    }
+
+    #[test]
+    fn a_url_term_needs_the_whole_domain_and_path() {
+        let tweet = r#"{"text":"see https://t.co/abc","entities":{"urls":[{"expanded_url":"http://www.example.com/foobarbaz","display_url":"example.com/foobarbaz"}]}}"#;
+        assert!(matched(&["example.com"], tweet).is_empty());
+        assert_eq!(matched(&["example.com/foobarbaz"], tweet), [0]);
+        assert_eq!(matched(&["example com"], tweet), [0]);
+        assert!(matched(&["www.example.com/foobarbaz"], tweet).is_empty());
+        assert!(!matches_text("www.example.com/foobarbaz", "www.example.com/foobarbaz"));
+        assert!(!matches_text("example.com", "example.com/foobarbaz"));
+    }
+
+    #[test]
+    fn a_homepage_url_matches_its_domain() {
+        let tweet = r#"{"text":"x","entities":{"urls":[{"expanded_url":"https://www.example.com/?ref=tw","display_url":"example.com"}]}}"#;
+        assert_eq!(matched(&["example.com"], tweet), [0]);
+    }
+
+    #[test]
+    fn punctuation_in_the_tweet_is_ignored_but_not_in_the_term() {
+        assert!(matches_text("hello", "hello world"));
+        assert!(matches_text("hello", "my brother says hello."));
+        assert!(matches_text("hello.", "my brother says hello."));
+        assert!(!matches_text("hello.", "hello world"));
+    }
+
+    #[test]
+    fn a_term_with_punctuation_does_not_match_hashtags_or_mentions() {
+        let tweet = r#"{"text":"x","entities":{"hashtags":[{"text":"hello"}],"user_mentions":[{"screen_name":"hello"}]}}"#;
+        assert!(matched(&["hello."], tweet).is_empty());
+        assert!(matched(&["hello!"], tweet).is_empty());
+        assert_eq!(matched(&["hello"], tweet), [0]);
+    }
+
+    #[test]
+    fn marked_terms_match_only_their_kind_of_entity() {
+        let hashtag = r#"{"text":"x","entities":{"hashtags":[{"text":"Rust"}]}}"#;
+        let mention = r#"{"text":"x","entities":{"user_mentions":[{"screen_name":"Rust"}]}}"#;
+        assert_eq!(matched(&["#rust"], hashtag), [0]);
+        assert!(matched(&["@rust"], hashtag).is_empty());
+        assert_eq!(matched(&["@rust"], mention), [0]);
+        assert!(matched(&["#rust"], mention).is_empty());
+        assert!(!matches_text("#rust", "I like rust"));
+    }
+
+    #[test]
+    fn unicode_is_case_folded_but_not_accent_folded() {
+        assert!(matches_text("touché", "TOUCHÉ!"));
+        assert!(!matches_text("touche", "touché"));
+        assert!(!matches_text("touché", "touche"));
+        assert!(matches_text("今日中国", "今日中国 😀"));
+        assert!(matches_text("οδος", "ΟΔΟΣ"));
+    }
+
+    #[test]
+    fn terms_are_anded_in_any_order_and_phrases_ored() {
+        assert!(matches_text("the twitter", "twitter is the best"));
+        assert!(!matches_text("the twitter", "twitter is great"));
+        assert_eq!(matched(&["apple pie", "banana", "cherry"], &text_tweet("Pie with APPLE and cherry")), [0, 2]);
+    }
+
+    #[test]
+    fn retweeted_quoted_and_extended_content_is_searched() {
+        let tweet = r##"{"text":"RT @a: short…","retweeted_status":{"text":"short…",
+            "extended_tweet":{"full_text":"short but then a needle appears","entities":{"hashtags":[{"text":"hay"}]}}},
+            "quoted_status":{"text":"q","entities":{"urls":[{"expanded_url":"https://rust-lang.org/learn","display_url":"rust-lang.org/learn"}]}}}"##;
+        assert_eq!(matched(&["needle", "#hay", "rust-lang.org/learn", "absent"], tweet), [0, 1, 2]);
+    }
+
+    #[test]
+    fn the_author_screen_name_is_searched_like_a_mention() {
+        let tweet = r#"{"text":"hi","user":{"screen_name":"NASA"}}"#;
+        assert_eq!(matched(&["nasa"], tweet), [0]);
+        assert_eq!(matched(&["@nasa"], tweet), [0]);
+    }
+
+    #[test]
+    fn rules_with_the_same_phrase_all_match() {
+        let mut index = TrackIndex::default();
+        index.add("happy", 3);
+        index.add("happy", 7);
+        index.add("sad", 9);
+        let json = text_tweet("so happy");
+        let tweet: TweetView = serde_json::from_str(&json).unwrap();
+        let mut out = Vec::new();
+        index.collect(&tweet, &mut out);
+        out.sort_unstable();
+        assert_eq!(out, [3, 7]);
+    }
+}

@@ -21,6 +21,8 @@ const TWEETS: usize = 2_000;
 const TRACK_PHRASES: usize = 400;
 const FOLLOW_IDS: usize = 5_000;
 const BOXES: usize = 25;
+const VOCABULARY: usize = 20_000;
+const RULE_WORDS_FROM: usize = 300;
 const SEED: u64 = 0x7261_7074_6f72;
 
 /// A small deterministic generator (xorshift64*), so the corpus is the same on every run.
@@ -39,9 +41,6 @@ impl Rng {
     fn chance(&mut self, p: f64) -> bool {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
     }
-    fn pick<'a>(&mut self, items: &'a [String]) -> &'a str {
-        &items[self.below(items.len())]
-    }
     /// Zipf-like: low indexes are far more frequent, as word frequencies are.
     fn skewed(&mut self, n: usize) -> usize {
         let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
@@ -51,8 +50,9 @@ impl Rng {
 
 const SYLLABLES: &[&str] = &[
     "ka", "lo", "mi", "ra", "te", "su", "no", "vi", "da", "ge", "po", "ri", "an", "el", "or", "us", "qu", "zen", "bar",
-    "tor", "lin", "mar", "sol", "ven", "dra", "ké", "mü", "çe", "ñа",
+    "tor", "lin", "mar", "sol", "ven", "dra", "pe", "bu",
 ];
+const ACCENTED: &[&str] = &["café", "niño", "über", "façade", "touché", "größe", "école", "señor", "привет", "ΟΔΟΣ"];
 const EMOJI: &[&str] = &["😀", "🔥", "🎉", "❤️", "👍", "🚀", "😂", "🙏", "✨", "🌍"];
 const CJK: &[&str] = &["今日は", "中国", "東京", "서울", "ありがとう"];
 const CITIES: &[(f64, f64)] = &[
@@ -69,12 +69,15 @@ struct World {
 
 impl World {
     fn new(rng: &mut Rng) -> World {
-        let words = (0..6_000)
-            .map(|_| {
-                let n = 1 + rng.below(3);
-                (0..n).map(|_| SYLLABLES[rng.below(SYLLABLES.len())]).collect::<String>()
-            })
-            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut words = Vec::new();
+        while words.len() < VOCABULARY {
+            let n = 2 + rng.below(3);
+            let word: String = (0..n).map(|_| SYLLABLES[rng.below(SYLLABLES.len())]).collect();
+            if seen.insert(word.clone()) {
+                words.push(word);
+            }
+        }
         let followed = (0..FOLLOW_IDS).map(|_| 10_000_000 + rng.next() % 2_000_000_000).collect();
         World { words, followed }
     }
@@ -124,6 +127,7 @@ impl World {
             match rng.below(40) {
                 0 => out.push_str(EMOJI[rng.below(EMOJI.len())]),
                 1 => out.push_str(CJK[rng.below(CJK.len())]),
+                3 => out.push_str(ACCENTED[rng.below(ACCENTED.len())]),
                 2 => {
                     let w = self.word(rng).to_string();
                     out.push_str(&w);
@@ -137,7 +141,8 @@ impl World {
 
     /// Text with its entities; `long` makes an extended tweet's full text.
     fn text_and_entities(&self, rng: &mut Rng, long: bool) -> (String, Value) {
-        let mut text = self.sentence(rng, if long { 40 } else { 12 + rng.below(10) });
+        let words = if long { 40 } else { 12 + rng.below(10) };
+        let mut text = self.sentence(rng, words);
         let mut hashtags = Vec::new();
         for _ in 0..rng.below(3) {
             let tag = self.word(rng).to_string();
@@ -197,7 +202,7 @@ impl World {
         }
         if !embedded {
             tweet["timestamp_ms"] = json!("1456104893000");
-            match rng.below(6) {
+            match rng.below(9) {
                 0 | 1 => {
                     let original = self.status(rng, true);
                     let name = original["user"]["screen_name"].as_str().unwrap().to_string();
@@ -217,7 +222,7 @@ impl World {
 
     fn rules(&self, rng: &mut Rng) -> Vec<Rule> {
         let mut rules = Vec::new();
-        let mut add = |rules: &mut Vec<Rule>, fields: Vec<(&str, String)>| {
+        let add = |rules: &mut Vec<Rule>, fields: Vec<(&str, String)>| {
             let id = rules.len().to_string();
             let mut hash: Vec<(String, String)> = vec![("rule_id".into(), id), ("tag".into(), "bench".into())];
             hash.extend(fields.into_iter().map(|(k, v)| (k.to_string(), v)));
@@ -226,8 +231,8 @@ impl World {
             }
         };
         for i in 0..TRACK_PHRASES {
-            // Mid-frequency words: common enough to hit now and then, as real rules do.
-            let word = |rng: &mut Rng| self.words[200 + rng.below(3_000)].clone();
+            // Rarer words, so that a tweet matches a rule or two, as on a real stream.
+            let word = |rng: &mut Rng| self.words[RULE_WORDS_FROM + rng.below(VOCABULARY - RULE_WORDS_FROM)].clone();
             let (value, orig) = match i % 5 {
                 0 => (format!("{} {}", word(rng), word(rng)), "keyword"),
                 1 => (word(rng), "hashtag"),
@@ -285,9 +290,11 @@ fn describe(corpus: &Corpus) {
         .count();
     let mut by_type = [0usize; 3];
     let mut matched = 0;
+    let mut matches = 0;
     for t in &corpus.tweets {
         let e = corpus.enricher.enrich(t, 0);
         matched += usize::from(!e.matched.is_empty());
+        matches += e.matched.len();
         for &i in &e.matched {
             by_type[corpus.enricher.rules()[i].stream_type as usize] += 1;
         }
@@ -303,8 +310,9 @@ fn describe(corpus: &Corpus) {
         corpus.enricher.rules().len(),
     );
     println!(
-        "hit ratio: {:.1}% of tweets matched a rule (track {}, follow {}, locations {} rule matches)",
+        "hit ratio: {:.1}% of tweets matched a rule, {:.2} rules per tweet (track {}, follow {}, locations {} rule matches)",
         100.0 * matched as f64 / sizes.len() as f64,
+        matches as f64 / sizes.len() as f64,
         by_type[0],
         by_type[1],
         by_type[2]

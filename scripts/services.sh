@@ -30,20 +30,13 @@ KAFKA_READY_TIMEOUT=${TRAPTOR_KAFKA_READY_TIMEOUT:-120}
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 
-# Run as root directly, otherwise through sudo.
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 
 ensure_redis() {
   command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return
   log "installing redis-server with apt-get"
-  # Only refresh the package lists when the cached ones are not good enough.
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; then
-    as_root apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server \
-      || die "could not install redis-server; install it by hand and re-run"
-  fi
+  apt_install redis-server >&2
 }
 
 # The broker is plain Maven artifacts: fetch them once into a cache kept between runs.

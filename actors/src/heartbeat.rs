@@ -60,7 +60,14 @@ impl Heartbeat {
                 None
             }
         };
-        Heartbeat { settings, client, connection: None, streaming: BTreeSet::new(), beating: false, failing: false }
+        Heartbeat {
+            settings,
+            client,
+            connection: None,
+            streaming: BTreeSet::new(),
+            beating: false,
+            failing: false,
+        }
     }
 
     /// Writes one beat for `slots` (skipped while the previous beat is still running).
@@ -68,7 +75,9 @@ impl Heartbeat {
         if slots.is_empty() || self.beating {
             return;
         }
-        let Some(client) = self.client.clone() else { return };
+        let Some(client) = self.client.clone() else {
+            return;
+        };
         self.beating = true;
         let connection = self.connection.clone();
         let timeout = self.settings.timeout;
@@ -80,13 +89,19 @@ impl Heartbeat {
                     let config = redis::AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(timeout))
                         .set_response_timeout(Some(timeout));
-                    client.get_multiplexed_async_connection_with_config(&config).await?
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await?
                 }
             };
             let now = utc_timestamp(SystemTime::now());
             let mut pipe = redis::pipe();
             for slot in &slots {
-                pipe.cmd("SETEX").arg(slot.heartbeat_key()).arg(ttl).arg(&now).ignore();
+                pipe.cmd("SETEX")
+                    .arg(slot.heartbeat_key())
+                    .arg(ttl)
+                    .arg(&now)
+                    .ignore();
             }
             pipe.query_async::<()>(&mut con).await?;
             Ok::<_, redis::RedisError>((con, slots))
@@ -149,7 +164,10 @@ impl Handler<StreamingSlots> for Heartbeat {
 
 /// `2026-11-26T04:05:06Z`: UTC, second precision.
 pub fn utc_timestamp(at: SystemTime) -> String {
-    let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);
     format!(
@@ -180,7 +198,11 @@ mod tests {
     use super::*;
 
     fn settings(interval: Duration) -> HeartbeatSettings {
-        HeartbeatSettings { redis_url: "redis://127.0.0.1/".into(), interval, timeout: Duration::from_secs(1) }
+        HeartbeatSettings {
+            redis_url: "redis://127.0.0.1/".into(),
+            interval,
+            timeout: Duration::from_secs(1),
+        }
     }
 
     #[test]
@@ -206,7 +228,11 @@ mod tests {
     #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
     async fn beats_only_for_streaming_slots_and_lets_the_key_expire_after() {
         let url = crate::watcher::tests::test_redis(12);
-        let mut con = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let mut con = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
         let _: () = redis::cmd("FLUSHDB").query_async(&mut con).await.unwrap();
 
         let heartbeat = Heartbeat::new(HeartbeatSettings {
@@ -216,21 +242,46 @@ mod tests {
         })
         .start();
         let streaming = SlotId::new(traptor_core::StreamType::Track, "0");
-        heartbeat.send(StreamingSlots(BTreeSet::from([streaming.clone()]))).await.unwrap();
+        heartbeat
+            .send(StreamingSlots(BTreeSet::from([streaming.clone()])))
+            .await
+            .unwrap();
         actix_rt::time::sleep(Duration::from_millis(300)).await;
 
-        let value: Option<String> = redis::cmd("GET").arg("track:0:heartbeat").query_async(&mut con).await.unwrap();
+        let value: Option<String> = redis::cmd("GET")
+            .arg("track:0:heartbeat")
+            .query_async(&mut con)
+            .await
+            .unwrap();
         let value = value.expect("the key is written as soon as the slot streams");
         assert_eq!(value.len(), "2026-11-26T04:05:06Z".len(), "{value}");
-        assert!(value.ends_with('Z') && value.as_bytes()[10] == b'T', "{value}");
-        let ttl: i64 = redis::cmd("TTL").arg("track:0:heartbeat").query_async(&mut con).await.unwrap();
+        assert!(
+            value.ends_with('Z') && value.as_bytes()[10] == b'T',
+            "{value}"
+        );
+        let ttl: i64 = redis::cmd("TTL")
+            .arg("track:0:heartbeat")
+            .query_async(&mut con)
+            .await
+            .unwrap();
         assert!((0..=1).contains(&ttl), "ttl {ttl}");
-        let others: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut con).await.unwrap();
+        let others: Vec<String> = redis::cmd("KEYS")
+            .arg("*")
+            .query_async(&mut con)
+            .await
+            .unwrap();
         assert_eq!(others, ["track:0:heartbeat"]);
 
-        heartbeat.send(StreamingSlots(BTreeSet::new())).await.unwrap();
+        heartbeat
+            .send(StreamingSlots(BTreeSet::new()))
+            .await
+            .unwrap();
         actix_rt::time::sleep(Duration::from_millis(1600)).await;
-        let exists: bool = redis::cmd("EXISTS").arg("track:0:heartbeat").query_async(&mut con).await.unwrap();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg("track:0:heartbeat")
+            .query_async(&mut con)
+            .await
+            .unwrap();
         assert!(!exists, "the key expires once the slot no longer streams");
     }
 }

@@ -7,10 +7,13 @@
 //! - `watcher`, `heartbeat`, `supervisor`: rules in, liveness out, and the owner of it all.
 
 pub mod config;
+pub mod logging;
 pub mod messages;
+pub mod sinks;
 pub mod stream;
 pub mod heartbeat;
 pub mod watcher;
 pub mod rules_file;
+pub mod rule_store;
 pub mod supervisor;
 pub mod app;

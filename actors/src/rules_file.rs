@@ -30,9 +30,15 @@ use crate::watcher::{RuleTargets, RuleTracker, SlotFilter};
 #[derive(Debug, thiserror::Error)]
 pub enum RulesFileError {
     #[error("cannot read the rules file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the rules file {path} is not valid JSON: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error(
         "the rules file {path}: {what}; expected an object mapping \"<type>:<id>\" (e.g. \"track:0\") \
          to a list of rule objects, or a list of rule objects"
@@ -42,15 +48,26 @@ pub enum RulesFileError {
 
 /// Reads and parses a rules file into slots.
 pub fn load_rules_file(path: &Path) -> Result<BTreeMap<SlotId, RuleSet>, RulesFileError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RulesFileError::Read { path: path.into(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| RulesFileError::Read {
+        path: path.into(),
+        source,
+    })?;
     parse_rules_file(&text, path)
 }
 
 /// Parses the text of a rules file; `path` names it in errors.
-pub fn parse_rules_file(text: &str, path: &Path) -> Result<BTreeMap<SlotId, RuleSet>, RulesFileError> {
-    let document: Value =
-        serde_json::from_str(text).map_err(|source| RulesFileError::Json { path: path.into(), source })?;
-    let shape = |what: String| RulesFileError::Shape { path: path.into(), what };
+pub fn parse_rules_file(
+    text: &str,
+    path: &Path,
+) -> Result<BTreeMap<SlotId, RuleSet>, RulesFileError> {
+    let document: Value = serde_json::from_str(text).map_err(|source| RulesFileError::Json {
+        path: path.into(),
+        source,
+    })?;
+    let shape = |what: String| RulesFileError::Shape {
+        path: path.into(),
+        what,
+    };
     // Per slot: the rule objects to parse, and the entries that are not even objects.
     let mut grouped: BTreeMap<SlotId, (Vec<Hash>, Vec<RuleError>)> = BTreeMap::new();
     match &document {
@@ -58,7 +75,9 @@ pub fn parse_rules_file(text: &str, path: &Path) -> Result<BTreeMap<SlotId, Rule
             for (name, rules) in by_slot {
                 let slot = SlotId::from_notice(name)
                     .filter(|slot| name.trim() == slot.to_string())
-                    .ok_or_else(|| shape(format!("{name:?} is not a slot name like \"track:0\"")))?;
+                    .ok_or_else(|| {
+                        shape(format!("{name:?} is not a slot name like \"track:0\""))
+                    })?;
                 let Value::Array(rules) = rules else {
                     return Err(shape(format!("the rules of {name:?} are not a list")));
                 };
@@ -86,11 +105,19 @@ pub fn parse_rules_file(text: &str, path: &Path) -> Result<BTreeMap<SlotId, Rule
                 });
                 match typed {
                     Ok((slot, hash)) => grouped.entry(slot).or_default().0.push(hash),
-                    Err(error) => grouped.entry(SlotId::new(StreamType::Track, "0")).or_default().1.push(error),
+                    Err(error) => grouped
+                        .entry(SlotId::new(StreamType::Track, "0"))
+                        .or_default()
+                        .1
+                        .push(error),
                 }
             }
         }
-        _ => return Err(shape("the top level is neither an object nor a list".into())),
+        _ => {
+            return Err(shape(
+                "the top level is neither an object nor a list".into(),
+            ))
+        }
     }
     Ok(grouped
         .into_iter()
@@ -110,7 +137,9 @@ fn rule_hash(rule: &Value, source: String) -> Result<Hash, RuleError> {
     match fields_from_json(rule) {
         Ok(fields) => Ok((Some(source), fields)),
         Err(problem) => Err(RuleError {
-            rule_id: rule.get("rule_id").map(traptor_core::rules::field_to_string),
+            rule_id: rule
+                .get("rule_id")
+                .map(traptor_core::rules::field_to_string),
             source: Some(source),
             problem,
         }),
@@ -133,7 +162,12 @@ pub struct RulesFile {
 
 impl RulesFile {
     pub fn new(path: PathBuf, wanted: SlotFilter, targets: RuleTargets) -> Self {
-        RulesFile { path, wanted, targets, tracker: RuleTracker::new() }
+        RulesFile {
+            path,
+            wanted,
+            targets,
+            tracker: RuleTracker::new(),
+        }
     }
 
     fn reload(&mut self) {
@@ -141,12 +175,16 @@ impl RulesFile {
             Ok(loaded) => loaded,
             Err(e) => {
                 let (slots, rules) = self.tracker.counts();
-                tracing::error!("{e}; keeping the last loaded rules ({slots} slots, {rules} rules)");
+                tracing::error!(
+                    "{e}; keeping the last loaded rules ({slots} slots, {rules} rules)"
+                );
                 return;
             }
         };
-        let loaded: BTreeMap<SlotId, RuleSet> =
-            loaded.into_iter().filter(|(slot, _)| (self.wanted)(slot)).collect();
+        let loaded: BTreeMap<SlotId, RuleSet> = loaded
+            .into_iter()
+            .filter(|(slot, _)| (self.wanted)(slot))
+            .collect();
         let (changed, snapshot) = self.tracker.replace_all(loaded);
         let (slots, rules) = self.tracker.counts();
         tracing::info!(path = %self.path.display(), slots, rules, changed = changed.len(), "rules loaded from file");
@@ -166,7 +204,9 @@ impl Actor for RulesFile {
                 async move {
                     use tokio::signal::unix::{signal, SignalKind};
                     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-                        tracing::warn!("cannot listen for SIGHUP; the rules file is read only at start");
+                        tracing::warn!(
+                            "cannot listen for SIGHUP; the rules file is read only at start"
+                        );
                         return;
                     };
                     while hangups.recv().await.is_some() {
@@ -207,7 +247,11 @@ mod tests {
         .unwrap();
         let track = &slots[&SlotId::new(StreamType::Track, "0")];
         let ids: Vec<_> = track.rules.iter().map(|r| r.rule_id.as_str()).collect();
-        assert_eq!(ids, ["3", "12"], "sorted by rule id, numeric ids read as strings");
+        assert_eq!(
+            ids,
+            ["3", "12"],
+            "sorted by rule id, numeric ids read as strings"
+        );
         assert_eq!(track.rules[1].field("tag"), Some("demo"));
         assert_eq!(slots[&SlotId::new(StreamType::Follow, "1")].rules.len(), 1);
     }
@@ -220,8 +264,16 @@ mod tests {
         assert_eq!(set.rules.len(), 1);
         let errors: Vec<String> = set.errors.iter().map(ToString::to_string).collect();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("rule 1 (track:0[0])") && e.contains("comma")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.contains("track:0[1]")), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains("rule 1 (track:0[0])") && e.contains("comma")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.contains("track:0[1]")),
+            "{errors:?}"
+        );
     }
 
     #[test]
@@ -233,9 +285,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(slots[&SlotId::new(StreamType::Track, "0")].rules.len(), 1);
-        assert_eq!(slots[&SlotId::new(StreamType::Locations, "0")].rules.len(), 1);
+        assert_eq!(
+            slots[&SlotId::new(StreamType::Locations, "0")].rules.len(),
+            1
+        );
         let untyped = &slots[&SlotId::new(StreamType::Track, "0")].errors;
-        assert!(untyped[0].to_string().contains("rule 3 ([2])"), "{untyped:?}");
+        assert!(
+            untyped[0].to_string().contains("rule 3 ([2])"),
+            "{untyped:?}"
+        );
     }
 
     #[test]

@@ -380,6 +380,44 @@ def cmd_ansible_rendered(render_dir: str, inventory_json: str) -> int:
     return findings.finish(f"{len(members)} hosts rendered, {total_keys} keys placed, every config valid TOML")
 
 
+def cmd_loader_input(source: str, out_dir: str) -> int:
+    """Prepares a config for `traptor-supervisor check` without Redis: a copy of the config
+    (taken from a ConfigMap when `source` is a Kubernetes manifest) with `[rules] source =
+    "file"` appended, a rules file with one rule per slot it runs, and `env`, a NAME=value line
+    for every ${VAR} it uses (placeholders, since no real secret is at hand)."""
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml"):
+        text = next(
+            doc["data"]["cluster.toml"]
+            for doc in load_documents(path)
+            if doc.get("kind") == "ConfigMap" and "cluster.toml" in doc.get("data", {})
+        )
+    else:
+        text = path.read_text()
+    config = tomllib.loads(text)
+    if "rules" in config:
+        print(f"{source} already has a [rules] table; cannot point it at a rules file")
+        return 1
+    samples = {
+        "track": {"value": "validate deploy", "orig_type": "keyword"},
+        "follow": {"value": "12345", "orig_type": "userid"},
+        "locations": {"value": "-122.75,36.8,-121.75,37.8", "orig_type": "geo"},
+    }
+    rules = {}
+    for number, slot in enumerate(config.get("slots") or ["track:0"], start=1):
+        stream_type = slot.split(":")[0]
+        rules[slot] = [dict(samples[stream_type], rule_id=str(number), rule_type=stream_type, tag="validate-deploy", status="active")]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    import json
+
+    (out / "rules.json").write_text(json.dumps(rules, indent=1))
+    (out / "cluster.toml").write_text(text + '\n[rules]\nsource = "file"\npath = "rules.json"\n')
+    (out / "env").write_text("".join(f"{name}=validate-deploy-placeholder\n" for name in sorted(env_refs(text))))
+    print(f"{len(rules)} slots, {len(env_refs(text))} variables")
+    return 0
+
+
 COMMANDS = {
     "compose-config": cmd_compose_config,
     "compose-structure": cmd_compose_structure,
@@ -387,6 +425,7 @@ COMMANDS = {
     "containerfile": cmd_containerfile,
     "kubernetes": cmd_kubernetes,
     "ansible-rendered": cmd_ansible_rendered,
+    "loader-input": cmd_loader_input,
 }
 
 if __name__ == "__main__":

@@ -72,16 +72,24 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(keys: Vec<Credentials>, skew: Duration) -> Verifier {
-        Verifier { keys, skew, nonces: Mutex::new(HashMap::new()) }
+        Verifier {
+            keys,
+            skew,
+            nonces: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The index of the key the request is signed with, or why it is refused.
     pub fn verify(&self, request: &SignedRequest<'_>, now_unix: i64) -> Result<usize, AuthError> {
         let header = request.authorization.ok_or(AuthError::MissingHeader)?;
-        let oauth = parse_authorization_header(header)
-            .ok_or_else(|| AuthError::Malformed("the header is not of the form OAuth k=\"v\", ...".into()))?;
+        let oauth = parse_authorization_header(header).ok_or_else(|| {
+            AuthError::Malformed("the header is not of the form OAuth k=\"v\", ...".into())
+        })?;
         let field = |name: &str| {
-            oauth.get(name).map(String::as_str).ok_or_else(|| AuthError::Malformed(format!("{name} is missing")))
+            oauth
+                .get(name)
+                .map(String::as_str)
+                .ok_or_else(|| AuthError::Malformed(format!("{name} is missing")))
         };
         let consumer_key = field("oauth_consumer_key")?;
         let token = field("oauth_token")?;
@@ -92,21 +100,36 @@ impl Verifier {
         if method != "HMAC-SHA1" {
             return Err(AuthError::UnsupportedMethod(method.to_owned()));
         }
-        let index = self.keys.iter().position(|k| k.consumer_key == consumer_key).ok_or(AuthError::UnknownConsumerKey)?;
+        let index = self
+            .keys
+            .iter()
+            .position(|k| k.consumer_key == consumer_key)
+            .ok_or(AuthError::UnknownConsumerKey)?;
         let key = &self.keys[index];
         if key.access_token != token {
             return Err(AuthError::InvalidToken);
         }
-        let timestamp: i64 = timestamp.parse().map_err(|_| AuthError::Malformed("oauth_timestamp is not a number".into()))?;
+        let timestamp: i64 = timestamp
+            .parse()
+            .map_err(|_| AuthError::Malformed("oauth_timestamp is not a number".into()))?;
         let skew_secs = timestamp - now_unix;
         if skew_secs.unsigned_abs() > self.skew.as_secs() {
             return Err(AuthError::TimestampOutOfBounds { skew_secs });
         }
-        let mut params: Vec<(String, String)> =
-            oauth.iter().filter(|(k, _)| k.as_str() != "oauth_signature" && k.as_str() != "realm").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut params: Vec<(String, String)> = oauth
+            .iter()
+            .filter(|(k, _)| k.as_str() != "oauth_signature" && k.as_str() != "realm")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         params.extend(request.params.iter().cloned());
         let signed = request.base_urls.iter().any(|url| {
-            signature(request.method, url, &params, &key.consumer_secret, &key.access_token_secret) == given
+            signature(
+                request.method,
+                url,
+                &params,
+                &key.consumer_secret,
+                &key.access_token_secret,
+            ) == given
         });
         if !signed {
             return Err(AuthError::BadSignature);
@@ -140,10 +163,26 @@ mod tests {
 
     const URL: &str = "http://127.0.0.1:9/1.1/statuses/filter.json";
 
-    fn check(verifier: &Verifier, header: &str, params: &[(&str, &str)], now: i64) -> Result<usize, AuthError> {
-        let params: Vec<(String, String)> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    fn check(
+        verifier: &Verifier,
+        header: &str,
+        params: &[(&str, &str)],
+        now: i64,
+    ) -> Result<usize, AuthError> {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let urls = [URL.to_owned()];
-        verifier.verify(&SignedRequest { method: "POST", base_urls: &urls, authorization: Some(header), params: &params }, now)
+        verifier.verify(
+            &SignedRequest {
+                method: "POST",
+                base_urls: &urls,
+                authorization: Some(header),
+                params: &params,
+            },
+            now,
+        )
     }
 
     #[test]
@@ -153,17 +192,38 @@ mod tests {
         let form = [("track", "rust,go lang")];
         let header = authorization_header(&key(1), "POST", URL, &form, "nonce-a", now as u64);
         assert_eq!(check(&verifier, &header, &form, now), Ok(1));
-        assert_eq!(check(&verifier, &header, &form, now), Err(AuthError::NonceReused));
+        assert_eq!(
+            check(&verifier, &header, &form, now),
+            Err(AuthError::NonceReused)
+        );
         let header = authorization_header(&key(1), "POST", URL, &form, "nonce-b", now as u64);
-        assert_eq!(check(&verifier, &header, &[("track", "rust")], now), Err(AuthError::BadSignature));
-        let header = authorization_header(&key(1), "POST", URL, &form, "nonce-c", (now - 301) as u64);
-        assert!(matches!(check(&verifier, &header, &form, now), Err(AuthError::TimestampOutOfBounds { .. })));
+        assert_eq!(
+            check(&verifier, &header, &[("track", "rust")], now),
+            Err(AuthError::BadSignature)
+        );
+        let header =
+            authorization_header(&key(1), "POST", URL, &form, "nonce-c", (now - 301) as u64);
+        assert!(matches!(
+            check(&verifier, &header, &form, now),
+            Err(AuthError::TimestampOutOfBounds { .. })
+        ));
         let mut wrong_secret = key(0);
         wrong_secret.consumer_secret = "guess".into();
         let header = authorization_header(&wrong_secret, "POST", URL, &form, "nonce-d", now as u64);
-        assert_eq!(check(&verifier, &header, &form, now), Err(AuthError::BadSignature));
+        assert_eq!(
+            check(&verifier, &header, &form, now),
+            Err(AuthError::BadSignature)
+        );
         let header = authorization_header(&key(7), "POST", URL, &form, "nonce-e", now as u64);
-        assert_eq!(check(&verifier, &header, &form, now), Err(AuthError::UnknownConsumerKey));
-        assert_eq!(check(&verifier, "Bearer abc", &form, now).unwrap_err().reason(), "malformed_authorization");
+        assert_eq!(
+            check(&verifier, &header, &form, now),
+            Err(AuthError::UnknownConsumerKey)
+        );
+        assert_eq!(
+            check(&verifier, "Bearer abc", &form, now)
+                .unwrap_err()
+                .reason(),
+            "malformed_authorization"
+        );
     }
 }

@@ -5,8 +5,8 @@
 //! is what "falling behind" means) and an unbounded control lane polled first, so warnings,
 //! disconnects and faults overtake the backlog.
 
-use std::io;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -31,7 +31,11 @@ pub struct Outgoing {
 
 impl Outgoing {
     pub fn new(kind: MessageKind, json: impl Into<Bytes>) -> Outgoing {
-        Outgoing { kind, tweet_id: None, json: json.into() }
+        Outgoing {
+            kind,
+            tweet_id: None,
+            json: json.into(),
+        }
     }
 }
 
@@ -41,7 +45,10 @@ pub enum Control {
     /// A message framed like any other, sent before the queued ones.
     Message(Outgoing),
     /// Bytes written exactly as given (no framing): malformed input for the client.
-    Raw { kind: MessageKind, bytes: Bytes },
+    Raw {
+        kind: MessageKind,
+        bytes: Bytes,
+    },
     Stall(Option<Duration>),
     Resume,
     /// End the response cleanly after what was already ordered.
@@ -88,7 +95,9 @@ impl Tally {
         for (kind, n) in self.counts.drain(..) {
             *stats.messages.entry(kind.as_str().to_owned()).or_default() += n;
         }
-        let room = max_ids.saturating_sub(stats.tweet_ids.len()).min(self.ids.len());
+        let room = max_ids
+            .saturating_sub(stats.tweet_ids.len())
+            .min(self.ids.len());
         stats.tweet_ids.extend_from_slice(&self.ids[..room]);
         stats.tweet_ids_not_recorded += (self.ids.len() - room) as u64;
         self.ids.clear();
@@ -146,12 +155,14 @@ impl ConnectionBody {
     fn frame(&mut self, message: &Outgoing) {
         let start = self.buf.len();
         if self.delimited {
-            self.buf.extend_from_slice((message.json.len() + 2).to_string().as_bytes());
+            self.buf
+                .extend_from_slice((message.json.len() + 2).to_string().as_bytes());
             self.buf.extend_from_slice(b"\r\n");
         }
         self.buf.extend_from_slice(&message.json);
         self.buf.extend_from_slice(b"\r\n");
-        self.tally.add(message.kind, message.tweet_id, self.buf.len() - start);
+        self.tally
+            .add(message.kind, message.tweet_id, self.buf.len() - start);
     }
 
     fn apply_control(&mut self, control: Control) {
@@ -173,7 +184,8 @@ impl ConnectionBody {
                 framed.extend_from_slice(&json);
                 framed.truncate(framed.len() / 2);
                 self.buf.extend_from_slice(&framed);
-                self.tally.add(MessageKind::PartialFrame, None, framed.len());
+                self.tally
+                    .add(MessageKind::PartialFrame, None, framed.len());
                 self.ending = Ending::AbortAfter(Box::pin(sleep(MID_FRAME_FLUSH)));
             }
         }
@@ -188,7 +200,10 @@ impl ConnectionBody {
 }
 
 fn dropped() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "connection dropped by the emulator")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "connection dropped by the emulator",
+    )
 }
 
 impl Stream for ConnectionBody {

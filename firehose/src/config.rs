@@ -25,14 +25,24 @@ pub struct ControlMessageRates {
 impl ControlMessageRates {
     /// No compliance messages at all: streams carry only tweets (and what faults add).
     pub fn none() -> Self {
-        ControlMessageRates { delete: 0.0, scrub_geo: 0.0, status_withheld: 0.0, user_withheld: 0.0 }
+        ControlMessageRates {
+            delete: 0.0,
+            scrub_geo: 0.0,
+            status_withheld: 0.0,
+            user_withheld: 0.0,
+        }
     }
 }
 
 impl Default for ControlMessageRates {
     /// Low rates in the proportions of a real stream: deletes are by far the most common.
     fn default() -> Self {
-        ControlMessageRates { delete: 0.005, scrub_geo: 0.0005, status_withheld: 0.0005, user_withheld: 0.0002 }
+        ControlMessageRates {
+            delete: 0.005,
+            scrub_geo: 0.0005,
+            status_withheld: 0.0005,
+            user_withheld: 0.0002,
+        }
     }
 }
 
@@ -117,7 +127,10 @@ impl Default for FirehoseConfig {
 /// `access_token` and `access_token_secret`.
 pub fn load_keys(path: &Path) -> std::io::Result<Vec<Credentials>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot read the keys file {}: {e}", path.display()))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot read the keys file {}: {e}", path.display()),
+        )
     })?;
     serde_json::from_str(&text).map_err(|e| {
         std::io::Error::new(

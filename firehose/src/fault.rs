@@ -47,7 +47,10 @@ pub enum FaultKind {
 impl FaultKind {
     /// Whether the fault waits for connect attempts rather than acting on live connections.
     pub fn is_connect_fault(&self) -> bool {
-        matches!(self, FaultKind::RespondWith { .. } | FaultKind::DelayHead { .. })
+        matches!(
+            self,
+            FaultKind::RespondWith { .. } | FaultKind::DelayHead { .. }
+        )
     }
 }
 
@@ -60,11 +63,17 @@ pub struct Fault {
 
 impl Fault {
     pub fn all(kind: FaultKind) -> Fault {
-        Fault { target: Target::All, kind }
+        Fault {
+            target: Target::All,
+            kind,
+        }
     }
 
     pub fn for_key(consumer_key: impl Into<String>, kind: FaultKind) -> Fault {
-        Fault { target: Target::ConsumerKey(consumer_key.into()), kind }
+        Fault {
+            target: Target::ConsumerKey(consumer_key.into()),
+            kind,
+        }
     }
 }
 
@@ -87,7 +96,9 @@ pub const DEFAULT_OVERSIZED_BYTES: usize = 2 * 1024 * 1024;
 impl ControlRequest {
     /// The fault named by the URL (`drop`, `stall`, `resume`, `malformed_frame`, `invalid_json`,
     /// `oversized_frame`, `close_mid_frame`, `disconnect`, `respond_with`, `delay_head`).
-    pub fn into_fault(self, name: &str) -> Result<Fault, String> {
+    /// `Err((404, why))` for an unknown fault, `Err((400, why))` for a missing field.
+    pub fn into_fault(self, name: &str) -> Result<Fault, (u16, String)> {
+        let missing = |why: &str| (400, why.to_owned());
         let kind = match name {
             "drop" => FaultKind::Drop,
             "stall" => FaultKind::Stall { duration: self.duration_ms.map(Duration::from_millis) },
@@ -98,21 +109,27 @@ impl ControlRequest {
             "close_mid_frame" => FaultKind::CloseMidFrame,
             "disconnect" => FaultKind::Disconnect { code: self.code.unwrap_or(crate::messages::disconnect_code::SHUTDOWN) },
             "respond_with" => FaultKind::RespondWith {
-                status: self.status.ok_or("respond_with needs \"status\" (e.g. 503)")?,
+                status: self.status.ok_or_else(|| missing("respond_with needs \"status\" (e.g. 503)"))?,
                 count: self.count.unwrap_or(1),
             },
             "delay_head" => FaultKind::DelayHead {
-                delay: Duration::from_millis(self.delay_ms.ok_or("delay_head needs \"delay_ms\"")?),
+                delay: Duration::from_millis(self.delay_ms.ok_or_else(|| missing("delay_head needs \"delay_ms\""))?),
                 count: self.count.unwrap_or(1),
             },
             other => {
-                return Err(format!(
-                    "unknown fault {other:?}; expected one of drop, stall, resume, malformed_frame, invalid_json, \
-                     oversized_frame, close_mid_frame, disconnect, respond_with, delay_head"
+                return Err((
+                    404,
+                    format!(
+                        "unknown fault {other:?}; expected one of drop, stall, resume, malformed_frame, invalid_json, \
+                         oversized_frame, close_mid_frame, disconnect, respond_with, delay_head"
+                    ),
                 ))
             }
         };
-        let target = self.consumer_key.map(Target::ConsumerKey).unwrap_or(Target::All);
+        let target = self
+            .consumer_key
+            .map(Target::ConsumerKey)
+            .unwrap_or(Target::All);
         Ok(Fault { target, kind })
     }
 }

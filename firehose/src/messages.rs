@@ -83,7 +83,9 @@ pub fn status_withheld(id: u64, user_id: u64, now_ms: u64) -> String {
 }
 
 pub fn user_withheld(user_id: u64, now_ms: u64) -> String {
-    text(json!({"user_withheld": {"id": user_id, "withheld_in_countries": ["TR"], "timestamp_ms": now_ms.to_string()}}))
+    text(
+        json!({"user_withheld": {"id": user_id, "withheld_in_countries": ["TR"], "timestamp_ms": now_ms.to_string()}}),
+    )
 }
 
 pub fn warning(percent_full: u32) -> String {
@@ -102,5 +104,8 @@ pub fn disconnect(code: u32, reason: &str) -> String {
 }
 
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -52,13 +52,23 @@ impl ParamError {
 
 /// A phrase as routing compares it: lowercase terms separated by single spaces.
 pub fn phrase_key(phrase: &str) -> String {
-    phrase.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>().join(" ")
+    phrase
+        .split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl StreamFilter {
     /// Validates the decoded form and query parameters (later duplicates win).
     pub fn from_params(params: &[(String, String)]) -> Result<StreamFilter, ParamError> {
-        let get = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let get = |name: &str| {
+            params
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         let mut filter = StreamFilter::default();
         let not_acceptable = |m: String| Err(ParamError::NotAcceptable(m));
 
@@ -66,7 +76,9 @@ impl StreamFilter {
             for (i, phrase) in track.split(',').enumerate() {
                 let phrase = phrase.trim();
                 if phrase.is_empty() {
-                    return not_acceptable(format!("Parameter track item index {i} too short: the phrase is empty"));
+                    return not_acceptable(format!(
+                        "Parameter track item index {i} too short: the phrase is empty"
+                    ));
                 }
                 if phrase.len() > MAX_PHRASE_BYTES {
                     return not_acceptable(format!(
@@ -87,7 +99,11 @@ impl StreamFilter {
             for (i, id) in follow.split(',').enumerate() {
                 match id.trim().parse::<u64>() {
                     Ok(n) if n > 0 => filter.follow.push(n),
-                    _ => return not_acceptable(format!("Parameter follow item index {i} is not a user id: {id:?}")),
+                    _ => {
+                        return not_acceptable(format!(
+                            "Parameter follow item index {i} is not a user id: {id:?}"
+                        ))
+                    }
                 }
             }
             if filter.follow.len() > MAX_FOLLOW_IDS {
@@ -101,29 +117,44 @@ impl StreamFilter {
             filter.locations = parse_boxes(locations)?;
         }
         if filter.track.is_empty() && filter.follow.is_empty() && filter.locations.is_empty() {
-            return not_acceptable("No filter parameters found. Expect at least one parameter: follow track locations".into());
+            return not_acceptable(
+                "No filter parameters found. Expect at least one parameter: follow track locations"
+                    .into(),
+            );
         }
         match get("delimited") {
             None => {}
             Some("length") => filter.delimited = true,
-            Some(other) => return not_acceptable(format!("Parameter delimited must be 'length', not {other:?}")),
+            Some(other) => {
+                return not_acceptable(format!(
+                    "Parameter delimited must be 'length', not {other:?}"
+                ))
+            }
         }
         match get("stall_warnings") {
             None | Some("false") | Some("0") => {}
             Some("true") | Some("1") => filter.stall_warnings = true,
-            Some(other) => return not_acceptable(format!("Parameter stall_warnings must be true or false, not {other:?}")),
+            Some(other) => {
+                return not_acceptable(format!(
+                    "Parameter stall_warnings must be true or false, not {other:?}"
+                ))
+            }
         }
         if let Some(language) = get("language") {
             for code in language.split(',').map(str::trim) {
                 if !is_language_code(code) {
-                    return not_acceptable(format!("Parameter language has an invalid BCP 47 code: {code:?}"));
+                    return not_acceptable(format!(
+                        "Parameter language has an invalid BCP 47 code: {code:?}"
+                    ));
                 }
                 filter.language.push(code.to_ascii_lowercase());
             }
         }
         if let Some(level) = get("filter_level") {
             filter.filter_level = FilterLevel::parse(level).ok_or_else(|| {
-                ParamError::NotAcceptable(format!("Parameter filter_level must be none, low or medium, not {level:?}"))
+                ParamError::NotAcceptable(format!(
+                    "Parameter filter_level must be none, low or medium, not {level:?}"
+                ))
             })?;
         }
         Ok(filter)
@@ -131,7 +162,8 @@ impl StreamFilter {
 
     /// Whether a tweet of this language and filter level may be delivered here.
     pub fn accepts(&self, lang: &str, level: FilterLevel) -> bool {
-        level >= self.filter_level && (self.language.is_empty() || self.language.iter().any(|l| l == lang))
+        level >= self.filter_level
+            && (self.language.is_empty() || self.language.iter().any(|l| l == lang))
     }
 
     /// Number of filter items (phrases + ids + boxes).
@@ -146,7 +178,11 @@ fn parse_boxes(value: &str) -> Result<Vec<GeoBox>, ParamError> {
         .split(',')
         .map(|n| n.trim().parse::<f64>().ok().filter(|v| v.is_finite()))
         .collect::<Option<Vec<f64>>>()
-        .ok_or_else(|| bad(format!("Parameter locations must be comma-separated numbers: {value:?}")))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "Parameter locations must be comma-separated numbers: {value:?}"
+            ))
+        })?;
     if numbers.is_empty() || numbers.len() % 4 != 0 {
         return Err(bad(format!(
             "Parameter locations must hold groups of 4 numbers (sw_lon,sw_lat,ne_lon,ne_lat); got {}",
@@ -164,13 +200,21 @@ fn parse_boxes(value: &str) -> Result<Vec<GeoBox>, ParamError> {
         .enumerate()
         .map(|(i, c)| {
             let b = GeoBox::new(c[0], c[1], c[2], c[3]);
-            if ![b.west, b.east].iter().all(|x| (-180.0..=180.0).contains(x))
-                || ![b.south, b.north].iter().all(|y| (-90.0..=90.0).contains(y))
+            if ![b.west, b.east]
+                .iter()
+                .all(|x| (-180.0..=180.0).contains(x))
+                || ![b.south, b.north]
+                    .iter()
+                    .all(|y| (-90.0..=90.0).contains(y))
             {
-                return Err(bad(format!("Parameter locations box {i} is out of range: {c:?}")));
+                return Err(bad(format!(
+                    "Parameter locations box {i} is out of range: {c:?}"
+                )));
             }
             if b.west >= b.east || b.south >= b.north {
-                return Err(bad(format!("Parameter locations box {i} must give the south-west corner first: {c:?}")));
+                return Err(bad(format!(
+                    "Parameter locations box {i} must give the south-west corner first: {c:?}"
+                )));
             }
             Ok(b)
         })
@@ -191,7 +235,10 @@ mod tests {
     use super::*;
 
     fn parse(pairs: &[(&str, &str)]) -> Result<StreamFilter, ParamError> {
-        let owned: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         StreamFilter::from_params(&owned)
     }
 
@@ -235,20 +282,39 @@ mod tests {
             &[("track", "a"), ("language", "english!")],
         ];
         for case in cases {
-            assert_eq!(parse(case).map(|_| ()).unwrap_err().status(), 406, "{case:?}");
+            assert_eq!(
+                parse(case).map(|_| ()).unwrap_err().status(),
+                406,
+                "{case:?}"
+            );
         }
-        assert!(parse(&[("track", &"é".repeat(30))]).is_ok(), "60 bytes is the limit, not 60 characters");
+        assert!(
+            parse(&[("track", &"é".repeat(30))]).is_ok(),
+            "60 bytes is the limit, not 60 characters"
+        );
     }
 
     #[test]
     fn refuses_too_many_items_with_413() {
-        let phrases = (0..401).map(|i| format!("p{i}")).collect::<Vec<_>>().join(",");
-        let ids = (1..=5001).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
-        let boxes = (0..26).map(|_| "-74,40,-73,41").collect::<Vec<_>>().join(",");
+        let phrases = (0..401)
+            .map(|i| format!("p{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let ids = (1..=5001)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let boxes = (0..26)
+            .map(|_| "-74,40,-73,41")
+            .collect::<Vec<_>>()
+            .join(",");
         assert_eq!(parse(&[("track", &phrases)]).unwrap_err().status(), 413);
         assert_eq!(parse(&[("follow", &ids)]).unwrap_err().status(), 413);
         assert_eq!(parse(&[("locations", &boxes)]).unwrap_err().status(), 413);
-        let at_limit = (0..400).map(|i| format!("p{i}")).collect::<Vec<_>>().join(",");
+        let at_limit = (0..400)
+            .map(|i| format!("p{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
         assert!(parse(&[("track", &at_limit)]).is_ok());
     }
 

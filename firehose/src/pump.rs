@@ -27,13 +27,15 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>
         Some(path) => Some(crate::replay::load(path)?),
         None => None,
     };
-    std::thread::Builder::new().name("firehose-pump".into()).spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("a current-thread runtime with only timers always builds");
-        runtime.block_on(Pump::new(shared, replay).run());
-    })
+    std::thread::Builder::new()
+        .name("firehose-pump".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a current-thread runtime with only timers always builds");
+            runtime.block_on(Pump::new(shared, replay).run());
+        })
 }
 
 /// Per-connection bookkeeping of the pump, kept across re-reads of the connection set.
@@ -86,7 +88,7 @@ impl Pump {
         let config = &shared.config;
         Pump {
             generator: TweetGenerator::new(config.seed, config.generator.clone()),
-            rng: FastRng::new(config.seed ^ 0x5eed_0f_7a55_1c),
+            rng: FastRng::new(config.seed ^ 0x5eed_0f7a_551c),
             shared,
             replay,
             replay_next: 0,
@@ -123,8 +125,10 @@ impl Pump {
                 target - done
             };
             if due == 0 {
-                let next = Duration::from_secs_f64((done + 1) as f64 / rate).saturating_sub(epoch.elapsed());
-                tokio::time::sleep(next.clamp(Duration::from_millis(1), Duration::from_millis(20))).await;
+                let next = Duration::from_secs_f64((done + 1) as f64 / rate)
+                    .saturating_sub(epoch.elapsed());
+                tokio::time::sleep(next.clamp(Duration::from_millis(1), Duration::from_millis(20)))
+                    .await;
                 continue;
             }
             for _ in 0..due.min(4096) {
@@ -145,13 +149,19 @@ impl Pump {
         }
         self.version = version;
         let cap = self.shared.config.limit_cap_per_sec;
-        let mut states: HashMap<u64, RouteState> = self.routes.drain(..).map(|r| (r.conn.id, r.state)).collect();
+        let mut states: HashMap<u64, RouteState> = self
+            .routes
+            .drain(..)
+            .map(|r| (r.conn.id, r.state))
+            .collect();
         self.routes = self
             .shared
             .live()
             .into_iter()
             .map(|conn| {
-                let state = states.remove(&conn.id).unwrap_or_else(|| RouteState::new(cap));
+                let state = states
+                    .remove(&conn.id)
+                    .unwrap_or_else(|| RouteState::new(cap));
                 Route { conn, state }
             })
             .collect();
@@ -160,7 +170,10 @@ impl Pump {
         self.located.clear();
         for (i, route) in self.routes.iter().enumerate() {
             for phrase in &route.conn.filter.track {
-                self.by_phrase.entry(phrase_key(phrase)).or_default().push(i);
+                self.by_phrase
+                    .entry(phrase_key(phrase))
+                    .or_default()
+                    .push(i);
             }
             for id in &route.conn.filter.follow {
                 self.by_user.entry(*id).or_default().push(i);
@@ -201,7 +214,10 @@ impl Pump {
                 } else {
                     UserRole::ReplyTarget
                 };
-                plant.user = Some(PlantedUser { id: filter.follow[k], role });
+                plant.user = Some(PlantedUser {
+                    id: filter.follow[k],
+                    role,
+                });
             } else {
                 plant.location = Some(filter.locations[k - filter.follow.len()]);
             }
@@ -213,10 +229,21 @@ impl Pump {
 
         self.recipients.clear();
         if let Some(phrase) = plant.phrases.first() {
-            self.recipients.extend(self.by_phrase.get(&phrase_key(phrase)).into_iter().flatten());
+            self.recipients.extend(
+                self.by_phrase
+                    .get(&phrase_key(phrase))
+                    .into_iter()
+                    .flatten(),
+            );
         }
-        for id in plant.user.map(|u| u.id).into_iter().chain([facts.author_id]) {
-            self.recipients.extend(self.by_user.get(&id).into_iter().flatten());
+        for id in plant
+            .user
+            .map(|u| u.id)
+            .into_iter()
+            .chain([facts.author_id])
+        {
+            self.recipients
+                .extend(self.by_user.get(&id).into_iter().flatten());
         }
         if let (Some(geo), false) = (facts.geo, facts.is_retweet) {
             for &i in &self.located {
@@ -229,8 +256,16 @@ impl Pump {
         self.recipients.dedup();
         let recipients = std::mem::take(&mut self.recipients);
         for &i in &recipients {
-            if self.routes[i].conn.filter.accepts(&facts.lang, facts.filter_level) {
-                let message = Outgoing { kind: MessageKind::Tweet, tweet_id: Some(facts.id), json: json.clone() };
+            if self.routes[i]
+                .conn
+                .filter
+                .accepts(&facts.lang, facts.filter_level)
+            {
+                let message = Outgoing {
+                    kind: MessageKind::Tweet,
+                    tweet_id: Some(facts.id),
+                    json: json.clone(),
+                };
                 if self.deliver(i, message).await {
                     self.compliance(i, &facts).await;
                 }
@@ -253,7 +288,11 @@ impl Pump {
         self.shared.produced.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.routes.len() {
             if line.selected_by(&self.routes[i].conn.filter) {
-                let message = Outgoing { kind: line.kind, tweet_id: line.tweet_id, json: line.json.clone() };
+                let message = Outgoing {
+                    kind: line.kind,
+                    tweet_id: line.tweet_id,
+                    json: line.json.clone(),
+                };
                 self.deliver(i, message).await;
             }
         }
@@ -269,16 +308,28 @@ impl Pump {
         }
         if let (Some(cap), MessageKind::Tweet) = (config.limit_cap_per_sec, message.kind) {
             let now = Instant::now();
-            state.tokens = (state.tokens + now.duration_since(state.refilled).as_secs_f64() * cap).min(cap.max(1.0));
+            state.tokens = (state.tokens + now.duration_since(state.refilled).as_secs_f64() * cap)
+                .min(cap.max(1.0));
             state.refilled = now;
             if state.tokens < 1.0 {
                 state.undelivered += 1;
                 let undelivered = state.undelivered;
-                self.routes[i].conn.stats.lock().unwrap_or_else(|e| e.into_inner()).undelivered = undelivered;
+                self.routes[i]
+                    .conn
+                    .stats
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .undelivered = undelivered;
                 let state = &mut self.routes[i].state;
-                if state.last_notice.is_none_or(|t| t.elapsed() >= config.limit_notice_interval) {
+                if state
+                    .last_notice
+                    .is_none_or(|t| t.elapsed() >= config.limit_notice_interval)
+                {
                     state.last_notice = Some(now);
-                    let notice = Outgoing::new(MessageKind::Limit, messages::limit(undelivered, messages::now_ms()));
+                    let notice = Outgoing::new(
+                        MessageKind::Limit,
+                        messages::limit(undelivered, messages::now_ms()),
+                    );
                     self.enqueue(i, notice).await;
                 }
                 return false;
@@ -294,16 +345,38 @@ impl Pump {
         let now = messages::now_ms();
         let (id, user) = (facts.id, facts.author_id);
         if self.rng.chance(rates.delete) {
-            self.enqueue(i, Outgoing::new(MessageKind::Delete, messages::delete(id, user, now))).await;
+            self.enqueue(
+                i,
+                Outgoing::new(MessageKind::Delete, messages::delete(id, user, now)),
+            )
+            .await;
         }
         if self.rng.chance(rates.scrub_geo) {
-            self.enqueue(i, Outgoing::new(MessageKind::ScrubGeo, messages::scrub_geo(user, id, now))).await;
+            self.enqueue(
+                i,
+                Outgoing::new(MessageKind::ScrubGeo, messages::scrub_geo(user, id, now)),
+            )
+            .await;
         }
         if self.rng.chance(rates.status_withheld) {
-            self.enqueue(i, Outgoing::new(MessageKind::StatusWithheld, messages::status_withheld(id, user, now))).await;
+            self.enqueue(
+                i,
+                Outgoing::new(
+                    MessageKind::StatusWithheld,
+                    messages::status_withheld(id, user, now),
+                ),
+            )
+            .await;
         }
         if self.rng.chance(rates.user_withheld) {
-            self.enqueue(i, Outgoing::new(MessageKind::UserWithheld, messages::user_withheld(user, now))).await;
+            self.enqueue(
+                i,
+                Outgoing::new(
+                    MessageKind::UserWithheld,
+                    messages::user_withheld(user, now),
+                ),
+            )
+            .await;
         }
     }
 
@@ -324,7 +397,8 @@ impl Pump {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {
                     route.state.dead = true;
-                    self.shared.disconnect(route.conn.id, disconnect_code::STALL, "queue_full");
+                    self.shared
+                        .disconnect(route.conn.id, disconnect_code::STALL, "queue_full");
                     return false;
                 }
                 Err(TrySendError::Closed(_)) => {
@@ -337,12 +411,20 @@ impl Pump {
         let used = max - route.conn.data.capacity();
         if used > route.state.queue_peak {
             route.state.queue_peak = used;
-            route.conn.stats.lock().unwrap_or_else(|e| e.into_inner()).queue_peak = used;
+            route
+                .conn
+                .stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .queue_peak = used;
         }
         let percent = (used * 100 / max) as u32;
         if route.conn.filter.stall_warnings
             && percent >= config.stall_warning_percent
-            && route.state.last_warning.is_none_or(|t| t.elapsed() >= config.stall_warning_interval)
+            && route
+                .state
+                .last_warning
+                .is_none_or(|t| t.elapsed() >= config.stall_warning_interval)
         {
             route.state.last_warning = Some(Instant::now());
             let warning = Outgoing::new(MessageKind::Warning, messages::warning(percent));

@@ -18,8 +18,18 @@ pub struct ConnectLimiter {
 
 impl ConnectLimiter {
     /// Records an attempt at `now`; `Err` carries how long the credential stays limited.
-    pub fn attempt(&mut self, now: Instant, window: Duration, limit: usize, penalty: Duration) -> Result<(), Duration> {
-        while self.attempts.front().is_some_and(|t| now.duration_since(*t) >= window) {
+    pub fn attempt(
+        &mut self,
+        now: Instant,
+        window: Duration,
+        limit: usize,
+        penalty: Duration,
+    ) -> Result<(), Duration> {
+        while self
+            .attempts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
             self.attempts.pop_front();
         }
         let limited = self.penalty_until.is_some_and(|until| now < until);
@@ -51,12 +61,22 @@ mod tests {
         let t0 = Instant::now();
         let (window, penalty) = (Duration::from_secs(10), Duration::from_secs(4));
         for i in 0..3 {
-            assert!(limiter.attempt(t0 + Duration::from_millis(i), window, 3, penalty).is_ok());
+            assert!(limiter
+                .attempt(t0 + Duration::from_millis(i), window, 3, penalty)
+                .is_ok());
         }
-        assert_eq!(limiter.attempt(t0 + Duration::from_secs(1), window, 3, penalty), Err(Duration::from_secs(4)));
-        assert_eq!(limiter.attempt(t0 + Duration::from_secs(2), window, 3, penalty), Err(Duration::from_secs(8)));
+        assert_eq!(
+            limiter.attempt(t0 + Duration::from_secs(1), window, 3, penalty),
+            Err(Duration::from_secs(4))
+        );
+        assert_eq!(
+            limiter.attempt(t0 + Duration::from_secs(2), window, 3, penalty),
+            Err(Duration::from_secs(8))
+        );
         // Still inside the extended penalty (ends at t0+10s).
-        assert!(limiter.attempt(t0 + Duration::from_secs(9), window, 3, penalty).is_err());
+        assert!(limiter
+            .attempt(t0 + Duration::from_secs(9), window, 3, penalty)
+            .is_err());
         // After the penalty and with the window clear, connecting works again.
         let later = t0 + Duration::from_secs(9) + Duration::from_secs(16) + Duration::from_secs(1);
         assert!(limiter.attempt(later, window, 3, penalty).is_ok());

@@ -35,7 +35,9 @@ impl ReplayLine {
             return true;
         }
         let track = filter.track.iter().any(|phrase| {
-            phrase.split_whitespace().all(|term| self.lowercase.contains(&term.to_lowercase()))
+            phrase
+                .split_whitespace()
+                .all(|term| self.lowercase.contains(&term.to_lowercase()))
         });
         track
             || filter.follow.iter().any(|id| self.user_ids.contains(id))
@@ -45,8 +47,12 @@ impl ReplayLine {
 
 /// Reads an archive; blank lines are skipped, lines that are not JSON are an error.
 pub fn load(path: &Path) -> std::io::Result<Vec<ReplayLine>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read the replay archive {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot read the replay archive {}: {e}", path.display()),
+        )
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
@@ -54,7 +60,11 @@ pub fn load(path: &Path) -> std::io::Result<Vec<ReplayLine>> {
             parse_line(line.trim()).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
-                    format!("line {} of {} is not a JSON message: {e}", n + 1, path.display()),
+                    format!(
+                        "line {} of {} is not a JSON message: {e}",
+                        n + 1,
+                        path.display()
+                    ),
                 )
             })
         })
@@ -63,21 +73,32 @@ pub fn load(path: &Path) -> std::io::Result<Vec<ReplayLine>> {
 
 fn parse_line(line: &str) -> Result<ReplayLine, serde_json::Error> {
     let value: Value = serde_json::from_str(line)?;
-    let kind = ["delete", "scrub_geo", "limit", "status_withheld", "user_withheld", "disconnect", "warning"]
-        .iter()
-        .zip([
-            MessageKind::Delete,
-            MessageKind::ScrubGeo,
-            MessageKind::Limit,
-            MessageKind::StatusWithheld,
-            MessageKind::UserWithheld,
-            MessageKind::Disconnect,
-            MessageKind::Warning,
-        ])
-        .find(|(key, _)| value.get(**key).is_some())
-        .map(|(_, kind)| kind)
-        .unwrap_or(MessageKind::Tweet);
-    let id = |v: &Value| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()));
+    let kind = [
+        "delete",
+        "scrub_geo",
+        "limit",
+        "status_withheld",
+        "user_withheld",
+        "disconnect",
+        "warning",
+    ]
+    .iter()
+    .zip([
+        MessageKind::Delete,
+        MessageKind::ScrubGeo,
+        MessageKind::Limit,
+        MessageKind::StatusWithheld,
+        MessageKind::UserWithheld,
+        MessageKind::Disconnect,
+        MessageKind::Warning,
+    ])
+    .find(|(key, _)| value.get(**key).is_some())
+    .map(|(_, kind)| kind)
+    .unwrap_or(MessageKind::Tweet);
+    let id = |v: &Value| {
+        v.as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
     let user_ids = [
         value.pointer("/user/id"),
         value.pointer("/retweeted_status/user/id"),
@@ -87,30 +108,43 @@ fn parse_line(line: &str) -> Result<ReplayLine, serde_json::Error> {
     .flatten()
     .filter_map(id)
     .collect();
-    let geo = match value.pointer("/coordinates/coordinates").and_then(Value::as_array) {
-        Some(point) if point.len() == 2 => {
-            Some(TweetGeo::Point { lon: point[0].as_f64().unwrap_or(f64::NAN), lat: point[1].as_f64().unwrap_or(f64::NAN) })
-        }
-        _ => value.pointer("/place/bounding_box/coordinates/0").and_then(Value::as_array).and_then(|ring| {
-            let points: Vec<(f64, f64)> = ring
-                .iter()
-                .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
-                .collect();
-            if points.is_empty() {
-                return None;
-            }
-            let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| points.iter().map(pick).fold(init, f);
-            Some(TweetGeo::Place(GeoBox::new(
-                fold(f64::min, f64::INFINITY, |p| p.0),
-                fold(f64::min, f64::INFINITY, |p| p.1),
-                fold(f64::max, f64::NEG_INFINITY, |p| p.0),
-                fold(f64::max, f64::NEG_INFINITY, |p| p.1),
-            )))
+    let geo = match value
+        .pointer("/coordinates/coordinates")
+        .and_then(Value::as_array)
+    {
+        Some(point) if point.len() == 2 => Some(TweetGeo::Point {
+            lon: point[0].as_f64().unwrap_or(f64::NAN),
+            lat: point[1].as_f64().unwrap_or(f64::NAN),
         }),
+        _ => value
+            .pointer("/place/bounding_box/coordinates/0")
+            .and_then(Value::as_array)
+            .and_then(|ring| {
+                let points: Vec<(f64, f64)> = ring
+                    .iter()
+                    .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
+                    .collect();
+                if points.is_empty() {
+                    return None;
+                }
+                let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
+                    points.iter().map(pick).fold(init, f)
+                };
+                Some(TweetGeo::Place(GeoBox::new(
+                    fold(f64::min, f64::INFINITY, |p| p.0),
+                    fold(f64::min, f64::INFINITY, |p| p.1),
+                    fold(f64::max, f64::NEG_INFINITY, |p| p.0),
+                    fold(f64::max, f64::NEG_INFINITY, |p| p.1),
+                )))
+            }),
     };
     Ok(ReplayLine {
         json: Bytes::copy_from_slice(line.as_bytes()),
-        tweet_id: if kind == MessageKind::Tweet { value.get("id").and_then(id) } else { None },
+        tweet_id: if kind == MessageKind::Tweet {
+            value.get("id").and_then(id)
+        } else {
+            None
+        },
         kind,
         lowercase: line.to_lowercase(),
         user_ids,

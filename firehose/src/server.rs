@@ -37,42 +37,51 @@ impl Firehose {
     /// Binds `config.listen`, starts the HTTP thread and the traffic pump, and returns once
     /// the socket accepts connections. Works from any async runtime (tokio or actix-rt).
     pub async fn start(config: FirehoseConfig) -> io::Result<FirehoseHandle> {
-        let listener = std::net::TcpListener::bind(config.listen)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen)))?;
+        let listener = std::net::TcpListener::bind(config.listen).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+        })?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared::new(config));
         let pump = crate::pump::spawn(shared.clone())?;
         let (handle_tx, handle_rx) = oneshot::channel::<io::Result<actix_web::dev::ServerHandle>>();
         let (done_tx, done_rx) = oneshot::channel();
         let app_state = shared.clone();
-        std::thread::Builder::new().name("firehose-http".into()).spawn(move || {
-            let system = actix_rt::System::new();
-            let result = system.block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(web::Data::from(app_state.clone()))
-                        .route(FILTER_PATH, web::post().to(filter_endpoint))
-                        .route(FILTER_PATH, web::get().to(filter_endpoint))
-                        .route("/stats", web::get().to(stats_endpoint))
-                        .route("/control/{fault}", web::post().to(control_endpoint))
-                })
-                .workers(1)
-                .disable_signals()
-                .shutdown_timeout(1)
-                .listen(listener)?
-                .run();
-                let _ = handle_tx.send(Ok(server.handle()));
-                server.await
-            });
-            if let Err(e) = result {
-                tracing::error!(error = %e, "the emulator's HTTP server stopped with an error");
-            }
-            let _ = done_tx.send(());
-        })?;
-        let server = handle_rx
-            .await
-            .map_err(|_| io::Error::other("the emulator's HTTP thread ended before it started serving"))??;
-        Ok(FirehoseHandle { addr, shared, server, http_done: Some(done_rx), pump: Some(pump) })
+        std::thread::Builder::new()
+            .name("firehose-http".into())
+            .spawn(move || {
+                let system = actix_rt::System::new();
+                let result = system.block_on(async move {
+                    let server = HttpServer::new(move || {
+                        App::new()
+                            .app_data(web::Data::from(app_state.clone()))
+                            .route(FILTER_PATH, web::post().to(filter_endpoint))
+                            .route(FILTER_PATH, web::get().to(filter_endpoint))
+                            .route("/stats", web::get().to(stats_endpoint))
+                            .route("/control/{fault}", web::post().to(control_endpoint))
+                    })
+                    .workers(1)
+                    .disable_signals()
+                    .shutdown_timeout(1)
+                    .listen(listener)?
+                    .run();
+                    let _ = handle_tx.send(Ok(server.handle()));
+                    server.await
+                });
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "the emulator's HTTP server stopped with an error");
+                }
+                let _ = done_tx.send(());
+            })?;
+        let server = handle_rx.await.map_err(|_| {
+            io::Error::other("the emulator's HTTP thread ended before it started serving")
+        })??;
+        Ok(FirehoseHandle {
+            addr,
+            shared,
+            server,
+            http_done: Some(done_rx),
+            pump: Some(pump),
+        })
     }
 }
 
@@ -97,7 +106,9 @@ impl FirehoseHandle {
 
     /// The stats label (`key<index>`) of a configured consumer key.
     pub fn credential_label(&self, consumer_key: &str) -> Option<String> {
-        self.shared.credential_index(Some(consumer_key)).map(|i| crate::state::credential_label(Some(i)))
+        self.shared
+            .credential_index(Some(consumer_key))
+            .map(|i| crate::state::credential_label(Some(i)))
     }
 
     /// Ends every stream with `disconnect` code 1, stops serving and waits for the threads.
@@ -126,15 +137,23 @@ impl Drop for FirehoseHandle {
 
 /// The v1.1 error body: `{"errors":[{"code":N,"message":"..."}]}`.
 fn error_response(status: u16, code: u32, message: &str) -> HttpResponse {
-    let status = actix_web::http::StatusCode::from_u16(status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status)
         .content_type("application/json; charset=utf-8")
         .body(serde_json::json!({"errors": [{"code": code, "message": message}]}).to_string())
 }
 
-async fn filter_endpoint(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+async fn filter_endpoint(
+    req: HttpRequest,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
     let shared = shared.into_inner();
-    let authorization = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let consumer_key = authorization
         .and_then(parse_authorization_header)
         .and_then(|oauth| oauth.get("oauth_consumer_key").cloned());
@@ -166,9 +185,20 @@ async fn filter_endpoint(req: HttpRequest, body: web::Bytes, shared: web::Data<S
     }
 
     let host = req.connection_info().host().to_owned();
-    let base_urls = [format!("http://{host}{FILTER_PATH}"), format!("https://{host}{FILTER_PATH}")];
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let request = SignedRequest { method: req.method().as_str(), base_urls: &base_urls, authorization, params: &params };
+    let base_urls = [
+        format!("http://{host}{FILTER_PATH}"),
+        format!("https://{host}{FILTER_PATH}"),
+    ];
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let request = SignedRequest {
+        method: req.method().as_str(),
+        base_urls: &base_urls,
+        authorization,
+        params: &params,
+    };
     let credential = match shared.verifier.verify(&request, now) {
         Ok(index) => index,
         Err(error) => {
@@ -194,20 +224,33 @@ async fn filter_endpoint(req: HttpRequest, body: web::Bytes, shared: web::Data<S
     };
     let (id, stream) = shared.open(credential, filter);
     shared.record_attempt(Some(credential), 200, "connected", Some(id));
-    HttpResponse::Ok().content_type("application/json").force_close().streaming(stream)
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .force_close()
+        .streaming(stream)
 }
 
 async fn stats_endpoint(shared: web::Data<Shared>) -> HttpResponse {
     HttpResponse::Ok().json(shared.snapshot())
 }
 
-async fn control_endpoint(path: web::Path<String>, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+async fn control_endpoint(
+    path: web::Path<String>,
+    body: web::Bytes,
+    shared: web::Data<Shared>,
+) -> HttpResponse {
     let request: ControlRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ControlRequest::default()
     } else {
         match serde_json::from_slice(&body) {
             Ok(request) => request,
-            Err(e) => return error_response(400, 400, &format!("the control body is not valid JSON for this fault: {e}")),
+            Err(e) => {
+                return error_response(
+                    400,
+                    400,
+                    &format!("the control body is not valid JSON for this fault: {e}"),
+                )
+            }
         }
     };
     match request.into_fault(&path.into_inner()) {
@@ -215,6 +258,6 @@ async fn control_endpoint(path: web::Path<String>, body: web::Bytes, shared: web
             let reached = shared.inject(fault);
             HttpResponse::Ok().json(serde_json::json!({"connections": reached}))
         }
-        Err(message) => error_response(404, 404, &message),
+        Err((status, message)) => error_response(status, u32::from(status), &message),
     }
 }

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use traptor_core::oauth::redact;
 
 use crate::auth::Verifier;
-use crate::body::{Control, ConnectionBody, Outgoing};
+use crate::body::{ConnectionBody, Control, Outgoing};
 use crate::config::FirehoseConfig;
 use crate::fault::{Fault, FaultKind};
 use crate::messages::{self, disconnect_code, MessageKind};
@@ -64,7 +64,9 @@ pub struct Shared {
 
 /// Label of a credential in stats and logs: its position in the configured keys.
 pub fn credential_label(index: Option<usize>) -> String {
-    index.map(|i| format!("key{i}")).unwrap_or_else(|| "unknown".to_owned())
+    index
+        .map(|i| format!("key{i}"))
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 impl Shared {
@@ -84,10 +86,18 @@ impl Shared {
                 },
             })
             .collect();
-        let pending = config.faults.iter().filter(|f| f.kind.is_connect_fault()).cloned().collect();
+        let pending = config
+            .faults
+            .iter()
+            .filter(|f| f.kind.is_connect_fault())
+            .cloned()
+            .collect();
         let registry = Registry {
             credentials,
-            unknown: CredentialStats { credential: credential_label(None), ..CredentialStats::default() },
+            unknown: CredentialStats {
+                credential: credential_label(None),
+                ..CredentialStats::default()
+            },
             pending,
             ..Registry::default()
         };
@@ -119,10 +129,17 @@ impl Shared {
 
     /// Consumes the connect faults that apply to this attempt: a delay for the response head
     /// and/or a status to answer instead of streaming.
-    pub fn take_connect_faults(&self, consumer_key: Option<&str>) -> (Option<Duration>, Option<u16>) {
+    pub fn take_connect_faults(
+        &self,
+        consumer_key: Option<&str>,
+    ) -> (Option<Duration>, Option<u16>) {
         let mut registry = self.registry();
         let (mut delay, mut status) = (None, None);
-        for fault in registry.pending.iter_mut().filter(|f| f.target.matches(consumer_key)) {
+        for fault in registry
+            .pending
+            .iter_mut()
+            .filter(|f| f.target.matches(consumer_key))
+        {
             match &mut fault.kind {
                 FaultKind::DelayHead { delay: d, count } if *count > 0 && delay.is_none() => {
                     delay = Some(*d);
@@ -143,7 +160,13 @@ impl Shared {
     }
 
     /// Logs a connect attempt and counts it for its credential.
-    pub fn record_attempt(&self, credential: Option<usize>, status: u16, outcome: &str, connection: Option<u64>) {
+    pub fn record_attempt(
+        &self,
+        credential: Option<usize>,
+        status: u16,
+        outcome: &str,
+        connection: Option<u64>,
+    ) {
         let entry = ConnectLogEntry {
             at_ms: self.elapsed_ms(),
             unix_ms: messages::now_ms(),
@@ -185,7 +208,11 @@ impl Shared {
 
     /// Registers an accepted connection and returns its response body. An older connection of
     /// the same credential is ended with `disconnect` code 7, as the real service does.
-    pub fn open(self: &Arc<Self>, credential: usize, filter: StreamFilter) -> (u64, ConnectionBody) {
+    pub fn open(
+        self: &Arc<Self>,
+        credential: usize,
+        filter: StreamFilter,
+    ) -> (u64, ConnectionBody) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (data_tx, data_rx) = mpsc::channel(self.config.max_queue.max(1));
         let (control_tx, control_rx) = mpsc::unbounded_channel();
@@ -247,7 +274,17 @@ impl Shared {
             disconnect_code::SHUTDOWN => "server shutdown",
             _ => reason,
         };
-        self.end(id, reason, [Control::Message(Outgoing::new(MessageKind::Disconnect, messages::disconnect(code, text))), Control::Close]);
+        self.end(
+            id,
+            reason,
+            [
+                Control::Message(Outgoing::new(
+                    MessageKind::Disconnect,
+                    messages::disconnect(code, text),
+                )),
+                Control::Close,
+            ],
+        );
     }
 
     /// Takes a connection out of routing and sends it its last orders.
@@ -288,15 +325,22 @@ impl Shared {
             self.registry().pending.push(fault);
             return 0;
         }
-        let targets: Vec<LiveConnection> =
-            self.live().into_iter().filter(|c| fault.target.matches(Some(&c.consumer_key))).collect();
+        let targets: Vec<LiveConnection> = self
+            .live()
+            .into_iter()
+            .filter(|c| fault.target.matches(Some(&c.consumer_key)))
+            .collect();
         for conn in &targets {
             match &fault.kind {
                 FaultKind::Drop => self.end(conn.id, "fault_drop", [Control::Abort]),
-                FaultKind::CloseMidFrame => {
-                    self.end(conn.id, "fault_close_mid_frame", [Control::CloseMidFrame(sample_tweet(2_000))])
+                FaultKind::CloseMidFrame => self.end(
+                    conn.id,
+                    "fault_close_mid_frame",
+                    [Control::CloseMidFrame(sample_tweet(2_000))],
+                ),
+                FaultKind::Disconnect { code } => {
+                    self.disconnect(conn.id, *code, "fault_disconnect")
                 }
-                FaultKind::Disconnect { code } => self.disconnect(conn.id, *code, "fault_disconnect"),
                 FaultKind::Stall { duration } => {
                     let _ = conn.control.send(Control::Stall(*duration));
                 }
@@ -304,18 +348,32 @@ impl Shared {
                     let _ = conn.control.send(Control::Resume);
                 }
                 FaultKind::MalformedFrame => {
-                    let bytes: &'static [u8] =
-                        if conn.filter.delimited { b"12ab\r\n{\"id\":\r\n" } else { b"\xff\xfe{\"created_at\":\x00garbage\r\n" };
-                    let _ = conn.control.send(Control::Raw { kind: MessageKind::MalformedFrame, bytes: Bytes::from_static(bytes) });
+                    let bytes: &'static [u8] = if conn.filter.delimited {
+                        b"12ab\r\n{\"id\":\r\n"
+                    } else {
+                        b"\xff\xfe{\"created_at\":\x00garbage\r\n"
+                    };
+                    let _ = conn.control.send(Control::Raw {
+                        kind: MessageKind::MalformedFrame,
+                        bytes: Bytes::from_static(bytes),
+                    });
                 }
                 FaultKind::InvalidJson => {
                     let json = Bytes::from_static(b"{\"created_at\":\"Mon Feb 22 01:34:53 +0000 2016\",\"id\":1,\"text\":\"unterminated");
-                    let _ = conn.control.send(Control::Message(Outgoing::new(MessageKind::InvalidJson, json)));
+                    let _ = conn.control.send(Control::Message(Outgoing::new(
+                        MessageKind::InvalidJson,
+                        json,
+                    )));
                 }
                 FaultKind::OversizedFrame { bytes } => {
-                    let _ = conn.control.send(Control::Message(Outgoing::new(MessageKind::OversizedFrame, sample_tweet(*bytes))));
+                    let _ = conn.control.send(Control::Message(Outgoing::new(
+                        MessageKind::OversizedFrame,
+                        sample_tweet(*bytes),
+                    )));
                 }
-                FaultKind::RespondWith { .. } | FaultKind::DelayHead { .. } => unreachable!("connect faults return early"),
+                FaultKind::RespondWith { .. } | FaultKind::DelayHead { .. } => {
+                    unreachable!("connect faults return early")
+                }
             }
         }
         targets.len()
@@ -331,12 +389,22 @@ impl Shared {
 
     pub fn snapshot(&self) -> Stats {
         let registry = self.registry();
-        let connections: Vec<ConnectionStats> =
-            registry.all.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone()).collect();
-        let mut credentials: Vec<CredentialStats> = registry.credentials.iter().map(|c| c.counters.clone()).collect();
+        let connections: Vec<ConnectionStats> = registry
+            .all
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        let mut credentials: Vec<CredentialStats> = registry
+            .credentials
+            .iter()
+            .map(|c| c.counters.clone())
+            .collect();
         credentials.push(registry.unknown.clone());
         for conn in &connections {
-            if let Some(cred) = credentials.iter_mut().find(|c| c.credential == conn.credential) {
+            if let Some(cred) = credentials
+                .iter_mut()
+                .find(|c| c.credential == conn.credential)
+            {
                 for (kind, n) in &conn.messages {
                     *cred.messages.entry(kind.clone()).or_default() += n;
                 }

@@ -42,7 +42,10 @@ impl Stats {
     }
 
     /// The connect attempts of one credential label.
-    pub fn attempts_of<'a>(&'a self, label: &'a str) -> impl Iterator<Item = &'a ConnectLogEntry> + 'a {
+    pub fn attempts_of<'a>(
+        &'a self,
+        label: &'a str,
+    ) -> impl Iterator<Item = &'a ConnectLogEntry> + 'a {
         self.log.iter().filter(move |e| e.credential == label)
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use traptor_actors::app::{self, WriterHandle};
+use traptor_actors::app;
 use traptor_actors::config::{ClusterConfig, EmulatorConfig};
 
 #[derive(Parser)]
@@ -70,13 +70,7 @@ fn check(config: ClusterConfig) -> ExitCode {
 }
 
 fn run(mut config: ClusterConfig) -> ExitCode {
-    let _logging = match traptor_actors::logging::init(&config.log) {
-        Ok(guard) => guard,
-        Err(e) => {
-            eprintln!("traptor-supervisor: cannot set up logging: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    traptor_actors::logging::init_logging(config.log.format, &config.log.level);
     let system = actix_rt::System::new();
     let outcome = system.block_on(async move {
         // The emulator must listen before the streams are pointed at it.
@@ -89,8 +83,7 @@ fn run(mut config: ClusterConfig) -> ExitCode {
             }
             None => None,
         };
-        let writer: WriterHandle = traptor_actors::sinks::start(&config).map_err(|e| e.to_string())?;
-        app::run(config, writer).await.map_err(|e| e.to_string())
+        app::run(config).await.map_err(|e| e.to_string())
     });
     match outcome {
         Ok(reason) => ExitCode::from(reason.exit_code()),
@@ -107,13 +100,19 @@ async fn start_emulator(
     config: &ClusterConfig,
     options: &EmulatorConfig,
 ) -> Result<traptor_firehose::FirehoseHandle, String> {
-    let listen = options
-        .listen
-        .parse()
-        .map_err(|e| format!("[emulator] listen {:?} is not an address like 127.0.0.1:0: {e}", options.listen))?;
+    let listen = options.listen.parse().map_err(|e| {
+        format!(
+            "[emulator] listen {:?} is not an address like 127.0.0.1:0: {e}",
+            options.listen
+        )
+    })?;
     let emulator = traptor_firehose::FirehoseConfig {
         listen,
-        keys: config.keys.iter().map(|key| key.credentials.clone()).collect(),
+        keys: config
+            .keys
+            .iter()
+            .map(|key| key.credentials.clone())
+            .collect(),
         // The config's rate is per connection; the emulator's is for all connections together.
         rate: options.rate * config.keys.len().max(1) as f64,
         seed: options.seed,
@@ -121,5 +120,7 @@ async fn start_emulator(
         hit_ratio: options.hit_ratio,
         ..traptor_firehose::FirehoseConfig::default()
     };
-    traptor_firehose::Firehose::start(emulator).await.map_err(|e| format!("cannot start the emulator: {e}"))
+    traptor_firehose::Firehose::start(emulator)
+        .await
+        .map_err(|e| format!("cannot start the emulator: {e}"))
 }

@@ -34,6 +34,12 @@ macro_rules! commands {
 commands! {
     /// Tag tweets from a file (or stdin) with the rules they match, as the streams do.
     Enrich => enrich,
+    /// Add, list, remove, import and export the rule hashes in Redis (traptor-<type>:<id>:<rule_id>).
+    Rules => rules,
+    /// Show which connections and API keys the supervisor would run with the stored rules.
+    Plan => plan,
+    /// Run the Twitter v1.1 streaming-API emulator (test double, load generator, demo source).
+    Firehose => firehose,
 }
 
 /// traptor collects Twitter-style streams driven by Redis rules and writes enriched tweets to

@@ -45,7 +45,11 @@ impl Supervisor {
             child,
             stdout,
             stderr,
-            config_path: if owned { config_path.to_owned() } else { PathBuf::new() },
+            config_path: if owned {
+                config_path.to_owned()
+            } else {
+                PathBuf::new()
+            },
         }
     }
 
@@ -62,9 +66,16 @@ impl Supervisor {
         let deadline = Instant::now() + limit;
         while !check(self) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("traptor-supervisor exited ({status}) while waiting for {what}; stderr:\n{}", self.stderr());
+                panic!(
+                    "traptor-supervisor exited ({status}) while waiting for {what}; stderr:\n{}",
+                    self.stderr()
+                );
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; stderr:\n{}",
+                self.stderr()
+            );
             thread::sleep(Duration::from_millis(100));
         }
     }
@@ -83,7 +94,11 @@ impl Supervisor {
         self.signal("TERM");
         let deadline = Instant::now() + limit;
         loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for traptor-supervisor") {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .expect("waiting for traptor-supervisor")
+            {
                 // Let the reader threads drain the pipes.
                 thread::sleep(Duration::from_millis(200));
                 return status;
@@ -128,8 +143,15 @@ fn collect_lines(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<Str
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{nanos}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// The repository root (for `config/`).

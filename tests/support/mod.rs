@@ -87,7 +87,10 @@ pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
         if leader_partitions(brokers, name).await.len() == partitions as usize {
             return;
         }
-        assert!(Instant::now() < deadline, "topic {name} has no leaders after 30s");
+        assert!(
+            Instant::now() < deadline,
+            "topic {name} has no leaders after 30s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -205,13 +208,19 @@ pub fn start_kafka() {
 /// which is how a hung (rather than dead) Kafka looks to the collector.
 pub fn pause_kafka() {
     let pid = kafka_pid().expect("the Kafka broker is not running");
-    assert!(signal_group(pid, "STOP"), "could not pause the Kafka broker (pid {pid})");
+    assert!(
+        signal_group(pid, "STOP"),
+        "could not pause the Kafka broker (pid {pid})"
+    );
 }
 
 /// Lets a broker frozen by [`pause_kafka`] run again (SIGCONT).
 pub fn resume_kafka() {
     let pid = kafka_pid().expect("the Kafka broker is not running");
-    assert!(signal_group(pid, "CONT"), "could not resume the Kafka broker (pid {pid})");
+    assert!(
+        signal_group(pid, "CONT"),
+        "could not resume the Kafka broker (pid {pid})"
+    );
 }
 
 /// Blocks until the broker answers a metadata request, panicking after `timeout`.
@@ -224,7 +233,9 @@ pub fn wait_for_kafka(timeout: Duration) {
             Ok(metadata) if !metadata.brokers().is_empty() => return,
             result => {
                 if Instant::now() >= deadline {
-                    let why = result.err().map_or("no brokers".to_string(), |e| e.to_string());
+                    let why = result
+                        .err()
+                        .map_or("no brokers".to_string(), |e| e.to_string());
                     panic!("Kafka at {brokers} not ready after {timeout:?}: {why}");
                 }
             }

@@ -34,7 +34,11 @@ pub fn interpolate(value: &str, env: EnvLookup<'_>) -> Result<String, MissingVar
                     let name = &open[..end];
                     match env(name) {
                         Some(found) => out.push_str(&found),
-                        None => return Err(MissingVar { var: name.to_owned() }),
+                        None => {
+                            return Err(MissingVar {
+                                var: name.to_owned(),
+                            })
+                        }
                     }
                     rest = &open[end + 1..];
                 }
@@ -72,7 +76,10 @@ mod tests {
 
     #[test]
     fn replaces_every_reference() {
-        assert_eq!(interpolate("a ${USER_NAME} b ${USER_NAME}", &env).unwrap(), "a alice b alice");
+        assert_eq!(
+            interpolate("a ${USER_NAME} b ${USER_NAME}", &env).unwrap(),
+            "a alice b alice"
+        );
         assert_eq!(interpolate("x${EMPTY}y", &env).unwrap(), "xy");
     }
 
@@ -80,7 +87,10 @@ mod tests {
     fn keeps_plain_dollars_and_escapes() {
         assert_eq!(interpolate("cost $5", &env).unwrap(), "cost $5");
         assert_eq!(interpolate("$${USER_NAME}", &env).unwrap(), "${USER_NAME}");
-        assert_eq!(interpolate("open ${USER_NAME", &env).unwrap(), "open ${USER_NAME");
+        assert_eq!(
+            interpolate("open ${USER_NAME", &env).unwrap(),
+            "open ${USER_NAME"
+        );
     }
 
     #[test]

@@ -109,7 +109,14 @@ mod tests {
         let keys = read_keys_file(&path).unwrap();
         let names: Vec<_> = keys.iter().map(|k| k.name.clone()).collect();
         assert_eq!(names, ["a", "pool-2"]);
-        assert_eq!(keys[1].clone().into_api_key().credentials.access_token_secret, "ats2");
+        assert_eq!(
+            keys[1]
+                .clone()
+                .into_api_key()
+                .credentials
+                .access_token_secret,
+            "ats2"
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub(crate) fn line_of(text: &str, path: &OptionPath<'_>) -> Option<usize> {
     let mut seen_entries = 0usize;
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
-        if let Some(name) = line.strip_prefix("[[").and_then(|rest| rest.split("]]").next()) {
+        if let Some(name) = line
+            .strip_prefix("[[")
+            .and_then(|rest| rest.split("]]").next())
+        {
             table = name.trim().to_owned();
             if table == path.table {
                 array_index = Some(seen_entries);
@@ -24,7 +27,10 @@ pub(crate) fn line_of(text: &str, path: &OptionPath<'_>) -> Option<usize> {
             } else {
                 array_index = None;
             }
-        } else if let Some(name) = line.strip_prefix('[').and_then(|rest| rest.split(']').next()) {
+        } else if let Some(name) = line
+            .strip_prefix('[')
+            .and_then(|rest| rest.split(']').next())
+        {
             table = name.trim().to_owned();
             array_index = None;
         } else {
@@ -49,7 +55,11 @@ pub(crate) fn line_of(text: &str, path: &OptionPath<'_>) -> Option<usize> {
 
 /// The 1-based line holding byte `offset` of `text`.
 pub(crate) fn line_at(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 #[cfg(test)]

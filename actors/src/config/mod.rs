@@ -70,13 +70,25 @@ impl SlotSelection {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A syntax error, an unknown option or a value of the wrong type.
     #[error("{origin}: line {line}: {message}")]
-    Parse { origin: String, line: usize, message: String },
+    Parse {
+        origin: String,
+        line: usize,
+        message: String,
+    },
     /// A value that parsed but makes no sense (or a `${VAR}` that is not set).
     #[error("{origin}{}: `{option}`: {message}", line.map(|l| format!(": line {l}")).unwrap_or_default())]
-    Invalid { origin: String, line: Option<usize>, option: String, message: String },
+    Invalid {
+        origin: String,
+        line: Option<usize>,
+        option: String,
+        message: String,
+    },
 }
 
 /// The file as written, before interpolation and checks.
@@ -111,8 +123,10 @@ impl ClusterConfig {
     /// Relative paths inside it are taken relative to the file's directory.
     pub fn load(path: impl AsRef<Path>) -> Result<ClusterConfig, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let origin = Origin {
             name: path.display().to_string(),
             base_dir: Some(path.parent().unwrap_or(Path::new("."))),
@@ -131,7 +145,11 @@ impl ClusterConfig {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<ClusterConfig, ConfigError> {
-        let origin = Origin { name: "<config>".to_owned(), base_dir: None, text };
+        let origin = Origin {
+            name: "<config>".to_owned(),
+            base_dir: None,
+            text,
+        };
         validate::build(&origin, env).map(|built| built.config)
     }
 
@@ -142,7 +160,10 @@ impl ClusterConfig {
 
     /// The credentials of the key called `name`.
     pub fn credentials(&self, name: &str) -> Option<&Credentials> {
-        self.keys.iter().find(|key| key.name == name).map(|key| &key.credentials)
+        self.keys
+            .iter()
+            .find(|key| key.name == name)
+            .map(|key| &key.credentials)
     }
 }
 

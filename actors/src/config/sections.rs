@@ -54,9 +54,13 @@ impl fmt::Debug for RedisConfig {
 
 /// Replaces the password of `scheme://user:password@host` so a URL can be logged.
 pub fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else { return url.to_owned() };
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
     let userinfo = &rest[..at];
     let redacted = match userinfo.split_once(':') {
         Some((user, _password)) => format!("{user}:<redacted>"),
@@ -99,7 +103,9 @@ impl ProducerOptions {
     /// Whether an option's value is a secret that must never be logged.
     pub fn is_secret(name: &str) -> bool {
         let name = name.to_ascii_lowercase();
-        ["password", "secret", "key.pem", "token", "jaas"].iter().any(|word| name.contains(word))
+        ["password", "secret", "key.pem", "token", "jaas"]
+            .iter()
+            .any(|word| name.contains(word))
     }
 }
 
@@ -253,7 +259,10 @@ pub(crate) struct SinkSection {
 
 impl Default for SinkSection {
     fn default() -> Self {
-        SinkSection { kind: SinkKind::Kafka, path: None }
+        SinkSection {
+            kind: SinkKind::Kafka,
+            path: None,
+        }
     }
 }
 
@@ -264,7 +273,9 @@ pub enum SinkConfig {
     /// One JSON document per line on standard output.
     Stdout,
     /// One JSON document per line, appended to `path`.
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+    },
 }
 
 /// The log output: `json` for log shippers, `human` for a terminal.
@@ -287,7 +298,11 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: LogFormat::Human, level: "info".to_owned(), status_interval_secs: 60 }
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".to_owned(),
+            status_interval_secs: 60,
+        }
     }
 }
 
@@ -308,7 +323,10 @@ pub(crate) struct RulesSection {
 
 impl Default for RulesSection {
     fn default() -> Self {
-        RulesSection { source: RulesSourceKind::Redis, path: None }
+        RulesSection {
+            source: RulesSourceKind::Redis,
+            path: None,
+        }
     }
 }
 
@@ -357,7 +375,9 @@ pub struct StatusConfig {
 
 impl Default for StatusConfig {
     fn default() -> Self {
-        StatusConfig { listen: "127.0.0.1:9099".to_owned() }
+        StatusConfig {
+            listen: "127.0.0.1:9099".to_owned(),
+        }
     }
 }
 
@@ -367,10 +387,22 @@ mod tests {
 
     #[test]
     fn redacts_url_passwords_only() {
-        assert_eq!(redact_url_password("redis://u:pw@host:6379/0"), "redis://u:<redacted>@host:6379/0");
-        assert_eq!(redact_url_password("rediss://:pw@host/0"), "rediss://:<redacted>@host/0");
-        assert_eq!(redact_url_password("redis://host:6379/0"), "redis://host:6379/0");
-        let config = RedisConfig { url: "redis://u:hunter2@h/0".into(), ..RedisConfig::default() };
+        assert_eq!(
+            redact_url_password("redis://u:pw@host:6379/0"),
+            "redis://u:<redacted>@host:6379/0"
+        );
+        assert_eq!(
+            redact_url_password("rediss://:pw@host/0"),
+            "rediss://:<redacted>@host/0"
+        );
+        assert_eq!(
+            redact_url_password("redis://host:6379/0"),
+            "redis://host:6379/0"
+        );
+        let config = RedisConfig {
+            url: "redis://u:hunter2@h/0".into(),
+            ..RedisConfig::default()
+        };
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 

@@ -29,7 +29,9 @@ fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
 }
 
 fn parse_err(text: &str) -> String {
-    parse(text).expect_err("the config should be refused").to_string()
+    parse(text)
+        .expect_err("the config should be refused")
+        .to_string()
 }
 
 /// A minimal valid config: one key and a sink that needs nothing else.
@@ -46,7 +48,10 @@ fn defaults_fill_every_section() {
     assert_eq!(config.kafka.topic, "traptor");
     assert_eq!(config.kafka.compression, Compression::Lz4);
     assert_eq!(config.kafka.control_topic, None);
-    assert_eq!(config.stream.endpoint, "https://stream.twitter.com/1.1/statuses/filter.json");
+    assert_eq!(
+        config.stream.endpoint,
+        "https://stream.twitter.com/1.1/statuses/filter.json"
+    );
     assert!(config.stream.user_agent.starts_with("traptor/"));
     assert_eq!(config.stream.stall_timeout_secs, 90);
     assert_eq!(config.heartbeat.interval_secs, 10);
@@ -86,7 +91,11 @@ fn a_missing_variable_names_the_variable_the_option_and_the_line() {
     let message = parse_err(&text);
     assert!(message.contains("NOT_SET_ANYWHERE"), "{message}");
     assert!(message.contains("keys[0].access_token_secret"), "{message}");
-    let line = text.lines().position(|l| l.contains("NOT_SET_ANYWHERE")).unwrap() + 1;
+    let line = text
+        .lines()
+        .position(|l| l.contains("NOT_SET_ANYWHERE"))
+        .unwrap()
+        + 1;
     assert!(message.contains(&format!("line {line}")), "{message}");
 }
 
@@ -96,21 +105,24 @@ fn an_unknown_key_is_named_with_its_line() {
     let error = parse(&text).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("stal_timeout"), "{message}");
-    assert!(matches!(error, ConfigError::Parse { line: 4, .. }), "{message}");
-    assert!(message.contains("line 4"), "{message}");
+    assert!(
+        matches!(error, ConfigError::Parse { line: 3, .. }),
+        "{message}"
+    );
+    assert!(message.contains("line 3"), "{message}");
 }
 
 #[test]
 fn an_unknown_section_is_refused() {
     let message = parse_err(&minimal("[kafak]\ntopic = \"x\"\n"));
     assert!(message.contains("kafak"), "{message}");
-    assert!(message.contains("line 2"), "{message}");
+    assert!(message.contains("line 1"), "{message}");
 }
 
 #[test]
 fn a_value_of_the_wrong_type_shows_the_option_and_line() {
     let message = parse_err(&minimal("[heartbeat]\ninterval_secs = \"ten\"\n"));
-    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("line 2"), "{message}");
     assert!(message.contains("interval_secs"), "{message}");
 }
 
@@ -118,15 +130,21 @@ fn a_value_of_the_wrong_type_shows_the_option_and_line() {
 fn an_unknown_enum_value_is_refused() {
     let message = parse_err(&minimal("[kafka]\ncompression = \"brotli\"\n"));
     assert!(message.contains("brotli"), "{message}");
-    assert!(message.contains("line 3"), "{message}");
+    assert!(message.contains("line 2"), "{message}");
 }
 
 #[test]
 fn checks_values_serde_cannot() {
     let cases = [
         ("[stream]\nendpoint = \"ftp://host/x\"\n", "stream.endpoint"),
-        ("[stream]\nendpoint = \"https://h/x?track=a\"\n", "stream.endpoint"),
-        ("[heartbeat]\ninterval_secs = 0\n", "heartbeat.interval_secs"),
+        (
+            "[stream]\nendpoint = \"https://h/x?track=a\"\n",
+            "stream.endpoint",
+        ),
+        (
+            "[heartbeat]\ninterval_secs = 0\n",
+            "heartbeat.interval_secs",
+        ),
         ("[kafka]\ntopic = \"bad topic\"\n", "kafka.topic"),
         ("[redis]\nurl = \"http://localhost\"\n", "redis.url"),
         ("[log]\nlevel = \"info,=[\"\n", "log.level"),
@@ -139,7 +157,10 @@ fn checks_values_serde_cannot() {
     ];
     for (extra, option) in cases {
         let message = parse_err(&minimal(extra));
-        assert!(message.contains(&format!("`{option}`")), "{extra:?} → {message}");
+        assert!(
+            message.contains(&format!("`{option}`")),
+            "{extra:?} → {message}"
+        );
         assert!(message.contains("line "), "{extra:?} → {message}");
     }
 }
@@ -148,9 +169,15 @@ fn checks_values_serde_cannot() {
 fn kafka_sink_needs_brokers() {
     let message = parse_err(KEY);
     assert!(message.contains("kafka.bootstrap_servers"), "{message}");
-    let config = parse(&format!("[kafka]\nbootstrap_servers = \"${{BROKERS}}\"\n{KEY}")).unwrap();
+    let config = parse(&format!(
+        "[kafka]\nbootstrap_servers = \"${{BROKERS}}\"\n{KEY}"
+    ))
+    .unwrap();
     assert_eq!(config.sink, SinkConfig::Kafka);
-    assert_eq!(config.kafka.bootstrap_servers.as_deref(), Some("kafka-1:9092,kafka-2:9092"));
+    assert_eq!(
+        config.kafka.bootstrap_servers.as_deref(),
+        Some("kafka-1:9092,kafka-2:9092")
+    );
 }
 
 #[test]
@@ -159,7 +186,12 @@ fn file_sink_needs_a_path_and_only_it_takes_one() {
     assert!(parse_err(&format!("{base}kind = \"file\"\n")).contains("sink.path"));
     assert!(parse_err(&format!("{base}kind = \"stdout\"\npath = \"x\"\n")).contains("sink.path"));
     let config = parse(&format!("{base}kind = \"file\"\npath = \"out.jsonl\"\n")).unwrap();
-    assert_eq!(config.sink, SinkConfig::File { path: PathBuf::from("out.jsonl") });
+    assert_eq!(
+        config.sink,
+        SinkConfig::File {
+            path: PathBuf::from("out.jsonl")
+        }
+    );
 }
 
 #[test]
@@ -185,7 +217,9 @@ fn slots_select_a_subset() {
         SlotSelection::Only(vec![track0.clone(), SlotId::new(StreamType::Follow, "b")])
     );
     assert!(config.slots.includes(&track0));
-    assert!(!config.slots.includes(&SlotId::new(StreamType::Locations, "0")));
+    assert!(!config
+        .slots
+        .includes(&SlotId::new(StreamType::Locations, "0")));
 }
 
 #[test]
@@ -228,7 +262,9 @@ fn literal_secrets_in_a_readable_file_give_a_warning() {
 #[test]
 fn secrets_from_the_environment_give_no_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let text = minimal("").replace("${K1_CONSUMER_SECRET}", "${HOME}").replace("${K1_TOKEN_SECRET}", "${HOME}");
+    let text = minimal("")
+        .replace("${K1_CONSUMER_SECRET}", "${HOME}")
+        .replace("${K1_TOKEN_SECRET}", "${HOME}");
     let path = write_config(dir.path(), "env.toml", &text, 0o644);
     let config = ClusterConfig::load(&path).unwrap();
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
@@ -247,12 +283,24 @@ fn relative_paths_are_relative_to_the_config_file() {
     let path = write_config(dir.path(), "c.toml", text, 0o600);
     let config = ClusterConfig::load(&path).unwrap();
     assert_eq!(config.key_names(), ["f1"]);
-    assert_eq!(config.sink, SinkConfig::File { path: dir.path().join("out/records.jsonl") });
-    assert_eq!(config.rules, RulesConfig::File { path: dir.path().join("rules.json") });
+    assert_eq!(
+        config.sink,
+        SinkConfig::File {
+            path: dir.path().join("out/records.jsonl")
+        }
+    );
+    assert_eq!(
+        config.rules,
+        RulesConfig::File {
+            path: dir.path().join("rules.json")
+        }
+    );
 }
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../config")
+        .join(name)
 }
 
 #[test]
@@ -276,4 +324,18 @@ fn the_cluster_example_parses_with_its_variables_set() {
     assert_eq!(config.log.format, LogFormat::Json);
     let credentials = config.credentials(config.key_names()[0]).unwrap();
     assert!(credentials.consumer_secret.starts_with("value-of-"));
+}
+
+#[test]
+fn the_demo_rules_load_without_errors() {
+    let config = ClusterConfig::load(example("demo.toml")).unwrap();
+    let RulesConfig::File { path } = &config.rules else { panic!("the demo reads its rules from a file") };
+    let slots = crate::rules_file::load_rules_file(path).unwrap();
+    let names: Vec<String> = slots.keys().map(|slot| slot.to_string()).collect();
+    assert_eq!(names, ["track:0", "follow:0", "locations:0"]);
+    for (slot, rules) in &slots {
+        assert!(rules.errors.is_empty(), "{slot}: {:?}", rules.errors);
+        assert!(!rules.rules.is_empty(), "{slot}");
+    }
+    assert!(config.keys.len() >= slots.len(), "one key per demo connection");
 }

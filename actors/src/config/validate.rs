@@ -11,7 +11,9 @@ use super::env::{interpolate, refers_to_env, EnvLookup};
 use super::keys::{read_keys_file, RawKey};
 use super::locate::{line_at, line_of, OptionPath};
 use super::sections::{RulesSourceKind, SinkKind};
-use super::{ApiKey, ClusterConfig, ConfigError, Origin, RawConfig, RulesConfig, SinkConfig, SlotSelection};
+use super::{
+    ApiKey, ClusterConfig, ConfigError, Origin, RawConfig, RulesConfig, SinkConfig, SlotSelection,
+};
 
 /// A config built from text, with what [`ClusterConfig::load`] needs for its file checks.
 pub(crate) struct Built {
@@ -81,7 +83,9 @@ pub(crate) fn permission_warnings(config_path: &Path, built: &Built) -> Vec<Stri
 #[cfg(unix)]
 fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).map(|m| m.permissions().mode() & 0o044 != 0).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o044 != 0)
+        .unwrap_or(false)
 }
 
 #[cfg(not(unix))]
@@ -91,9 +95,10 @@ fn readable_by_others(_path: &Path) -> bool {
 
 fn has_literal_secrets(raw: &RawConfig) -> bool {
     let literal = |value: &str| !value.is_empty() && !refers_to_env(value);
-    let key_secrets = raw.keys.iter().any(|key| {
-        literal(&key.consumer_secret) || literal(&key.access_token_secret)
-    });
+    let key_secrets = raw
+        .keys
+        .iter()
+        .any(|key| literal(&key.consumer_secret) || literal(&key.access_token_secret));
     let producer_secrets = raw
         .kafka
         .producer
@@ -113,7 +118,10 @@ fn resolve(origin: &Origin<'_>, path: &Path) -> PathBuf {
 }
 
 fn parse_error(origin: &Origin<'_>, error: &toml::de::Error) -> ConfigError {
-    let line = error.span().map(|span| line_at(origin.text, span.start)).unwrap_or(1);
+    let line = error
+        .span()
+        .map(|span| line_at(origin.text, span.start))
+        .unwrap_or(1);
     let mut message = error.message().trim_end().to_owned();
     if let Some(text) = origin.text.lines().nth(line - 1) {
         let text = text.trim();
@@ -122,7 +130,11 @@ fn parse_error(origin: &Origin<'_>, error: &toml::de::Error) -> ConfigError {
             message.push_str(&format!(" (in `{text}`)"));
         }
     }
-    ConfigError::Parse { origin: origin.name.clone(), line, message }
+    ConfigError::Parse {
+        origin: origin.name.clone(),
+        line,
+        message,
+    }
 }
 
 /// Builds errors that name the option and, when it is written in the file, its line.
@@ -131,15 +143,42 @@ struct Checker<'o, 'a> {
 }
 
 impl Checker<'_, '_> {
-    fn invalid(&self, table: &str, index: Option<usize>, key: &str, message: impl Into<String>) -> ConfigError {
-        let line = line_of(self.origin.text, &OptionPath { table, index, key: Some(key) })
-            .or_else(|| line_of(self.origin.text, &OptionPath { table, index, key: None }));
+    fn invalid(
+        &self,
+        table: &str,
+        index: Option<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let line = line_of(
+            self.origin.text,
+            &OptionPath {
+                table,
+                index,
+                key: Some(key),
+            },
+        )
+        .or_else(|| {
+            line_of(
+                self.origin.text,
+                &OptionPath {
+                    table,
+                    index,
+                    key: None,
+                },
+            )
+        });
         let option = match (table, index) {
             ("", _) => key.to_owned(),
             (table, Some(i)) => format!("{table}[{i}].{key}"),
             (table, None) => format!("{table}.{key}"),
         };
-        ConfigError::Invalid { origin: self.origin.name.clone(), line, option, message: message.into() }
+        ConfigError::Invalid {
+            origin: self.origin.name.clone(),
+            line,
+            option,
+            message: message.into(),
+        }
     }
 
     fn interp(
@@ -200,17 +239,39 @@ impl Checker<'_, '_> {
         }
         self.interp_path(&mut raw.keys_file, env, "", "keys_file")?;
         self.interp(&mut raw.redis.url, env, "redis", None, "url")?;
-        self.interp(&mut raw.redis.notify_channel, env, "redis", None, "notify_channel")?;
+        self.interp(
+            &mut raw.redis.notify_channel,
+            env,
+            "redis",
+            None,
+            "notify_channel",
+        )?;
         let kafka = &mut raw.kafka;
-        self.interp_opt(&mut kafka.bootstrap_servers, env, "kafka", "bootstrap_servers")?;
+        self.interp_opt(
+            &mut kafka.bootstrap_servers,
+            env,
+            "kafka",
+            "bootstrap_servers",
+        )?;
         self.interp(&mut kafka.topic, env, "kafka", None, "topic")?;
         self.interp_opt(&mut kafka.control_topic, env, "kafka", "control_topic")?;
-        self.interp_opt(&mut kafka.dead_letter_topic, env, "kafka", "dead_letter_topic")?;
+        self.interp_opt(
+            &mut kafka.dead_letter_topic,
+            env,
+            "kafka",
+            "dead_letter_topic",
+        )?;
         for (name, value) in kafka.producer.0.iter_mut() {
             self.interp(value, env, "kafka.producer", None, name)?;
         }
         self.interp(&mut raw.stream.endpoint, env, "stream", None, "endpoint")?;
-        self.interp(&mut raw.stream.user_agent, env, "stream", None, "user_agent")?;
+        self.interp(
+            &mut raw.stream.user_agent,
+            env,
+            "stream",
+            None,
+            "user_agent",
+        )?;
         self.interp_path(&mut raw.stream.ca_file, env, "stream", "ca_file")?;
         for (index, key) in raw.keys.iter_mut().enumerate() {
             for (field, value) in key.fields_mut() {
@@ -227,11 +288,16 @@ impl Checker<'_, '_> {
         Ok(())
     }
 
-    fn keys(&self, inline: Vec<RawKey>, keys_file: Option<&Path>) -> Result<Vec<ApiKey>, ConfigError> {
+    fn keys(
+        &self,
+        inline: Vec<RawKey>,
+        keys_file: Option<&Path>,
+    ) -> Result<Vec<ApiKey>, ConfigError> {
         let inline_count = inline.len();
         let mut all = inline;
         if let Some(path) = keys_file {
-            let from_file = read_keys_file(path).map_err(|message| self.invalid("", None, "keys_file", message))?;
+            let from_file = read_keys_file(path)
+                .map_err(|message| self.invalid("", None, "keys_file", message))?;
             all.extend(from_file);
         }
         if all.is_empty() {
@@ -247,11 +313,19 @@ impl Checker<'_, '_> {
         let mut keys = Vec::with_capacity(all.len());
         for (index, mut key) in all.into_iter().enumerate() {
             // Keys from the file are reported by name; inline ones by their [[keys]] entry.
-            let (table, at) = if index < inline_count { ("keys", Some(index)) } else { ("", None) };
+            let (table, at) = if index < inline_count {
+                ("keys", Some(index))
+            } else {
+                ("", None)
+            };
             let name = key.name.clone();
             for (field, value) in key.fields_mut() {
                 if value.trim().is_empty() {
-                    let where_ = if at.is_some() { field.to_owned() } else { "keys_file".to_owned() };
+                    let where_ = if at.is_some() {
+                        field.to_owned()
+                    } else {
+                        "keys_file".to_owned()
+                    };
                     return Err(self.invalid(
                         table,
                         at,
@@ -275,12 +349,20 @@ impl Checker<'_, '_> {
     }
 
     fn slots(&self, slots: Option<Vec<String>>) -> Result<SlotSelection, ConfigError> {
-        let Some(slots) = slots else { return Ok(SlotSelection::All) };
+        let Some(slots) = slots else {
+            return Ok(SlotSelection::All);
+        };
         let mut parsed: Vec<SlotId> = Vec::with_capacity(slots.len());
         for text in slots {
-            let slot = parse_slot(&text).map_err(|message| self.invalid("", None, "slots", message))?;
+            let slot =
+                parse_slot(&text).map_err(|message| self.invalid("", None, "slots", message))?;
             if parsed.contains(&slot) {
-                return Err(self.invalid("", None, "slots", format!("slot {slot} is listed twice")));
+                return Err(self.invalid(
+                    "",
+                    None,
+                    "slots",
+                    format!("slot {slot} is listed twice"),
+                ));
             }
             parsed.push(slot);
         }
@@ -298,20 +380,32 @@ impl Checker<'_, '_> {
     fn sink(&self, raw: &RawConfig) -> Result<SinkConfig, ConfigError> {
         let section = &raw.sink;
         match (section.kind, &section.path) {
-            (SinkKind::File, Some(path)) if !path.as_os_str().is_empty() => {
-                Ok(SinkConfig::File { path: resolve(self.origin, path) })
-            }
-            (SinkKind::File, _) => {
-                Err(self.invalid("sink", None, "path", "kind = \"file\" needs a `path` to append records to"))
-            }
-            (_, Some(_)) => Err(self.invalid("sink", None, "path", "`path` applies only to kind = \"file\"")),
+            (SinkKind::File, Some(path)) if !path.as_os_str().is_empty() => Ok(SinkConfig::File {
+                path: resolve(self.origin, path),
+            }),
+            (SinkKind::File, _) => Err(self.invalid(
+                "sink",
+                None,
+                "path",
+                "kind = \"file\" needs a `path` to append records to",
+            )),
+            (_, Some(_)) => Err(self.invalid(
+                "sink",
+                None,
+                "path",
+                "`path` applies only to kind = \"file\"",
+            )),
             (SinkKind::Stdout, None) => Ok(SinkConfig::Stdout),
             (SinkKind::Kafka, None) => {
                 let kafka = &raw.kafka;
                 let servers = kafka
                     .bootstrap_servers
                     .as_deref()
-                    .or(kafka.producer.0.get("bootstrap.servers").map(String::as_str))
+                    .or(kafka
+                        .producer
+                        .0
+                        .get("bootstrap.servers")
+                        .map(String::as_str))
                     .unwrap_or("");
                 if servers.trim().is_empty() {
                     return Err(self.invalid(
@@ -329,13 +423,21 @@ impl Checker<'_, '_> {
 
     fn rules(&self, raw: &RawConfig) -> Result<RulesConfig, ConfigError> {
         match (raw.rules.source, &raw.rules.path) {
-            (RulesSourceKind::File, Some(path)) => Ok(RulesConfig::File { path: resolve(self.origin, path) }),
-            (RulesSourceKind::File, None) => {
-                Err(self.invalid("rules", None, "path", "source = \"file\" needs a `path` to the rules file"))
-            }
-            (RulesSourceKind::Redis, Some(_)) => {
-                Err(self.invalid("rules", None, "path", "`path` applies only to source = \"file\""))
-            }
+            (RulesSourceKind::File, Some(path)) => Ok(RulesConfig::File {
+                path: resolve(self.origin, path),
+            }),
+            (RulesSourceKind::File, None) => Err(self.invalid(
+                "rules",
+                None,
+                "path",
+                "source = \"file\" needs a `path` to the rules file",
+            )),
+            (RulesSourceKind::Redis, Some(_)) => Err(self.invalid(
+                "rules",
+                None,
+                "path",
+                "`path` applies only to source = \"file\"",
+            )),
             (RulesSourceKind::Redis, None) => Ok(RulesConfig::Redis),
         }
     }
@@ -351,7 +453,10 @@ impl Checker<'_, '_> {
         };
 
         let url = &raw.redis.url;
-        if !["redis://", "rediss://", "redis+unix://", "unix://"].iter().any(|s| url.starts_with(s)) {
+        if !["redis://", "rediss://", "redis+unix://", "unix://"]
+            .iter()
+            .any(|s| url.starts_with(s))
+        {
             return Err(self.invalid(
                 "redis",
                 None,
@@ -365,7 +470,11 @@ impl Checker<'_, '_> {
         if raw.redis.notify_channel.is_empty() {
             return Err(self.invalid("redis", None, "notify_channel", "must not be empty"));
         }
-        positive(raw.redis.resync_interval_secs, "redis", "resync_interval_secs")?;
+        positive(
+            raw.redis.resync_interval_secs,
+            "redis",
+            "resync_interval_secs",
+        )?;
 
         let kafka = &raw.kafka;
         let topics = [
@@ -379,17 +488,30 @@ impl Checker<'_, '_> {
             }
         }
         if matches!(sink, SinkConfig::Kafka) {
-            positive(kafka.max_in_flight_records as u64, "kafka", "max_in_flight_records")?;
+            positive(
+                kafka.max_in_flight_records as u64,
+                "kafka",
+                "max_in_flight_records",
+            )?;
         }
 
         let stream = &raw.stream;
-        check_endpoint(&stream.endpoint).map_err(|message| self.invalid("stream", None, "endpoint", message))?;
+        check_endpoint(&stream.endpoint)
+            .map_err(|message| self.invalid("stream", None, "endpoint", message))?;
         if stream.user_agent.trim().is_empty() {
             return Err(self.invalid("stream", None, "user_agent", "must not be empty"));
         }
         positive(stream.stall_timeout_secs, "stream", "stall_timeout_secs")?;
-        positive(stream.connect_timeout_secs, "stream", "connect_timeout_secs")?;
-        positive(stream.connects_per_key_per_minute.into(), "stream", "connects_per_key_per_minute")?;
+        positive(
+            stream.connect_timeout_secs,
+            "stream",
+            "connect_timeout_secs",
+        )?;
+        positive(
+            stream.connects_per_key_per_minute.into(),
+            "stream",
+            "connects_per_key_per_minute",
+        )?;
         if stream.max_frame_bytes < 1024 {
             return Err(self.invalid(
                 "stream",
@@ -406,21 +528,36 @@ impl Checker<'_, '_> {
                 "log",
                 None,
                 "level",
-                format!("{:?} is not a log filter ({e}); use error, warn, info, debug or trace", raw.log.level),
+                format!(
+                    "{:?} is not a log filter ({e}); use error, warn, info, debug or trace",
+                    raw.log.level
+                ),
             ));
         }
 
         if let Some(emulator) = &raw.emulator {
             if !(emulator.rate.is_finite() && emulator.rate > 0.0) {
-                return Err(self.invalid("emulator", None, "rate", "must be a number of tweets per second above 0"));
+                return Err(self.invalid(
+                    "emulator",
+                    None,
+                    "rate",
+                    "must be a number of tweets per second above 0",
+                ));
             }
             if !(0.0..=1.0).contains(&emulator.hit_ratio) {
-                return Err(self.invalid("emulator", None, "hit_ratio", "must be between 0.0 and 1.0"));
+                return Err(self.invalid(
+                    "emulator",
+                    None,
+                    "hit_ratio",
+                    "must be between 0.0 and 1.0",
+                ));
             }
             positive(emulator.keepalive_ms, "emulator", "keepalive_ms")?;
-            check_socket_addr(&emulator.listen).map_err(|m| self.invalid("emulator", None, "listen", m))?;
+            check_socket_addr(&emulator.listen)
+                .map_err(|m| self.invalid("emulator", None, "listen", m))?;
         }
-        check_socket_addr(&raw.status.listen).map_err(|m| self.invalid("status", None, "listen", m))?;
+        check_socket_addr(&raw.status.listen)
+            .map_err(|m| self.invalid("status", None, "listen", m))?;
         Ok(())
     }
 }
@@ -428,7 +565,9 @@ impl Checker<'_, '_> {
 /// `type:id`, strictly (the notify channel's parser tolerates more).
 fn parse_slot(text: &str) -> Result<SlotId, String> {
     let format_hint = "slots are written \"<type>:<id>\", e.g. \"track:0\" or \"follow:1\"";
-    let (stream_type, id) = text.split_once(':').ok_or_else(|| format!("{text:?}: {format_hint}"))?;
+    let (stream_type, id) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?}: {format_hint}"))?;
     let stream_type: StreamType = stream_type.parse().map_err(|e| format!("{text:?}: {e}"))?;
     if id.is_empty() || id.contains(':') || id.trim() != id {
         return Err(format!("{text:?}: {format_hint}"));
@@ -438,7 +577,9 @@ fn parse_slot(text: &str) -> Result<SlotId, String> {
 
 /// Kafka's own rule for topic names.
 fn check_topic(topic: &str) -> Result<(), String> {
-    let valid_chars = topic.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let valid_chars = topic
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if topic.is_empty() || topic.len() > 249 || !valid_chars || topic == "." || topic == ".." {
         return Err(format!(
             "{topic:?} is not a Kafka topic name: use 1 to 249 of the characters a-z A-Z 0-9 . _ -"

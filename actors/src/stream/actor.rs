@@ -14,7 +14,9 @@ use traptor_core::protocol::DEFAULT_MAX_FRAME_BYTES;
 use traptor_core::Rule;
 
 use super::backoff::BackoffConfig;
-use super::client::{build_client, check_endpoint, open, ClientError, ClientSettings, StreamRequest};
+use super::client::{
+    build_client, check_endpoint, open, ClientError, ClientSettings, StreamRequest,
+};
 use super::lifecycle::{Action, Event, Failure, Lifecycle, Ticket};
 use super::pacing::Pacer;
 use super::reader::{read_stream, End, Liveness, Reader, RulesUpdate};
@@ -103,7 +105,8 @@ impl StreamActor {
         let addr = StreamActor::start_in_arbiter(arbiter, move |_| {
             // This closure runs on `arbiter`: the client is built where it is used.
             let client = build_client(&spec.http);
-            let lifecycle = Lifecycle::new(spec.rules.clone(), spec.backoff.clone(), spec.stall_timeout);
+            let lifecycle =
+                Lifecycle::new(spec.rules.clone(), spec.backoff.clone(), spec.stall_timeout);
             StreamActor {
                 spec,
                 lifecycle,
@@ -201,7 +204,12 @@ impl StreamActor {
     }
 
     /// A 200 arrived: start reading the body into the writer.
-    fn opened(&mut self, ticket: Ticket, body: impl super::client::StreamBody, ctx: &mut Context<Self>) {
+    fn opened(
+        &mut self,
+        ticket: Ticket,
+        body: impl super::client::StreamBody,
+        ctx: &mut Context<Self>,
+    ) {
         self.stats.connected();
         self.feed(Event::Connected { ticket }, ctx);
         if self.lifecycle.current_attempt() != Some(ticket) {
@@ -219,7 +227,13 @@ impl StreamActor {
             self.spec.max_frame_bytes,
             self.stats.clone(),
         );
-        let reading = read_stream(body, reader, self.writer.clone(), liveness, self.rules_update.clone());
+        let reading = read_stream(
+            body,
+            reader,
+            self.writer.clone(),
+            liveness,
+            self.rules_update.clone(),
+        );
         let handle = ctx.spawn(reading.into_actor(self).map(move |end, act, ctx| {
             act.in_flight = None;
             act.ended(ticket, end, ctx);
@@ -230,7 +244,10 @@ impl StreamActor {
     fn ended(&mut self, ticket: Ticket, end: End, ctx: &mut Context<Self>) {
         let (kind, reason) = match end {
             End::Closed => (DropKind::Closed, "the server closed the stream".to_owned()),
-            End::ReadError(error) => (DropKind::ReadError, format!("reading the stream failed: {error}")),
+            End::ReadError(error) => (
+                DropKind::ReadError,
+                format!("reading the stream failed: {error}"),
+            ),
             End::Disconnect { code, reason } => (
                 DropKind::DisconnectMessage,
                 format!(
@@ -239,7 +256,10 @@ impl StreamActor {
                     reason.unwrap_or_default()
                 ),
             ),
-            End::WriterGone(error) => (DropKind::WriterGone, format!("the writer stopped accepting records: {error}")),
+            End::WriterGone(error) => (
+                DropKind::WriterGone,
+                format!("the writer stopped accepting records: {error}"),
+            ),
         };
         self.stats.dropped(kind);
         self.stats.set_last_error(&reason);
@@ -250,13 +270,15 @@ impl StreamActor {
     fn timer_fired(&mut self, ticket: Ticket, ctx: &mut Context<Self>) {
         let now = Instant::now();
         if let Some(liveness) = &self.liveness {
-            self.lifecycle.note_activity(liveness.last_sign_of_life(now));
+            self.lifecycle
+                .note_activity(liveness.last_sign_of_life(now));
         }
         let streaming = self.lifecycle.state() == Some(&StreamState::Streaming);
         let actions = self.lifecycle.on_event(Event::TimerFired { ticket }, now);
         if streaming && actions.contains(&Action::Close) {
             self.stats.dropped(DropKind::Stall);
-            self.stats.set_last_error("stalled: no data within the stall timeout");
+            self.stats
+                .set_last_error("stalled: no data within the stall timeout");
             tracing::warn!(connection = %self.spec.connection, key = %self.spec.key_name, "stream stalled; reconnecting");
         }
         for action in actions {
@@ -307,7 +329,9 @@ impl Handler<UpdateRules> for StreamActor {
 
     fn handle(&mut self, msg: UpdateRules, ctx: &mut Self::Context) {
         let streaming = self.lifecycle.state() == Some(&StreamState::Streaming);
-        let actions = self.lifecycle.on_event(Event::RulesChanged(msg.rules), Instant::now());
+        let actions = self
+            .lifecycle
+            .on_event(Event::RulesChanged(msg.rules), Instant::now());
         if streaming && actions.contains(&Action::Close) {
             self.stats.dropped(DropKind::RuleChange);
             tracing::info!(connection = %self.spec.connection, "the filter changed; reconnecting");

@@ -53,6 +53,9 @@ impl Default for BackoffConfig {
 impl BackoffConfig {
     /// The same policy with every duration multiplied by `factor` (e.g. `0.01` turns 5 s into
     /// 50 ms), for tests against the emulator that must run in seconds.
+    ///
+    /// # Panics
+    /// If `factor` is negative, not finite, or makes a duration overflow.
     pub fn scaled(&self, factor: f64) -> BackoffConfig {
         let s = |d: Duration| d.mul_f64(factor);
         BackoffConfig {
@@ -100,7 +103,12 @@ pub struct Delay {
 
 impl Backoff {
     pub fn new(config: BackoffConfig) -> Self {
-        Backoff { config, network: 0, http: 0, rate_limited: 0 }
+        Backoff {
+            config,
+            network: 0,
+            http: 0,
+            rate_limited: 0,
+        }
     }
 
     pub fn config(&self) -> &BackoffConfig {
@@ -121,7 +129,11 @@ impl Backoff {
             }
             FailureClass::RateLimited => {
                 self.rate_limited = self.rate_limited.saturating_add(1);
-                doubling(c.rate_limited_initial, self.rate_limited, c.rate_limited_max)
+                doubling(
+                    c.rate_limited_initial,
+                    self.rate_limited,
+                    c.rate_limited_max,
+                )
             }
         }
     }
@@ -154,9 +166,15 @@ fn doubling(initial: Duration, attempt: u32, max: Duration) -> Delay {
 
 fn cap(wait: Duration, max: Duration) -> Delay {
     if wait >= max {
-        Delay { wait: max, at_cap: true }
+        Delay {
+            wait: max,
+            at_cap: true,
+        }
     } else {
-        Delay { wait, at_cap: false }
+        Delay {
+            wait,
+            at_cap: false,
+        }
     }
 }
 
@@ -172,11 +190,16 @@ mod tests {
     #[test]
     fn network_errors_back_off_linearly_by_250ms_up_to_16s() {
         let got = waits(FailureClass::Network, 70);
-        let expected: Vec<Duration> =
-            (1..=70u64).map(|n| Duration::from_millis((250 * n).min(16_000))).collect();
+        let expected: Vec<Duration> = (1..=70u64)
+            .map(|n| Duration::from_millis((250 * n).min(16_000)))
+            .collect();
         assert_eq!(got, expected);
         assert_eq!(&got[..4], &[250, 500, 750, 1000].map(Duration::from_millis));
-        assert_eq!(got[63], Duration::from_secs(16), "the 64th attempt reaches the cap");
+        assert_eq!(
+            got[63],
+            Duration::from_secs(16),
+            "the 64th attempt reaches the cap"
+        );
     }
 
     #[test]
@@ -196,8 +219,13 @@ mod tests {
     #[test]
     fn the_cap_is_flagged_once_reached() {
         let mut backoff = Backoff::new(BackoffConfig::default());
-        let flags: Vec<bool> = (0..8).map(|_| backoff.next_delay(FailureClass::Http).at_cap).collect();
-        assert_eq!(flags, [false, false, false, false, false, false, true, true]);
+        let flags: Vec<bool> = (0..8)
+            .map(|_| backoff.next_delay(FailureClass::Http).at_cap)
+            .collect();
+        assert_eq!(
+            flags,
+            [false, false, false, false, false, false, true, true]
+        );
     }
 
     #[test]
@@ -205,12 +233,21 @@ mod tests {
         let mut backoff = Backoff::new(BackoffConfig::default());
         backoff.next_delay(FailureClass::Network);
         backoff.next_delay(FailureClass::Network);
-        assert_eq!(backoff.next_delay(FailureClass::Http).wait, Duration::from_secs(5));
-        assert_eq!(backoff.next_delay(FailureClass::Network).wait, Duration::from_millis(750));
+        assert_eq!(
+            backoff.next_delay(FailureClass::Http).wait,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            backoff.next_delay(FailureClass::Network).wait,
+            Duration::from_millis(750)
+        );
         assert_eq!(backoff.failures(), (3, 1, 0));
         backoff.reset();
         assert_eq!(backoff.failures(), (0, 0, 0));
-        assert_eq!(backoff.next_delay(FailureClass::Network).wait, Duration::from_millis(250));
+        assert_eq!(
+            backoff.next_delay(FailureClass::Network).wait,
+            Duration::from_millis(250)
+        );
     }
 
     #[test]
@@ -219,7 +256,10 @@ mod tests {
         for _ in 0..100_000 {
             backoff.next_delay(FailureClass::RateLimited);
         }
-        assert_eq!(backoff.next_delay(FailureClass::RateLimited).wait, Duration::from_secs(960));
+        assert_eq!(
+            backoff.next_delay(FailureClass::RateLimited).wait,
+            Duration::from_secs(960)
+        );
     }
 
     #[test]
@@ -228,7 +268,9 @@ mod tests {
         assert_eq!(config.http_initial, Duration::from_millis(50));
         assert_eq!(config.network_step, Duration::from_micros(2500));
         let mut backoff = Backoff::new(config);
-        let got: Vec<Duration> = (0..3).map(|_| backoff.next_delay(FailureClass::RateLimited).wait).collect();
+        let got: Vec<Duration> = (0..3)
+            .map(|_| backoff.next_delay(FailureClass::RateLimited).wait)
+            .collect();
         assert_eq!(got, [600, 1200, 2400].map(Duration::from_millis));
     }
 }

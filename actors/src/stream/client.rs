@@ -36,7 +36,7 @@ impl Default for ClientSettings {
     fn default() -> Self {
         ClientSettings {
             connect_timeout: Duration::from_secs(10),
-            head_timeout: Duration::from_secs(10),
+            head_timeout: Duration::from_secs(5),
             tls: TlsConfig::webpki_roots(),
         }
     }
@@ -63,7 +63,10 @@ impl TlsConfig {
     pub fn load(ca_file: Option<&Path>) -> Result<TlsConfig, ClientError> {
         let mut roots = webpki_store();
         if let Some(path) = ca_file {
-            let ca_error = |reason: String| ClientError::CaFile { path: path.to_owned(), reason };
+            let ca_error = |reason: String| ClientError::CaFile {
+                path: path.to_owned(),
+                reason,
+            };
             let mut found = 0;
             for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_error(e.to_string()))? {
                 let cert = cert.map_err(|e| ca_error(e.to_string()))?;
@@ -71,7 +74,9 @@ impl TlsConfig {
                 found += 1;
             }
             if found == 0 {
-                return Err(ClientError::NoCertificate { path: path.to_owned() });
+                return Err(ClientError::NoCertificate {
+                    path: path.to_owned(),
+                });
             }
         }
         Ok(TlsConfig::with_roots(roots))
@@ -79,7 +84,9 @@ impl TlsConfig {
 
     fn with_roots(roots: rustls::RootCertStore) -> TlsConfig {
         install_crypto_provider();
-        let mut config = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         // One long response per connection: HTTP/1.1 is what the streaming API speaks.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         TlsConfig(Arc::new(config))
@@ -87,7 +94,9 @@ impl TlsConfig {
 }
 
 fn webpki_store() -> rustls::RootCertStore {
-    rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() }
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
 }
 
 /// Why the HTTP client could not be set up: a configuration problem, reported at start.
@@ -98,7 +107,10 @@ pub enum ClientError {
     #[error("the CA file {path} holds no PEM certificate; it must contain at least one `BEGIN CERTIFICATE` block")]
     NoCertificate { path: PathBuf },
     #[error("the stream endpoint {endpoint:?} is not usable: {reason}")]
-    Endpoint { endpoint: String, reason: &'static str },
+    Endpoint {
+        endpoint: String,
+        reason: &'static str,
+    },
 }
 
 /// Installs rustls' ring crypto provider for the process, if no provider is installed yet.
@@ -116,18 +128,29 @@ pub fn build_client(settings: &ClientSettings) -> awc::Client {
         .handshake_timeout(settings.connect_timeout)
         // Streams never end on their own: no pool limit may make the next one wait.
         .limit(0);
-    awc::Client::builder().connector(connector).timeout(settings.head_timeout).disable_redirects().finish()
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(settings.head_timeout)
+        .disable_redirects()
+        .finish()
 }
 
 /// The endpoint without query or fragment: OAuth signs the base URL, and the filter goes in
 /// the form body, so a query part would be either unsigned or misplaced.
 pub fn check_endpoint(endpoint: &str) -> Result<(), ClientError> {
-    let problem = |reason| Err(ClientError::Endpoint { endpoint: endpoint.to_owned(), reason });
+    let problem = |reason| {
+        Err(ClientError::Endpoint {
+            endpoint: endpoint.to_owned(),
+            reason,
+        })
+    };
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         return problem("it must start with http:// or https://");
     }
     if endpoint.contains('?') || endpoint.contains('#') {
-        return problem("it must not carry a query string or fragment; filter parameters go in the form body");
+        return problem(
+            "it must not carry a query string or fragment; filter parameters go in the form body",
+        );
     }
     if endpoint.parse::<awc::http::Uri>().is_err() {
         return problem("it is not a valid URL");
@@ -144,16 +167,25 @@ pub struct StreamRequest<'a> {
 }
 
 /// The body of an open stream: its chunks as they arrive.
-pub trait StreamBody: futures_util::Stream<Item = Result<bytes::Bytes, PayloadError>> + Unpin + 'static {}
+pub trait StreamBody:
+    futures_util::Stream<Item = Result<bytes::Bytes, PayloadError>> + Unpin + 'static
+{
+}
 
-impl<S> StreamBody for S where S: futures_util::Stream<Item = Result<bytes::Bytes, PayloadError>> + Unpin + 'static {}
+impl<S> StreamBody for S where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, PayloadError>> + Unpin + 'static
+{
+}
 
 /// How much of an error response's body is kept for the report.
 const ERROR_BODY_LIMIT: usize = 512;
 
 /// Sends the signed `POST`. `Ok` is a 200 response whose body is the stream; anything else is
 /// a [`Failure`] for the lifecycle, never quoting the credentials.
-pub async fn open(client: &awc::Client, request: &StreamRequest<'_>) -> Result<impl StreamBody, Failure> {
+pub async fn open(
+    client: &awc::Client,
+    request: &StreamRequest<'_>,
+) -> Result<impl StreamBody, Failure> {
     let authorization = authorization_header(
         request.credentials,
         "POST",
@@ -179,10 +211,19 @@ pub async fn open(client: &awc::Client, request: &StreamRequest<'_>) -> Result<i
     }
     let reason = error_body(&mut response).await;
     let reason = match reason {
-        Some(body) => format!("{}: {body}", status.canonical_reason().unwrap_or("unexpected status")),
-        None => status.canonical_reason().unwrap_or("unexpected status").to_owned(),
+        Some(body) => format!(
+            "{}: {body}",
+            status.canonical_reason().unwrap_or("unexpected status")
+        ),
+        None => status
+            .canonical_reason()
+            .unwrap_or("unexpected status")
+            .to_owned(),
     };
-    Err(Failure::Http { status: status.as_u16(), reason })
+    Err(Failure::Http {
+        status: status.as_u16(),
+        reason,
+    })
 }
 
 /// The first bytes of an error response, as one line of text, if they come quickly.
@@ -221,7 +262,10 @@ fn nonce() -> String {
 }
 
 fn unix_time() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -232,7 +276,8 @@ mod tests {
     fn endpoints_with_a_query_or_no_scheme_are_refused_with_the_reason() {
         assert!(check_endpoint("https://stream.twitter.com/1.1/statuses/filter.json").is_ok());
         assert!(check_endpoint("http://127.0.0.1:8080/1.1/statuses/filter.json").is_ok());
-        let err = check_endpoint("https://stream.twitter.com/1.1/statuses/filter.json?track=a").unwrap_err();
+        let err = check_endpoint("https://stream.twitter.com/1.1/statuses/filter.json?track=a")
+            .unwrap_err();
         assert!(err.to_string().contains("query"), "{err}");
         assert!(check_endpoint("stream.twitter.com/filter.json").is_err());
     }
@@ -251,7 +296,8 @@ mod tests {
 
     #[test]
     fn a_ca_file_without_certificates_is_refused() {
-        let path = std::env::temp_dir().join(format!("traptor-empty-ca-{}.pem", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("traptor-empty-ca-{}.pem", std::process::id()));
         std::fs::write(&path, "not a certificate\n").unwrap();
         let err = TlsConfig::load(Some(&path)).unwrap_err();
         std::fs::remove_file(&path).ok();
@@ -262,7 +308,11 @@ mod tests {
     async fn a_refused_connection_is_a_network_failure() {
         let client = build_client(&ClientSettings::default());
         // Bind then drop a listener: its port now refuses connections.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let credentials = Credentials {
             consumer_key: "ck".into(),
             consumer_secret: "cs-secret".into(),
@@ -270,8 +320,12 @@ mod tests {
             access_token_secret: "ats-secret".into(),
         };
         let endpoint = format!("http://127.0.0.1:{port}/1.1/statuses/filter.json");
-        let request =
-            StreamRequest { endpoint: &endpoint, user_agent: "traptor-test", credentials: &credentials, form: &[("track", "a")] };
+        let request = StreamRequest {
+            endpoint: &endpoint,
+            user_agent: "traptor-test",
+            credentials: &credentials,
+            form: &[("track", "a")],
+        };
         match open(&client, &request).await {
             Err(Failure::Network(reason)) => assert!(!reason.contains("secret"), "{reason}"),
             Err(other) => panic!("expected a network failure, got {other:?}"),

@@ -77,11 +77,23 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq)]
 enum Phase {
     Idle,
-    Connecting { attempt: Ticket },
-    Streaming { attempt: Ticket, since: Instant, watchdog: Ticket },
-    BackingOff { timer: Ticket },
-    AuthFailed { timer: Ticket },
-    Rejected { timer: Ticket },
+    Connecting {
+        attempt: Ticket,
+    },
+    Streaming {
+        attempt: Ticket,
+        since: Instant,
+        watchdog: Ticket,
+    },
+    BackingOff {
+        timer: Ticket,
+    },
+    AuthFailed {
+        timer: Ticket,
+    },
+    Rejected {
+        timer: Ticket,
+    },
     Stopped,
 }
 
@@ -146,7 +158,11 @@ impl Lifecycle {
                 if self.phase == (Phase::Connecting { attempt: ticket }) {
                     self.last_activity = Some(now);
                     let watchdog = self.wait(self.stall_timeout, &mut actions);
-                    self.phase = Phase::Streaming { attempt: ticket, since: now, watchdog };
+                    self.phase = Phase::Streaming {
+                        attempt: ticket,
+                        since: now,
+                        watchdog,
+                    };
                     self.report(StreamState::Streaming, &mut actions);
                 }
             }
@@ -201,25 +217,40 @@ impl Lifecycle {
 
     /// An open stream ended (the caller already got `Close`): reconnect at once if it was
     /// established, else count it as a network failure.
-    fn after_drop(&mut self, since: Instant, now: Instant, reason: String, actions: &mut Vec<Action>) {
+    fn after_drop(
+        &mut self,
+        since: Instant,
+        now: Instant,
+        reason: String,
+        actions: &mut Vec<Action>,
+    ) {
         let lived = now.saturating_duration_since(since);
         if lived >= self.backoff.config().established_after {
             self.backoff.reset();
             self.connect(actions);
         } else {
-            let reason = format!("connection dropped after {} ms: {reason}", lived.as_millis());
+            let reason = format!(
+                "connection dropped after {} ms: {reason}",
+                lived.as_millis()
+            );
             self.back_off(FailureClass::Network, reason, actions);
         }
     }
 
     fn on_timer(&mut self, ticket: Ticket, now: Instant, actions: &mut Vec<Action>) {
         match self.phase {
-            Phase::BackingOff { timer } | Phase::AuthFailed { timer } | Phase::Rejected { timer }
+            Phase::BackingOff { timer }
+            | Phase::AuthFailed { timer }
+            | Phase::Rejected { timer }
                 if timer == ticket =>
             {
                 self.connect(actions)
             }
-            Phase::Streaming { attempt, since, watchdog } if watchdog == ticket => {
+            Phase::Streaming {
+                attempt,
+                since,
+                watchdog,
+            } if watchdog == ticket => {
                 let quiet = now.saturating_duration_since(self.last_activity.unwrap_or(since));
                 if quiet >= self.stall_timeout {
                     actions.push(Action::Close);
@@ -227,7 +258,11 @@ impl Lifecycle {
                     self.after_drop(since, now, reason, actions);
                 } else {
                     let watchdog = self.wait(self.stall_timeout - quiet, actions);
-                    self.phase = Phase::Streaming { attempt, since, watchdog };
+                    self.phase = Phase::Streaming {
+                        attempt,
+                        since,
+                        watchdog,
+                    };
                 }
             }
             _ => {}
@@ -266,15 +301,28 @@ impl Lifecycle {
         let attempt = self.ticket();
         self.phase = Phase::Connecting { attempt };
         self.report(StreamState::Connecting, actions);
-        actions.push(Action::Connect { ticket: attempt, rules: self.rules.clone() });
+        actions.push(Action::Connect {
+            ticket: attempt,
+            rules: self.rules.clone(),
+        });
     }
 
     fn back_off(&mut self, class: FailureClass, reason: String, actions: &mut Vec<Action>) {
         let Delay { wait, at_cap } = self.backoff.next_delay(class);
         let timer = self.wait(wait, actions);
         self.phase = Phase::BackingOff { timer };
-        let reason = if at_cap { format!("{reason} (backoff at its cap)") } else { reason };
-        self.report(StreamState::BackingOff { delay: wait, reason }, actions);
+        let reason = if at_cap {
+            format!("{reason} (backoff at its cap)")
+        } else {
+            reason
+        };
+        self.report(
+            StreamState::BackingOff {
+                delay: wait,
+                reason,
+            },
+            actions,
+        );
     }
 
     fn wait(&mut self, delay: Duration, actions: &mut Vec<Action>) -> Ticket {
@@ -299,7 +347,10 @@ impl Lifecycle {
 /// What the server is asked for: the distinct filter values per parameter. Two rule lists
 /// with equal terms need no reconnect, whatever their other fields say.
 fn filter_terms(rules: &[Rule]) -> BTreeSet<(StreamType, String)> {
-    rules.iter().map(|rule| (rule.term.stream_type(), rule.term.to_filter_value())).collect()
+    rules
+        .iter()
+        .map(|rule| (rule.term.stream_type(), rule.term.to_filter_value()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -311,8 +362,14 @@ mod tests {
 
     fn track(id: &str, value: &str, tag: &str) -> Rule {
         let fields = [("rule_id", id), ("value", value), ("tag", tag)];
-        parse_rule(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), Some(StreamType::Track))
-            .unwrap()
+        parse_rule(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            Some(StreamType::Track),
+        )
+        .unwrap()
     }
 
     /// Drives a [`Lifecycle`] on a virtual clock and remembers what it asked for.
@@ -381,12 +438,18 @@ mod tests {
         }
 
         fn http(&mut self, status: u16) -> Vec<Action> {
-            self.fail(Failure::Http { status, reason: "refused".into() })
+            self.fail(Failure::Http {
+                status,
+                reason: "refused".into(),
+            })
         }
 
         fn dropped(&mut self) -> Vec<Action> {
             let ticket = self.attempt();
-            self.send(Event::Dropped { ticket, reason: "closed by server".into() })
+            self.send(Event::Dropped {
+                ticket,
+                reason: "closed by server".into(),
+            })
         }
 
         /// Lets the latest timer fire after its full delay, as the caller would.
@@ -401,7 +464,11 @@ mod tests {
         }
 
         /// Fails `n` attempts in a row with `failure`, returning the waits asked for.
-        fn waits_after_failures(&mut self, n: usize, failure: impl Fn() -> Failure) -> Vec<Duration> {
+        fn waits_after_failures(
+            &mut self,
+            n: usize,
+            failure: impl Fn() -> Failure,
+        ) -> Vec<Duration> {
             (0..n)
                 .map(|_| {
                     self.fail(failure());
@@ -418,7 +485,10 @@ mod tests {
     }
 
     fn http(status: u16) -> impl Fn() -> Failure {
-        move || Failure::Http { status, reason: "error".into() }
+        move || Failure::Http {
+            status,
+            reason: "error".into(),
+        }
     }
 
     #[test]
@@ -426,8 +496,17 @@ mod tests {
         let rules = vec![track("1", "rust", "a")];
         let mut h = Harness::new(rules.clone());
         let actions = h.send(Event::Start);
-        assert_eq!(actions, vec![Action::Report(StreamState::Connecting), Action::Connect { ticket: 1, rules }]);
-        assert!(h.send(Event::Start).is_empty(), "a second start does nothing");
+        assert_eq!(
+            actions,
+            vec![
+                Action::Report(StreamState::Connecting),
+                Action::Connect { ticket: 1, rules }
+            ]
+        );
+        assert!(
+            h.send(Event::Start).is_empty(),
+            "a second start does nothing"
+        );
     }
 
     #[test]
@@ -435,7 +514,13 @@ mod tests {
         let mut h = Harness::new(vec![]);
         h.send(Event::Start);
         let actions = h.connected();
-        assert_eq!(actions[0], Action::Wait { ticket: 2, delay: STALL });
+        assert_eq!(
+            actions[0],
+            Action::Wait {
+                ticket: 2,
+                delay: STALL
+            }
+        );
         assert_eq!(actions[1], Action::Report(StreamState::Streaming));
         assert_eq!(h.machine.state(), Some(&StreamState::Streaming));
     }
@@ -445,9 +530,15 @@ mod tests {
         let mut h = Harness::new(vec![]);
         h.send(Event::Start);
         let waits = h.waits_after_failures(66, network);
-        let expected: Vec<Duration> = (1..=66u64).map(|n| Duration::from_millis((250 * n).min(16_000))).collect();
+        let expected: Vec<Duration> = (1..=66u64)
+            .map(|n| Duration::from_millis((250 * n).min(16_000)))
+            .collect();
         assert_eq!(waits, expected);
-        assert_eq!(h.connects.len(), 67, "one attempt per elapsed wait, plus the first");
+        assert_eq!(
+            h.connects.len(),
+            67,
+            "one attempt per elapsed wait, plus the first"
+        );
     }
 
     #[test]
@@ -456,7 +547,11 @@ mod tests {
             let mut h = Harness::new(vec![]);
             h.send(Event::Start);
             let waits = h.waits_after_failures(8, http(status));
-            assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 320].map(Duration::from_secs), "status {status}");
+            assert_eq!(
+                waits,
+                [5, 10, 20, 40, 80, 160, 320, 320].map(Duration::from_secs),
+                "status {status}"
+            );
         }
     }
 
@@ -466,7 +561,11 @@ mod tests {
             let mut h = Harness::new(vec![]);
             h.send(Event::Start);
             let waits = h.waits_after_failures(6, http(status));
-            assert_eq!(waits, [60, 120, 240, 480, 960, 960].map(Duration::from_secs), "status {status}");
+            assert_eq!(
+                waits,
+                [60, 120, 240, 480, 960, 960].map(Duration::from_secs),
+                "status {status}"
+            );
             match h.last_report() {
                 StreamState::Connecting => {}
                 other => panic!("expected a new attempt, got {other:?}"),
@@ -512,10 +611,19 @@ mod tests {
         h.advance(Duration::from_secs(60));
         let actions = h.dropped();
         assert_eq!(actions[0], Action::Close);
-        assert!(matches!(actions.last(), Some(Action::Connect { .. })), "{actions:?}");
-        assert!(!actions.iter().any(|a| matches!(a, Action::Wait { .. })), "no wait: {actions:?}");
+        assert!(
+            matches!(actions.last(), Some(Action::Connect { .. })),
+            "{actions:?}"
+        );
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Wait { .. })),
+            "no wait: {actions:?}"
+        );
         // The reconnect failing starts the curves over.
-        assert_eq!(h.waits_after_failures(1, http(503)), [Duration::from_secs(5)]);
+        assert_eq!(
+            h.waits_after_failures(1, http(503)),
+            [Duration::from_secs(5)]
+        );
     }
 
     #[test]
@@ -542,7 +650,9 @@ mod tests {
         let first_attempt = h.attempt();
         let actions = h.fire_latest_timer();
         assert_eq!(actions[0], Action::Close);
-        assert!(matches!(actions.last(), Some(Action::Connect { ticket, .. }) if *ticket != first_attempt));
+        assert!(
+            matches!(actions.last(), Some(Action::Connect { ticket, .. }) if *ticket != first_attempt)
+        );
         assert_eq!(h.last_report(), &StreamState::Connecting);
     }
 
@@ -556,7 +666,13 @@ mod tests {
         h.machine.note_activity(h.now); // a keep-alive newline
         h.advance(Duration::from_secs(30));
         let actions = h.send(Event::TimerFired { ticket });
-        assert_eq!(actions, vec![Action::Wait { ticket: ticket + 1, delay: Duration::from_secs(60) }]);
+        assert_eq!(
+            actions,
+            vec![Action::Wait {
+                ticket: ticket + 1,
+                delay: Duration::from_secs(60)
+            }]
+        );
         // Silence from then on: the re-armed watchdog fires exactly 90 s after the keep-alive.
         let actions = h.fire_latest_timer();
         assert_eq!(actions[0], Action::Close);
@@ -571,12 +687,17 @@ mod tests {
         let started = h.now;
         while h.now - started < Duration::from_secs(3600) {
             h.http(401);
-            assert!(matches!(h.last_report(), StreamState::AuthFailed { reason } if reason.contains("401")));
+            assert!(
+                matches!(h.last_report(), StreamState::AuthFailed { reason } if reason.contains("401"))
+            );
             assert_eq!(h.timers.last().unwrap().1, Duration::from_secs(600));
             h.fire_latest_timer();
             attempts_in_an_hour += 1;
         }
-        assert!(attempts_in_an_hour <= 7, "{attempts_in_an_hour} attempts with bad credentials in an hour");
+        assert!(
+            attempts_in_an_hour <= 7,
+            "{attempts_in_an_hour} attempts with bad credentials in an hour"
+        );
     }
 
     #[test]
@@ -593,7 +714,9 @@ mod tests {
             let mut h = Harness::new(vec![]);
             h.send(Event::Start);
             h.http(status);
-            assert!(matches!(h.last_report(), StreamState::Rejected { reason } if reason.contains(&status.to_string())));
+            assert!(
+                matches!(h.last_report(), StreamState::Rejected { reason } if reason.contains(&status.to_string()))
+            );
             assert_eq!(h.timers.last().unwrap().1, Duration::from_secs(900));
         }
     }
@@ -606,9 +729,15 @@ mod tests {
         let stale_timer = h.timers.last().unwrap().0;
         let new_rules = vec![track("1", "rust", "x")];
         let actions = h.send(Event::RulesChanged(new_rules.clone()));
-        assert!(matches!(actions.last(), Some(Action::Connect { rules, .. }) if *rules == new_rules));
+        assert!(
+            matches!(actions.last(), Some(Action::Connect { rules, .. }) if *rules == new_rules)
+        );
         // The old slow-retry timer is stale now and must not start a second attempt.
-        assert!(h.send(Event::TimerFired { ticket: stale_timer }).is_empty());
+        assert!(h
+            .send(Event::TimerFired {
+                ticket: stale_timer
+            })
+            .is_empty());
     }
 
     #[test]
@@ -633,7 +762,12 @@ mod tests {
         assert_eq!(actions[1], Action::Report(StreamState::Connecting));
         assert!(matches!(&actions[2], Action::Connect { rules, .. } if *rules == new_rules));
         // The old connection's late news is ignored.
-        assert!(h.send(Event::Dropped { ticket: 1, reason: "closed".into() }).is_empty());
+        assert!(h
+            .send(Event::Dropped {
+                ticket: 1,
+                reason: "closed".into()
+            })
+            .is_empty());
     }
 
     #[test]
@@ -665,8 +799,13 @@ mod tests {
         let new_rules = vec![track("1", "b", "x")];
         let actions = h.send(Event::RulesChanged(new_rules.clone()));
         assert_eq!(actions[0], Action::Close);
-        assert!(matches!(&actions[1], Action::Connect { rules, ticket } if *rules == new_rules && *ticket != old));
-        assert!(h.send(Event::Connected { ticket: old }).is_empty(), "the abandoned attempt is ignored");
+        assert!(
+            matches!(&actions[1], Action::Connect { rules, ticket } if *rules == new_rules && *ticket != old)
+        );
+        assert!(
+            h.send(Event::Connected { ticket: old }).is_empty(),
+            "the abandoned attempt is ignored"
+        );
         assert_eq!(h.connects.len(), 2);
     }
 
@@ -676,7 +815,9 @@ mod tests {
         h.send(Event::Start);
         h.http(420);
         let newest = vec![track("1", "c", "x")];
-        assert!(h.send(Event::RulesChanged(vec![track("1", "b", "x")])).is_empty());
+        assert!(h
+            .send(Event::RulesChanged(vec![track("1", "b", "x")]))
+            .is_empty());
         assert!(h.send(Event::RulesChanged(newest.clone())).is_empty());
         let (_, wait) = *h.timers.last().unwrap();
         assert_eq!(wait, Duration::from_secs(60));
@@ -690,11 +831,16 @@ mod tests {
         h.send(Event::Start);
         h.connected();
         let actions = h.send(Event::Stop);
-        assert_eq!(actions, vec![Action::Close, Action::Report(StreamState::Stopped)]);
+        assert_eq!(
+            actions,
+            vec![Action::Close, Action::Report(StreamState::Stopped)]
+        );
         assert!(h.send(Event::Stop).is_empty());
         assert!(h.fire_latest_timer().is_empty());
         assert!(h.dropped().is_empty());
-        assert!(h.send(Event::RulesChanged(vec![track("1", "z", "z")])).is_empty());
+        assert!(h
+            .send(Event::RulesChanged(vec![track("1", "z", "z")]))
+            .is_empty());
     }
 
     #[test]
@@ -704,7 +850,12 @@ mod tests {
         let first = h.attempt();
         h.http(503);
         assert!(h.send(Event::Connected { ticket: first }).is_empty());
-        assert!(h.send(Event::Failed { ticket: first, failure: network() }).is_empty());
+        assert!(h
+            .send(Event::Failed {
+                ticket: first,
+                failure: network()
+            })
+            .is_empty());
         assert!(h.send(Event::TimerFired { ticket: 999 }).is_empty());
         assert!(matches!(h.last_report(), StreamState::BackingOff { .. }));
     }
@@ -718,7 +869,10 @@ mod tests {
         h.dropped();
         h.http(401);
         let names: Vec<&str> = h.reports.iter().map(StreamState::name).collect();
-        assert_eq!(names, ["connecting", "streaming", "connecting", "auth_failed"]);
+        assert_eq!(
+            names,
+            ["connecting", "streaming", "connecting", "auth_failed"]
+        );
     }
 
     #[test]

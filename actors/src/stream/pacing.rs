@@ -26,12 +26,19 @@ impl Default for PacingConfig {
     /// 5 quick attempts, then one per 20 s (at most 45 in 15 min per key) — well within "a few
     /// dozen connection attempts from time to time will not trigger a limit" (contract §2.7).
     fn default() -> Self {
-        PacingConfig { burst: 5, interval: Duration::from_secs(20) }
+        PacingConfig {
+            burst: 5,
+            interval: Duration::from_secs(20),
+        }
     }
 }
 
-type KeyedLimiter =
-    RateLimiter<String, DashMapStateStore<String>, MonotonicClock, NoOpMiddleware<<MonotonicClock as Clock>::Instant>>;
+type KeyedLimiter = RateLimiter<
+    String,
+    DashMapStateStore<String>,
+    MonotonicClock,
+    NoOpMiddleware<<MonotonicClock as Clock>::Instant>,
+>;
 
 /// The shared per-key connect allowance. Cheap to query; wrap it in an `Arc` and hand the
 /// same one to every stream.
@@ -42,7 +49,9 @@ pub struct Pacer {
 
 impl std::fmt::Debug for Pacer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pacer").field("keys", &self.limiter.len()).finish()
+        f.debug_struct("Pacer")
+            .field("keys", &self.limiter.len())
+            .finish()
     }
 }
 
@@ -50,8 +59,13 @@ impl Pacer {
     pub fn new(config: PacingConfig) -> Self {
         let burst = NonZeroU32::new(config.burst.max(1)).unwrap_or(NonZeroU32::MIN);
         let interval = config.interval.max(Duration::from_nanos(1));
-        let quota = Quota::with_period(interval).expect("a non-zero interval").allow_burst(burst);
-        Pacer { limiter: RateLimiter::dashmap_with_clock(quota, MonotonicClock), clock: MonotonicClock }
+        let quota = Quota::with_period(interval)
+            .expect("a non-zero interval")
+            .allow_burst(burst);
+        Pacer {
+            limiter: RateLimiter::dashmap_with_clock(quota, MonotonicClock),
+            clock: MonotonicClock,
+        }
     }
 
     /// Takes one attempt from `key_name`'s allowance if there is one; otherwise says how long
@@ -70,17 +84,26 @@ mod tests {
 
     #[test]
     fn a_key_gets_its_burst_then_must_wait_about_one_interval() {
-        let pacer = Pacer::new(PacingConfig { burst: 3, interval: Duration::from_secs(60) });
+        let pacer = Pacer::new(PacingConfig {
+            burst: 3,
+            interval: Duration::from_secs(60),
+        });
         for _ in 0..3 {
             assert_eq!(pacer.try_acquire("key-a"), Ok(()));
         }
         let wait = pacer.try_acquire("key-a").unwrap_err();
-        assert!(wait > Duration::from_secs(59) && wait <= Duration::from_secs(60), "{wait:?}");
+        assert!(
+            wait > Duration::from_secs(59) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
     }
 
     #[test]
     fn keys_are_paced_independently() {
-        let pacer = Pacer::new(PacingConfig { burst: 1, interval: Duration::from_secs(60) });
+        let pacer = Pacer::new(PacingConfig {
+            burst: 1,
+            interval: Duration::from_secs(60),
+        });
         assert_eq!(pacer.try_acquire("key-a"), Ok(()));
         assert!(pacer.try_acquire("key-a").is_err());
         assert_eq!(pacer.try_acquire("key-b"), Ok(()));
@@ -88,7 +111,10 @@ mod tests {
 
     #[test]
     fn the_allowance_refills_with_time() {
-        let pacer = Pacer::new(PacingConfig { burst: 1, interval: Duration::from_millis(20) });
+        let pacer = Pacer::new(PacingConfig {
+            burst: 1,
+            interval: Duration::from_millis(20),
+        });
         assert_eq!(pacer.try_acquire("key-a"), Ok(()));
         let wait = pacer.try_acquire("key-a").unwrap_err();
         std::thread::sleep(wait + Duration::from_millis(2));

@@ -32,7 +32,10 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn new(now: Instant) -> Rc<Liveness> {
-        Rc::new(Liveness { last: Cell::new(now), waiting_on_writer: Cell::new(false) })
+        Rc::new(Liveness {
+            last: Cell::new(now),
+            waiting_on_writer: Cell::new(false),
+        })
     }
 
     /// The moment to count silence from, asked at `now`.
@@ -61,7 +64,10 @@ pub enum End {
     /// Reading the body failed.
     ReadError(String),
     /// The server sent a `disconnect` message (forwarded before ending).
-    Disconnect { code: Option<u32>, reason: Option<String> },
+    Disconnect {
+        code: Option<u32>,
+        reason: Option<String>,
+    },
     /// The writer refused records or is gone: reading on would lose them.
     WriterGone(String),
 }
@@ -91,6 +97,7 @@ impl Reader {
         max_frame_bytes: usize,
         stats: Arc<StreamStats>,
     ) -> Reader {
+        stats.keep_rules(&rules);
         Reader {
             connection,
             decoder: FrameDecoder::new(max_frame_bytes),
@@ -101,6 +108,7 @@ impl Reader {
 
     /// Matches the following messages against `rules`.
     pub fn replace_rules(&mut self, rules: Vec<Rule>) {
+        self.stats.keep_rules(&rules);
         self.enricher = Enricher::new(self.enricher.slot().cloned(), rules);
     }
 
@@ -128,7 +136,9 @@ impl Reader {
     }
 
     fn process_frame(&mut self, frame: Vec<u8>, received_at_ms: i64, outcome: &mut ChunkOutcome) {
-        let enriched = catch_unwind(AssertUnwindSafe(|| self.enricher.enrich(&frame, received_at_ms)));
+        let enriched = catch_unwind(AssertUnwindSafe(|| {
+            self.enricher.enrich(&frame, received_at_ms)
+        }));
         let enriched = match enriched {
             Ok(enriched) => enriched,
             Err(_) => {
@@ -149,6 +159,14 @@ impl Reader {
         self.stats.message(kind);
         if kind.is_tweet() {
             self.stats.tweet_matched(!enriched.matched.is_empty());
+            if !enriched.matched.is_empty() {
+                let rules = self.enricher.rules();
+                let ids = enriched.matched.iter().filter_map(|&i| rules.get(i));
+                self.stats.rules_matched(ids.map(|rule| rule.rule_id.as_str()));
+            }
+            if let Some(timestamp_ms) = tweet_timestamp_ms(&frame) {
+                self.stats.tweet_timestamp(timestamp_ms);
+            }
         }
         if let Some(error) = &enriched.error {
             if kind == MessageKind::Invalid {
@@ -168,12 +186,19 @@ impl Reader {
 
     fn control_message(&mut self, frame: &[u8], outcome: &mut ChunkOutcome) {
         match classify(frame).detail {
-            ControlDetail::Limit { undelivered: Some(count), .. } => self.stats.limit_undelivered(count),
+            ControlDetail::Limit {
+                undelivered: Some(count),
+                ..
+            } => self.stats.limit_undelivered(count),
             ControlDetail::Disconnect { code, reason, .. } => {
                 tracing::warn!(connection = %self.connection, ?code, ?reason, "the server sent a disconnect message");
                 outcome.disconnect = Some((code, reason));
             }
-            ControlDetail::Warning { code, message, percent_full } => {
+            ControlDetail::Warning {
+                code,
+                message,
+                percent_full,
+            } => {
                 tracing::warn!(connection = %self.connection, ?code, ?message, ?percent_full, "the server warns that traptor is falling behind");
             }
             _ => {}
@@ -220,7 +245,9 @@ pub async fn read_stream(
             match accepted {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => return End::WriterGone(error.to_string()),
-                Err(error) => return End::WriterGone(format!("the writer is unreachable: {error}")),
+                Err(error) => {
+                    return End::WriterGone(format!("the writer is unreachable: {error}"))
+                }
             }
         }
         if let Some((code, reason)) = outcome.disconnect {
@@ -229,8 +256,22 @@ pub async fn read_stream(
     }
 }
 
+/// The tweet's top-level `timestamp_ms` (the last one in the frame: a retweeted or quoted
+/// tweet inside comes before it), read without parsing the whole message. `None` when absent.
+fn tweet_timestamp_ms(frame: &[u8]) -> Option<i64> {
+    let at = memchr::memmem::rfind(frame, b"\"timestamp_ms\"")?;
+    let rest = &frame[at + b"\"timestamp_ms\"".len()..];
+    let rest = rest.trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 fn unix_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -247,8 +288,14 @@ mod tests {
 
     fn rules() -> Vec<Rule> {
         let fields = [("rule_id", "1"), ("value", "rust"), ("tag", "lang")];
-        vec![parse_rule(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), Some(StreamType::Track))
-            .unwrap()]
+        vec![parse_rule(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            Some(StreamType::Track),
+        )
+        .unwrap()]
     }
 
     fn tweet(id: u64, text: &str) -> String {
@@ -267,6 +314,28 @@ mod tests {
     }
 
     #[test]
+    fn the_tweet_timestamp_is_the_top_level_one() {
+        let nested = br#"{"retweeted_status":{"timestamp_ms":"1"},"text":"x","timestamp_ms": "1456105293000"}"#;
+        assert_eq!(tweet_timestamp_ms(nested), Some(1_456_105_293_000));
+        assert_eq!(tweet_timestamp_ms(br#"{"timestamp_ms":1456105293001}"#), Some(1_456_105_293_001));
+        assert_eq!(tweet_timestamp_ms(br#"{"text":"no time"}"#), None);
+        assert_eq!(tweet_timestamp_ms(br#"{"timestamp_ms":"soon"}"#), None);
+    }
+
+    #[test]
+    fn matches_are_counted_per_rule_and_the_newest_tweet_time_kept() {
+        let stats = Arc::new(StreamStats::default());
+        let mut reader = reader(&stats);
+        let with_time = tweet(1, "rust again").replace("}}", r#"},"timestamp_ms":"1456105293000"}"#);
+        let body = [delimited(&tweet(1, "I like rust")), delimited(&with_time), delimited(&tweet(3, "other"))].concat();
+        reader.process_chunk(body.as_bytes(), 1_000);
+        let snap = stats.snapshot();
+        assert_eq!(snap.rule_matches.get("1"), Some(&2));
+        assert_eq!(snap.rule_matches.len(), 1);
+        assert_eq!(snap.last_tweet_ms, Some(1_456_105_293_000));
+    }
+
+    #[test]
     fn tweets_control_messages_and_junk_all_become_records_in_order() {
         let stats = Arc::new(StreamStats::default());
         let mut reader = reader(&stats);
@@ -276,17 +345,28 @@ mod tests {
             delimited(&tweet(2, "nothing here")),
             delimited(r#"{"limit":{"track":42,"timestamp_ms":"1"}}"#),
             delimited("this is not json"),
-            delimited(r#"{"delete":{"status":{"id":1,"id_str":"1","user_id":7,"user_id_str":"7"}}}"#),
+            delimited(
+                r#"{"delete":{"status":{"id":1,"id_str":"1","user_id":7,"user_id_str":"7"}}}"#,
+            ),
         ]
         .concat();
         let outcome = reader.process_chunk(body.as_bytes(), 1_000);
         let kinds: Vec<MessageKind> = outcome.records.iter().map(|r| r.kind).collect();
         assert_eq!(
             kinds,
-            [MessageKind::Tweet, MessageKind::Tweet, MessageKind::Limit, MessageKind::Invalid, MessageKind::Delete]
+            [
+                MessageKind::Tweet,
+                MessageKind::Tweet,
+                MessageKind::Limit,
+                MessageKind::Invalid,
+                MessageKind::Delete
+            ]
         );
         assert_eq!(outcome.records[3].payload, b"this is not json");
-        assert!(outcome.records.iter().all(|r| r.slot == Some(slot()) && r.received_at_ms == 1_000));
+        assert!(outcome
+            .records
+            .iter()
+            .all(|r| r.slot == Some(slot()) && r.received_at_ms == 1_000));
         assert!(outcome.disconnect.is_none());
         let snap = stats.snapshot();
         assert_eq!((snap.tweets_matched, snap.tweets_unmatched), (1, 1));
@@ -300,7 +380,11 @@ mod tests {
     fn frames_split_across_chunks_come_out_once_whole() {
         let stats = Arc::new(StreamStats::default());
         let mut reader = reader(&stats);
-        let body = [delimited(&tweet(1, "rust one")), delimited(&tweet(2, "rust two"))].concat();
+        let body = [
+            delimited(&tweet(1, "rust one")),
+            delimited(&tweet(2, "rust two")),
+        ]
+        .concat();
         let mut records = Vec::new();
         for piece in body.as_bytes().chunks(7) {
             records.extend(reader.process_chunk(piece, 0).records);
@@ -313,11 +397,15 @@ mod tests {
     fn a_disconnect_message_is_forwarded_and_flagged() {
         let stats = Arc::new(StreamStats::default());
         let mut reader = reader(&stats);
-        let body = delimited(r#"{"disconnect":{"code":7,"stream_name":"x","reason":"admin logout"}}"#);
+        let body =
+            delimited(r#"{"disconnect":{"code":7,"stream_name":"x","reason":"admin logout"}}"#);
         let outcome = reader.process_chunk(body.as_bytes(), 0);
         assert_eq!(outcome.records.len(), 1);
         assert_eq!(outcome.records[0].kind, MessageKind::Disconnect);
-        assert_eq!(outcome.disconnect, Some((Some(7), Some("admin logout".to_owned()))));
+        assert_eq!(
+            outcome.disconnect,
+            Some((Some(7), Some("admin logout".to_owned())))
+        );
     }
 
     #[test]
@@ -325,8 +413,14 @@ mod tests {
         let stats = Arc::new(StreamStats::default());
         let mut reader = reader(&stats);
         let fields = [("rule_id", "2"), ("value", "python"), ("tag", "lang")];
-        let python = parse_rule(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), Some(StreamType::Track))
-            .unwrap();
+        let python = parse_rule(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            Some(StreamType::Track),
+        )
+        .unwrap();
         reader.replace_rules(vec![python]);
         reader.process_chunk(delimited(&tweet(1, "rust")).as_bytes(), 0);
         reader.process_chunk(delimited(&tweet(2, "python")).as_bytes(), 0);
@@ -363,7 +457,12 @@ mod tests {
     async fn read_stream_delivers_every_record_and_reports_how_it_ended() {
         use actix::Actor;
         let records = Rc::new(RefCell::new(Vec::new()));
-        let writer = TestWriter { records: records.clone(), refuse: false }.start().recipient();
+        let writer = TestWriter {
+            records: records.clone(),
+            refuse: false,
+        }
+        .start()
+        .recipient();
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![
             Ok(bytes::Bytes::from(delimited(&tweet(1, "rust")))),
@@ -371,7 +470,14 @@ mod tests {
             Ok(bytes::Bytes::from(delimited(&tweet(2, "rust")))),
         ];
         let liveness = Liveness::new(Instant::now());
-        let end = read_stream(body_of(chunks), reader(&stats), writer, liveness, RulesUpdate::default()).await;
+        let end = read_stream(
+            body_of(chunks),
+            reader(&stats),
+            writer,
+            liveness,
+            RulesUpdate::default(),
+        )
+        .await;
         assert_eq!(end, End::Closed);
         assert_eq!(records.borrow().len(), 2);
     }
@@ -380,15 +486,34 @@ mod tests {
     async fn read_stream_stops_at_a_disconnect_message_after_forwarding_it() {
         use actix::Actor;
         let records = Rc::new(RefCell::new(Vec::new()));
-        let writer = TestWriter { records: records.clone(), refuse: false }.start().recipient();
+        let writer = TestWriter {
+            records: records.clone(),
+            refuse: false,
+        }
+        .start()
+        .recipient();
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![
-            Ok(bytes::Bytes::from(delimited(r#"{"disconnect":{"code":4,"stream_name":"x","reason":"stall"}}"#))),
+            Ok(bytes::Bytes::from(delimited(
+                r#"{"disconnect":{"code":4,"stream_name":"x","reason":"stall"}}"#,
+            ))),
             Ok(bytes::Bytes::from(delimited(&tweet(2, "never read")))),
         ];
-        let end = read_stream(body_of(chunks), reader(&stats), writer, Liveness::new(Instant::now()), RulesUpdate::default())
-            .await;
-        assert_eq!(end, End::Disconnect { code: Some(4), reason: Some("stall".into()) });
+        let end = read_stream(
+            body_of(chunks),
+            reader(&stats),
+            writer,
+            Liveness::new(Instant::now()),
+            RulesUpdate::default(),
+        )
+        .await;
+        assert_eq!(
+            end,
+            End::Disconnect {
+                code: Some(4),
+                reason: Some("stall".into())
+            }
+        );
         assert_eq!(records.borrow().len(), 1);
         assert_eq!(records.borrow()[0].kind, MessageKind::Disconnect);
     }
@@ -396,22 +521,44 @@ mod tests {
     #[actix_rt::test]
     async fn read_stream_ends_when_the_writer_refuses() {
         use actix::Actor;
-        let writer = TestWriter { records: Rc::default(), refuse: true }.start().recipient();
+        let writer = TestWriter {
+            records: Rc::default(),
+            refuse: true,
+        }
+        .start()
+        .recipient();
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![Ok(bytes::Bytes::from(delimited(&tweet(1, "rust"))))];
-        let end = read_stream(body_of(chunks), reader(&stats), writer, Liveness::new(Instant::now()), RulesUpdate::default())
-            .await;
+        let end = read_stream(
+            body_of(chunks),
+            reader(&stats),
+            writer,
+            Liveness::new(Instant::now()),
+            RulesUpdate::default(),
+        )
+        .await;
         assert!(matches!(end, End::WriterGone(reason) if reason.contains("shutting down")));
     }
 
     #[actix_rt::test]
     async fn read_stream_reports_a_read_error() {
         use actix::Actor;
-        let writer = TestWriter { records: Rc::default(), refuse: false }.start().recipient();
+        let writer = TestWriter {
+            records: Rc::default(),
+            refuse: false,
+        }
+        .start()
+        .recipient();
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![Err(awc::error::PayloadError::Incomplete(None))];
-        let end = read_stream(body_of(chunks), reader(&stats), writer, Liveness::new(Instant::now()), RulesUpdate::default())
-            .await;
+        let end = read_stream(
+            body_of(chunks),
+            reader(&stats),
+            writer,
+            Liveness::new(Instant::now()),
+            RulesUpdate::default(),
+        )
+        .await;
         assert!(matches!(end, End::ReadError(_)), "{end:?}");
     }
 
@@ -419,15 +566,33 @@ mod tests {
     async fn rules_sent_to_an_open_stream_apply_from_the_next_chunk() {
         use actix::Actor;
         let records = Rc::new(RefCell::new(Vec::new()));
-        let writer = TestWriter { records: records.clone(), refuse: false }.start().recipient();
+        let writer = TestWriter {
+            records: records.clone(),
+            refuse: false,
+        }
+        .start()
+        .recipient();
         let stats = Arc::new(StreamStats::default());
         let update = RulesUpdate::default();
         let fields = [("rule_id", "1"), ("value", "rust"), ("tag", "renamed")];
-        let retagged = parse_rule(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), Some(StreamType::Track))
-            .unwrap();
+        let retagged = parse_rule(
+            fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            Some(StreamType::Track),
+        )
+        .unwrap();
         *update.borrow_mut() = Some(vec![retagged]);
         let chunks = vec![Ok(bytes::Bytes::from(delimited(&tweet(1, "rust"))))];
-        read_stream(body_of(chunks), reader(&stats), writer, Liveness::new(Instant::now()), update.clone()).await;
+        read_stream(
+            body_of(chunks),
+            reader(&stats),
+            writer,
+            Liveness::new(Instant::now()),
+            update.clone(),
+        )
+        .await;
         let payload = String::from_utf8(records.borrow()[0].payload.clone()).unwrap();
         assert!(payload.contains("renamed"), "{payload}");
         assert!(update.borrow().is_none(), "the update was taken");

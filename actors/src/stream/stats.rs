@@ -1,11 +1,11 @@
 //! Counters of one stream, shared between the stream (which bumps them) and whoever reports
 //! status or metrics (which reads them). Lock-free except for the rare, small maps and strings.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use traptor_core::MessageKind;
+use traptor_core::{MessageKind, Rule};
 
 /// Why an open stream ended; each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,6 +64,10 @@ pub struct StreamStats {
     limit_undelivered: AtomicU64,
     http_statuses: Mutex<BTreeMap<u16, u64>>,
     last_error: Mutex<Option<String>>,
+    /// Tweets matched per rule id; rules no longer on the connection are forgotten.
+    rule_matches: Mutex<BTreeMap<String, u64>>,
+    /// `timestamp_ms` of the newest tweet (0: none yet), for the lag.
+    last_tweet_ms: AtomicI64,
 }
 
 /// A plain copy of [`StreamStats`] at one moment, for status pages and metrics.
@@ -86,6 +90,10 @@ pub struct StreamStatsSnapshot {
     /// The latest `limit` count: tweets the server could not deliver on the current connection.
     pub limit_undelivered: u64,
     pub last_error: Option<String>,
+    /// Tweets matched per rule id.
+    pub rule_matches: BTreeMap<String, u64>,
+    /// `timestamp_ms` of the newest tweet, if any tweet carried one.
+    pub last_tweet_ms: Option<i64>,
 }
 
 impl StreamStatsSnapshot {
@@ -122,15 +130,25 @@ impl StreamStats {
     }
 
     pub fn dropped(&self, kind: DropKind) {
-        self.drops[DropKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)].fetch_add(1, Relaxed);
+        self.drops[DropKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)]
+            .fetch_add(1, Relaxed);
     }
 
     pub fn message(&self, kind: MessageKind) {
-        self.messages[MessageKind::ALL.iter().position(|k| *k == kind).unwrap_or(0)].fetch_add(1, Relaxed);
+        self.messages[MessageKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0)]
+        .fetch_add(1, Relaxed);
     }
 
     pub fn tweet_matched(&self, matched: bool) {
-        if matched { &self.tweets_matched } else { &self.tweets_unmatched }.fetch_add(1, Relaxed);
+        if matched {
+            &self.tweets_matched
+        } else {
+            &self.tweets_unmatched
+        }
+        .fetch_add(1, Relaxed);
     }
 
     pub fn bytes(&self, n: usize) {
@@ -152,6 +170,30 @@ impl StreamStats {
 
     pub fn set_last_error(&self, error: &str) {
         *lock(&self.last_error) = Some(error.to_owned());
+    }
+
+    /// Counts one tweet for each rule it matched.
+    pub fn rules_matched<'a>(&self, rule_ids: impl IntoIterator<Item = &'a str>) {
+        let mut counts = lock(&self.rule_matches);
+        for id in rule_ids {
+            match counts.get_mut(id) {
+                Some(n) => *n += 1,
+                None => {
+                    counts.insert(id.to_owned(), 1);
+                }
+            }
+        }
+    }
+
+    /// Forgets the match counters of rules that are no longer on the connection.
+    pub fn keep_rules(&self, rules: &[Rule]) {
+        let current: HashSet<&str> = rules.iter().map(|r| r.rule_id.as_str()).collect();
+        lock(&self.rule_matches).retain(|id, _| current.contains(id.as_str()));
+    }
+
+    /// The newest tweet's `timestamp_ms`.
+    pub fn tweet_timestamp(&self, timestamp_ms: i64) {
+        self.last_tweet_ms.store(timestamp_ms, Relaxed);
     }
 
     pub fn snapshot(&self) -> StreamStatsSnapshot {
@@ -180,13 +222,17 @@ impl StreamStats {
             frame_errors: load(&self.frame_errors),
             limit_undelivered: load(&self.limit_undelivered),
             last_error: lock(&self.last_error).clone(),
+            rule_matches: lock(&self.rule_matches).clone(),
+            last_tweet_ms: Some(self.last_tweet_ms.load(Relaxed)).filter(|ms| *ms > 0),
         }
     }
 }
 
 /// Counters stay usable even if a thread panicked while holding the lock.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -222,5 +268,27 @@ mod tests {
         assert_eq!(snap.bytes, 100);
         assert_eq!(snap.limit_undelivered, 9, "the latest count, not a sum");
         assert_eq!(snap.last_error.as_deref(), Some("HTTP 503"));
+        assert_eq!(snap.last_tweet_ms, None);
+    }
+
+    #[test]
+    fn rule_matches_are_counted_per_rule_and_forgotten_with_the_rule() {
+        let stats = StreamStats::default();
+        stats.rules_matched(["1", "2"]);
+        stats.rules_matched(["2"]);
+        stats.tweet_timestamp(1_456_105_293_000);
+        let snap = stats.snapshot();
+        assert_eq!(snap.rule_matches.get("1"), Some(&1));
+        assert_eq!(snap.rule_matches.get("2"), Some(&2));
+        assert_eq!(snap.last_tweet_ms, Some(1_456_105_293_000));
+
+        let rule = traptor_core::rules::parse_rule(
+            vec![("rule_id".into(), "2".into()), ("value".into(), "rust".into())],
+            Some(traptor_core::StreamType::Track),
+        )
+        .unwrap();
+        stats.keep_rules(&[rule]);
+        let kept: Vec<String> = stats.snapshot().rule_matches.into_keys().collect();
+        assert_eq!(kept, ["2"]);
     }
 }

@@ -58,11 +58,16 @@ impl ArbiterPool {
     /// `threads` arbiters; 0 means one per available core.
     pub fn new(threads: usize) -> Self {
         let threads = if threads == 0 {
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
         } else {
             threads
         };
-        ArbiterPool { arbiters: (0..threads).map(|_| Arbiter::new()).collect(), next: AtomicUsize::new(0) }
+        ArbiterPool {
+            arbiters: (0..threads).map(|_| Arbiter::new()).collect(),
+            next: AtomicUsize::new(0),
+        }
     }
 
     /// The arbiter for the next child.

@@ -15,11 +15,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
-use traptor_core::plan::{plan, ConnectionId, PlannedConnection, Plan};
+use traptor_core::plan::{plan, ConnectionId, Plan, PlannedConnection};
 use traptor_core::{Rule, RuleError, SlotId};
 
 use crate::heartbeat::StreamingSlots;
-use crate::messages::{RulesChanged, RulesSnapshot, StopStream, StreamState, StreamStateChanged, UpdateRules};
+use crate::messages::{
+    RulesChanged, RulesSnapshot, StopStream, StreamState, StreamStateChanged, UpdateRules,
+};
 use children::{restart_delay, ChildHandle, ChildSpec, SpawnStream};
 use reconcile::{reconcile, Running};
 use status::{epoch_seconds, rate, state_error, ConnectionStatus, StatusSnapshot};
@@ -133,7 +135,15 @@ impl Supervisor {
         let running: BTreeMap<ConnectionId, Running> = self
             .children
             .iter()
-            .map(|(id, child)| (id.clone(), Running { key: child.key.clone(), rules: child.rules.clone() }))
+            .map(|(id, child)| {
+                (
+                    id.clone(),
+                    Running {
+                        key: child.key.clone(),
+                        rules: child.rules.clone(),
+                    },
+                )
+            })
             .collect();
         let changes = reconcile(&running, &new_plan);
         self.plan = new_plan;
@@ -145,10 +155,16 @@ impl Supervisor {
             }
         }
         for id in &changes.update {
-            let (Some(child), Some(planned)) = (self.children.get_mut(id), self.plan.connection(id)) else { continue };
+            let (Some(child), Some(planned)) =
+                (self.children.get_mut(id), self.plan.connection(id))
+            else {
+                continue;
+            };
             tracing::info!(connection = %id, rules = planned.rules.len(), "rules changed: updating stream");
             child.rules = planned.rules.clone();
-            child.handle.update.do_send(UpdateRules { rules: planned.rules.clone() });
+            child.handle.update.do_send(UpdateRules {
+                rules: planned.rules.clone(),
+            });
         }
         for id in &changes.start {
             // A child waiting for its delayed restart starts then, with the rules of that time.
@@ -159,7 +175,8 @@ impl Supervisor {
                 self.start_child(&planned, ctx);
             }
         }
-        self.restart_pending.retain(|id| self.plan.connection(id).is_some());
+        self.restart_pending
+            .retain(|id| self.plan.connection(id).is_some());
         self.refresh_heartbeat();
     }
 
@@ -197,7 +214,9 @@ impl Supervisor {
 
     /// A child is gone without being asked: forget it and restart it after a backoff.
     fn child_died(&mut self, id: &ConnectionId, why: &str, ctx: &mut Context<Self>) {
-        let Some(child) = self.children.remove(id) else { return };
+        let Some(child) = self.children.remove(id) else {
+            return;
+        };
         if self.shutting_down || child.stop_requested {
             return;
         }
@@ -229,8 +248,12 @@ impl Supervisor {
 
     /// Finds children whose mailbox closed (stopped on their own, or panicked).
     fn check_liveness(&mut self, ctx: &mut Context<Self>) {
-        let dead: Vec<ConnectionId> =
-            self.children.iter().filter(|(_, child)| !child.handle.alive()).map(|(id, _)| id.clone()).collect();
+        let dead: Vec<ConnectionId> = self
+            .children
+            .iter()
+            .filter(|(_, child)| !child.handle.alive())
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in dead {
             self.child_died(&id, "ended unexpectedly (its mailbox closed)", ctx);
         }
@@ -303,8 +326,18 @@ impl Supervisor {
         StatusSnapshot {
             connections,
             rules_left_out: self.plan.left_out.iter().map(ToString::to_string).collect(),
-            rule_errors: self.rule_errors.values().flatten().map(ToString::to_string).collect(),
-            slots_without_key: self.plan.slots_without_key.iter().map(ToString::to_string).collect(),
+            rule_errors: self
+                .rule_errors
+                .values()
+                .flatten()
+                .map(ToString::to_string)
+                .collect(),
+            slots_without_key: self
+                .plan
+                .slots_without_key
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             unused_keys: self.plan.unused_keys.clone(),
             shutting_down: self.shutting_down,
         }
@@ -314,7 +347,8 @@ impl Supervisor {
         if changed.errors.is_empty() {
             self.rule_errors.remove(&changed.slot);
         } else {
-            self.rule_errors.insert(changed.slot.clone(), changed.errors);
+            self.rule_errors
+                .insert(changed.slot.clone(), changed.errors);
         }
         if changed.rules.is_empty() {
             self.slots.remove(&changed.slot);
@@ -331,11 +365,21 @@ fn log_plan(plan: &Plan) {
         tracing::warn!("{left_out}");
     }
     if !plan.slots_without_key.is_empty() {
-        let slots: Vec<String> = plan.slots_without_key.iter().map(ToString::to_string).collect();
-        tracing::warn!("slots without an API key (not collected): {}", slots.join(", "));
+        let slots: Vec<String> = plan
+            .slots_without_key
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::warn!(
+            "slots without an API key (not collected): {}",
+            slots.join(", ")
+        );
     }
     if !plan.unused_keys.is_empty() {
-        tracing::warn!("API keys not used by any connection: {}", plan.unused_keys.join(", "));
+        tracing::warn!(
+            "API keys not used by any connection: {}",
+            plan.unused_keys.join(", ")
+        );
     }
 }
 
@@ -343,7 +387,9 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.settings.liveness_interval, |act, ctx| act.check_liveness(ctx));
+        ctx.run_interval(self.settings.liveness_interval, |act, ctx| {
+            act.check_liveness(ctx)
+        });
         if let Some(every) = self.settings.status_interval {
             ctx.run_interval(every, |act, _| act.log_status());
         }
@@ -377,7 +423,11 @@ impl Handler<StreamStateChanged> for Supervisor {
 
     fn handle(&mut self, msg: StreamStateChanged, ctx: &mut Self::Context) {
         // Reports of a child already replaced (another key) are stale.
-        let Some(child) = self.children.get_mut(&msg.connection).filter(|c| c.key == msg.key_name) else {
+        let Some(child) = self
+            .children
+            .get_mut(&msg.connection)
+            .filter(|c| c.key == msg.key_name)
+        else {
             return;
         };
         if let Some(error) = state_error(&msg.state) {

@@ -43,7 +43,9 @@ pub fn reconcile(running: &BTreeMap<ConnectionId, Running>, plan: &Plan) -> Chan
                 changes.stop.push(planned.id.clone());
                 changes.start.push(planned.id.clone());
             }
-            Some(child) if !same_rules(&child.rules, &planned.rules) => changes.update.push(planned.id.clone()),
+            Some(child) if !same_rules(&child.rules, &planned.rules) => {
+                changes.update.push(planned.id.clone())
+            }
             Some(_) => {}
         }
     }
@@ -64,7 +66,13 @@ mod tests {
 
     fn rules(slot: &SlotId, values: &[&str]) -> Vec<Rule> {
         let hashes = values.iter().enumerate().map(|(i, v)| {
-            (None, vec![("rule_id".to_string(), (i + 1).to_string()), ("value".to_string(), v.to_string())])
+            (
+                None,
+                vec![
+                    ("rule_id".to_string(), (i + 1).to_string()),
+                    ("value".to_string(), v.to_string()),
+                ],
+            )
         });
         RuleSet::from_hashes(hashes, Some(slot.stream_type)).rules
     }
@@ -76,7 +84,15 @@ mod tests {
     fn running_from(plan: &Plan) -> BTreeMap<ConnectionId, Running> {
         plan.connections
             .iter()
-            .map(|c| (c.id.clone(), Running { key: c.key.clone(), rules: c.rules.clone() }))
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    Running {
+                        key: c.key.clone(),
+                        rules: c.rules.clone(),
+                    },
+                )
+            })
             .collect()
     }
 
@@ -86,7 +102,10 @@ mod tests {
 
     #[test]
     fn nothing_runs_yet_so_every_planned_connection_starts() {
-        let slots = BTreeMap::from([(track("0"), rules(&track("0"), &["a"])), (track("1"), rules(&track("1"), &["b"]))]);
+        let slots = BTreeMap::from([
+            (track("0"), rules(&track("0"), &["a"])),
+            (track("1"), rules(&track("1"), &["b"])),
+        ]);
         let planned = plan(&slots, &keys(&["k1", "k2"]), None);
         let changes = reconcile(&BTreeMap::new(), &planned);
         assert_eq!(changes.start.len(), 2);
@@ -95,12 +114,21 @@ mod tests {
 
     #[test]
     fn a_rule_change_updates_only_its_own_connection() {
-        let mut slots = BTreeMap::from([(track("0"), rules(&track("0"), &["a"])), (track("1"), rules(&track("1"), &["b"]))]);
+        let mut slots = BTreeMap::from([
+            (track("0"), rules(&track("0"), &["a"])),
+            (track("1"), rules(&track("1"), &["b"])),
+        ]);
         let before = plan(&slots, &keys(&["k1", "k2"]), None);
         slots.insert(track("1"), rules(&track("1"), &["b", "c"]));
         let after = plan(&slots, &keys(&["k1", "k2"]), Some(&before));
         let changes = reconcile(&running_from(&before), &after);
-        assert_eq!(changes, Changes { update: vec![ConnectionId::new(track("1"), 0)], ..Changes::default() });
+        assert_eq!(
+            changes,
+            Changes {
+                update: vec![ConnectionId::new(track("1"), 0)],
+                ..Changes::default()
+            }
+        );
     }
 
     #[test]
@@ -114,14 +142,32 @@ mod tests {
     #[test]
     fn a_removed_slot_stops_and_a_moved_key_restarts() {
         let running = BTreeMap::from([
-            (ConnectionId::new(track("0"), 0), Running { key: "k1".into(), rules: rules(&track("0"), &["a"]) }),
-            (ConnectionId::new(track("9"), 0), Running { key: "k2".into(), rules: rules(&track("9"), &["z"]) }),
+            (
+                ConnectionId::new(track("0"), 0),
+                Running {
+                    key: "k1".into(),
+                    rules: rules(&track("0"), &["a"]),
+                },
+            ),
+            (
+                ConnectionId::new(track("9"), 0),
+                Running {
+                    key: "k2".into(),
+                    rules: rules(&track("9"), &["z"]),
+                },
+            ),
         ]);
         // Only k2 is configured now: track:0 moves to it, track:9 is gone.
         let slots = BTreeMap::from([(track("0"), rules(&track("0"), &["a"]))]);
         let after = plan(&slots, &keys(&["k2"]), None);
         let changes = reconcile(&running, &after);
-        assert_eq!(changes.stop, vec![ConnectionId::new(track("0"), 0), ConnectionId::new(track("9"), 0)]);
+        assert_eq!(
+            changes.stop,
+            vec![
+                ConnectionId::new(track("0"), 0),
+                ConnectionId::new(track("9"), 0)
+            ]
+        );
         assert_eq!(changes.start, vec![ConnectionId::new(track("0"), 0)]);
         assert!(changes.update.is_empty());
     }

@@ -45,7 +45,10 @@ pub struct ConnectionStatus {
 impl ConnectionStatus {
     /// The status line logged every status interval.
     pub fn log_line(&self) -> String {
-        let mut line = format!("{} key={} state={} rules={}", self.connection, self.key, self.state, self.rules);
+        let mut line = format!(
+            "{} key={} state={} rules={}",
+            self.connection, self.key, self.state, self.rules
+        );
         if let Some(rate) = self.tweets_per_second {
             line.push_str(&format!(" tweets/s={rate:.1}"));
         }
@@ -62,16 +65,18 @@ impl ConnectionStatus {
 /// The error a state carries, if any: kept as the connection's last error.
 pub fn state_error(state: &StreamState) -> Option<String> {
     match state {
-        StreamState::BackingOff { reason, .. } | StreamState::AuthFailed { reason } | StreamState::Rejected { reason } => {
-            Some(reason.clone())
-        }
+        StreamState::BackingOff { reason, .. }
+        | StreamState::AuthFailed { reason }
+        | StreamState::Rejected { reason } => Some(reason.clone()),
         _ => None,
     }
 }
 
 /// Seconds since the Unix epoch.
 pub fn epoch_seconds(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs()
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 /// A rate from two counter readings `elapsed` apart (a counter that went backwards, as after a
@@ -98,7 +103,13 @@ mod tests {
 
     #[test]
     fn only_failing_states_carry_an_error() {
-        assert_eq!(state_error(&StreamState::AuthFailed { reason: "401".into() }).as_deref(), Some("401"));
+        assert_eq!(
+            state_error(&StreamState::AuthFailed {
+                reason: "401".into()
+            })
+            .as_deref(),
+            Some("401")
+        );
         assert_eq!(state_error(&StreamState::Streaming), None);
     }
 

@@ -51,14 +51,20 @@ impl Handler<UpdateRules> for FakeStream {
     type Result = ();
     fn handle(&mut self, msg: UpdateRules, _: &mut Self::Context) {
         let values = msg.rules.iter().map(|r| r.value.clone()).collect();
-        self.log.lock().unwrap().push(Event::Updated(self.spec.id.to_string(), values));
+        self.log
+            .lock()
+            .unwrap()
+            .push(Event::Updated(self.spec.id.to_string(), values));
     }
 }
 
 impl Handler<StopStream> for FakeStream {
     type Result = ();
     fn handle(&mut self, _: StopStream, ctx: &mut Self::Context) {
-        self.log.lock().unwrap().push(Event::Stopped(self.spec.id.to_string()));
+        self.log
+            .lock()
+            .unwrap()
+            .push(Event::Stopped(self.spec.id.to_string()));
         self.report(StreamState::Stopped);
         ctx.stop();
     }
@@ -79,11 +85,22 @@ struct FakeSpawner {
 
 impl SpawnStream for FakeSpawner {
     fn spawn(&mut self, spec: ChildSpec) -> Result<ChildHandle, String> {
-        self.log.lock().unwrap().push(Event::Started(spec.id.to_string(), spec.key_name.clone()));
+        self.log
+            .lock()
+            .unwrap()
+            .push(Event::Started(spec.id.to_string(), spec.key_name.clone()));
         let id = spec.id.to_string();
-        let addr = FakeStream { spec, log: self.log.clone() }.start();
+        let addr = FakeStream {
+            spec,
+            log: self.log.clone(),
+        }
+        .start();
         self.addresses.lock().unwrap().push((id, addr.clone()));
-        Ok(ChildHandle { update: addr.clone().recipient(), stop: addr.recipient(), tweets: None })
+        Ok(ChildHandle {
+            update: addr.clone().recipient(),
+            stop: addr.recipient(),
+            tweets: None,
+        })
     }
 }
 
@@ -113,14 +130,23 @@ impl Harness {
         let log = Log::default();
         let addresses = Arc::default();
         let beats = Arc::default();
-        let spawner = FakeSpawner { log: Arc::clone(&log), addresses: Arc::clone(&addresses) };
+        let spawner = FakeSpawner {
+            log: Arc::clone(&log),
+            addresses: Arc::clone(&addresses),
+        };
         let heartbeat = FakeHeartbeat(Arc::clone(&beats)).start();
         let mut settings = SupervisorSettings::new(keys.iter().map(|k| k.to_string()).collect());
         settings.max_restart_delay = Duration::from_millis(100);
         settings.liveness_interval = Duration::from_millis(20);
         settings.status_interval = None;
-        let supervisor = Supervisor::new(settings, Box::new(spawner), Some(heartbeat.recipient())).start();
-        Harness { supervisor, log, addresses, beats }
+        let supervisor =
+            Supervisor::new(settings, Box::new(spawner), Some(heartbeat.recipient())).start();
+        Harness {
+            supervisor,
+            log,
+            addresses,
+            beats,
+        }
     }
 
     fn events(&self) -> Vec<Event> {
@@ -142,9 +168,19 @@ fn track(id: &str) -> SlotId {
 
 fn slot_rules(slot: &SlotId, values: &[&str]) -> RulesChanged {
     let hashes = values.iter().enumerate().map(|(i, v)| {
-        (None, vec![("rule_id".to_string(), (i + 1).to_string()), ("value".to_string(), v.to_string())])
+        (
+            None,
+            vec![
+                ("rule_id".to_string(), (i + 1).to_string()),
+                ("value".to_string(), v.to_string()),
+            ],
+        )
     });
-    RulesChanged { slot: slot.clone(), rules: RuleSet::from_hashes(hashes, Some(slot.stream_type)).rules, errors: vec![] }
+    RulesChanged {
+        slot: slot.clone(),
+        rules: RuleSet::from_hashes(hashes, Some(slot.stream_type)).rules,
+        errors: vec![],
+    }
 }
 
 async fn settle() {
@@ -154,38 +190,90 @@ async fn settle() {
 #[actix_rt::test]
 async fn a_snapshot_starts_one_stream_per_planned_connection() {
     let h = Harness::start(&["k1", "k2"]);
-    h.supervisor.send(RulesSnapshot { slots: vec![slot_rules(&track("0"), &["a"]), slot_rules(&track("1"), &["b"])] }).await.unwrap();
+    h.supervisor
+        .send(RulesSnapshot {
+            slots: vec![
+                slot_rules(&track("0"), &["a"]),
+                slot_rules(&track("1"), &["b"]),
+            ],
+        })
+        .await
+        .unwrap();
     settle().await;
     assert_eq!(
         h.events(),
-        vec![Event::Started("track:0".into(), "k1".into()), Event::Started("track:1".into(), "k2".into())]
+        vec![
+            Event::Started("track:0".into(), "k1".into()),
+            Event::Started("track:1".into(), "k2".into())
+        ]
     );
     let status = h.status().await;
-    let states: Vec<_> = status.connections.iter().map(|c| (c.connection.as_str(), c.state.as_str())).collect();
+    let states: Vec<_> = status
+        .connections
+        .iter()
+        .map(|c| (c.connection.as_str(), c.state.as_str()))
+        .collect();
     assert_eq!(states, [("track:0", "streaming"), ("track:1", "streaming")]);
-    assert_eq!(h.beats.lock().unwrap().last().unwrap(), &BTreeSet::from([track("0"), track("1")]));
+    assert_eq!(
+        h.beats.lock().unwrap().last().unwrap(),
+        &BTreeSet::from([track("0"), track("1")])
+    );
 }
 
 #[actix_rt::test]
 async fn a_rule_change_updates_only_the_affected_stream() {
     let h = Harness::start(&["k1", "k2"]);
-    h.supervisor.send(RulesSnapshot { slots: vec![slot_rules(&track("0"), &["a"]), slot_rules(&track("1"), &["b"])] }).await.unwrap();
+    h.supervisor
+        .send(RulesSnapshot {
+            slots: vec![
+                slot_rules(&track("0"), &["a"]),
+                slot_rules(&track("1"), &["b"]),
+            ],
+        })
+        .await
+        .unwrap();
     settle().await;
     h.clear();
-    h.supervisor.send(slot_rules(&track("1"), &["b", "c"])).await.unwrap();
+    h.supervisor
+        .send(slot_rules(&track("1"), &["b", "c"]))
+        .await
+        .unwrap();
     // The same snapshot again (a periodic resync) changes nothing.
-    h.supervisor.send(RulesSnapshot { slots: vec![slot_rules(&track("0"), &["a"]), slot_rules(&track("1"), &["b", "c"])] }).await.unwrap();
+    h.supervisor
+        .send(RulesSnapshot {
+            slots: vec![
+                slot_rules(&track("0"), &["a"]),
+                slot_rules(&track("1"), &["b", "c"]),
+            ],
+        })
+        .await
+        .unwrap();
     settle().await;
-    assert_eq!(h.events(), vec![Event::Updated("track:1".into(), vec!["b".into(), "c".into()])]);
+    assert_eq!(
+        h.events(),
+        vec![Event::Updated(
+            "track:1".into(),
+            vec!["b".into(), "c".into()]
+        )]
+    );
 }
 
 #[actix_rt::test]
 async fn a_slot_without_rules_stops_its_stream_and_frees_its_key() {
     let h = Harness::start(&["k1"]);
-    h.supervisor.send(slot_rules(&track("0"), &["a"])).await.unwrap();
+    h.supervisor
+        .send(slot_rules(&track("0"), &["a"]))
+        .await
+        .unwrap();
     settle().await;
-    h.supervisor.send(slot_rules(&track("0"), &[])).await.unwrap();
-    h.supervisor.send(slot_rules(&track("1"), &["b"])).await.unwrap();
+    h.supervisor
+        .send(slot_rules(&track("0"), &[]))
+        .await
+        .unwrap();
+    h.supervisor
+        .send(slot_rules(&track("1"), &["b"]))
+        .await
+        .unwrap();
     settle().await;
     assert_eq!(
         h.events(),
@@ -195,47 +283,105 @@ async fn a_slot_without_rules_stops_its_stream_and_frees_its_key() {
             Event::Started("track:1".into(), "k1".into()),
         ]
     );
-    assert_eq!(h.beats.lock().unwrap().last().unwrap(), &BTreeSet::from([track("1")]));
+    assert_eq!(
+        h.beats.lock().unwrap().last().unwrap(),
+        &BTreeSet::from([track("1")])
+    );
 }
 
 #[actix_rt::test]
 async fn a_slot_without_a_key_is_reported_not_started() {
     let h = Harness::start(&["k1"]);
-    h.supervisor.send(RulesSnapshot { slots: vec![slot_rules(&track("0"), &["a"]), slot_rules(&track("1"), &["b"])] }).await.unwrap();
+    h.supervisor
+        .send(RulesSnapshot {
+            slots: vec![
+                slot_rules(&track("0"), &["a"]),
+                slot_rules(&track("1"), &["b"]),
+            ],
+        })
+        .await
+        .unwrap();
     settle().await;
-    assert_eq!(h.events(), vec![Event::Started("track:0".into(), "k1".into())]);
+    assert_eq!(
+        h.events(),
+        vec![Event::Started("track:0".into(), "k1".into())]
+    );
     let status = h.status().await;
     assert_eq!(status.slots_without_key, ["track:1"]);
-    assert_eq!(status.rules_left_out.len(), 1, "{:?}", status.rules_left_out);
+    assert_eq!(
+        status.rules_left_out.len(),
+        1,
+        "{:?}",
+        status.rules_left_out
+    );
 }
 
 #[actix_rt::test]
 async fn a_crashed_stream_is_restarted_after_a_backoff() {
     let h = Harness::start(&["k1"]);
-    h.supervisor.send(slot_rules(&track("0"), &["a"])).await.unwrap();
+    h.supervisor
+        .send(slot_rules(&track("0"), &["a"]))
+        .await
+        .unwrap();
     settle().await;
     let (_, first) = h.addresses.lock().unwrap()[0].clone();
     h.clear();
     first.send(Crash).await.unwrap();
     settle().await;
-    assert_eq!(h.status().await.connections[0].state, "restarting", "waits out the backoff");
+    assert_eq!(
+        h.status().await.connections[0].state,
+        "restarting",
+        "waits out the backoff"
+    );
     actix_rt::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(h.events(), vec![Event::Started("track:0".into(), "k1".into())]);
+    assert_eq!(
+        h.events(),
+        vec![Event::Started("track:0".into(), "k1".into())]
+    );
     let status = h.status().await;
-    assert_eq!((status.connections[0].state.as_str(), status.connections[0].restarts), ("streaming", 1));
+    assert_eq!(
+        (
+            status.connections[0].state.as_str(),
+            status.connections[0].restarts
+        ),
+        ("streaming", 1)
+    );
 }
 
 #[actix_rt::test]
 async fn shutdown_stops_every_stream_and_waits_for_them() {
     let h = Harness::start(&["k1", "k2"]);
-    h.supervisor.send(RulesSnapshot { slots: vec![slot_rules(&track("0"), &["a"]), slot_rules(&track("1"), &["b"])] }).await.unwrap();
+    h.supervisor
+        .send(RulesSnapshot {
+            slots: vec![
+                slot_rules(&track("0"), &["a"]),
+                slot_rules(&track("1"), &["b"]),
+            ],
+        })
+        .await
+        .unwrap();
     settle().await;
     h.clear();
-    let still_running = h.supervisor.send(Shutdown { timeout: Duration::from_secs(2) }).await.unwrap();
+    let still_running = h
+        .supervisor
+        .send(Shutdown {
+            timeout: Duration::from_secs(2),
+        })
+        .await
+        .unwrap();
     assert_eq!(still_running, 0);
-    assert_eq!(h.events(), vec![Event::Stopped("track:0".into()), Event::Stopped("track:1".into())]);
+    assert_eq!(
+        h.events(),
+        vec![
+            Event::Stopped("track:0".into()),
+            Event::Stopped("track:1".into())
+        ]
+    );
     // Stopping on request is no crash: nothing restarts, and rules are ignored from now on.
-    h.supervisor.send(slot_rules(&track("2"), &["c"])).await.unwrap();
+    h.supervisor
+        .send(slot_rules(&track("2"), &["c"]))
+        .await
+        .unwrap();
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(h.events().len(), 2, "{:?}", h.events());
     assert!(h.beats.lock().unwrap().last().unwrap().is_empty());

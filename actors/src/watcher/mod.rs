@@ -7,7 +7,7 @@
 //! While Redis is unreachable it reconnects with backoff and keeps the last known rules: an
 //! outage never looks like "all rules deleted".
 
-mod redis_rules;
+pub mod stats;
 pub mod tracker;
 
 use std::sync::Arc;
@@ -19,7 +19,8 @@ use redis::aio::MultiplexedConnection;
 use traptor_core::SlotId;
 
 use crate::messages::{RulesChanged, RulesSnapshot};
-pub use redis_rules::{load_all, load_slot};
+pub use crate::rule_store::{load_all, load_slot};
+pub use stats::{WatcherStats, WatcherStatsSnapshot};
 pub use tracker::RuleTracker;
 
 /// Which slots this process serves (the config's slot selection), as a predicate so the
@@ -45,6 +46,8 @@ pub struct WatcherSettings {
     /// First and longest wait between reconnection attempts.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// Where the watcher counts its syncs and failures, for status and readiness.
+    pub stats: Arc<WatcherStats>,
 }
 
 impl WatcherSettings {
@@ -57,6 +60,7 @@ impl WatcherSettings {
             wanted: all_slots(),
             min_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            stats: Arc::default(),
         }
     }
 }
@@ -122,7 +126,11 @@ struct WatchLoop {
 
 impl WatchLoop {
     fn new(settings: WatcherSettings, targets: RuleTargets) -> Self {
-        WatchLoop { settings, targets, tracker: RuleTracker::new() }
+        WatchLoop {
+            settings,
+            targets,
+            tracker: RuleTracker::new(),
+        }
     }
 
     /// Connects, syncs and listens; on failure waits with exponential backoff and starts again.
@@ -144,6 +152,7 @@ impl WatchLoop {
                 tracing::debug!("rule watcher stopping: nobody listens any more");
                 return;
             }
+            self.settings.stats.record_failure(&end.to_string());
             if synced {
                 backoff = self.settings.min_backoff;
             }
@@ -164,16 +173,34 @@ impl WatchLoop {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        let mut con = match bounded(timeout, "connecting", client.get_multiplexed_async_connection_with_config(&config)).await {
+        let mut con = match bounded(
+            timeout,
+            "connecting",
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        {
             Ok(con) => con,
             Err(end) => return end,
         };
-        let pubsub = match bounded(timeout, "opening the subscription", client.get_async_pubsub()).await {
+        let pubsub = match bounded(
+            timeout,
+            "opening the subscription",
+            client.get_async_pubsub(),
+        )
+        .await
+        {
             Ok(pubsub) => pubsub,
             Err(end) => return end,
         };
         let (mut sink, mut notices) = pubsub.split();
-        if let Err(end) = bounded(timeout, "subscribing", sink.subscribe(&self.settings.notify_channel)).await {
+        if let Err(end) = bounded(
+            timeout,
+            "subscribing",
+            sink.subscribe(&self.settings.notify_channel),
+        )
+        .await
+        {
             return end;
         }
         // Subscribed first, then synced: a change made meanwhile is either in the sync or noticed.
@@ -216,16 +243,30 @@ impl WatchLoop {
         let loaded = load_all(con, &*wanted).await?;
         let (changed, snapshot) = self.tracker.replace_all(loaded);
         let (slots, rules) = self.tracker.counts();
+        let rule_errors: usize = snapshot.slots.iter().map(|slot| slot.errors.len()).sum();
         if changed.is_empty() {
             tracing::debug!(slots, rules, "rules resynced, nothing changed");
         } else {
             let changed: Vec<String> = changed.iter().map(ToString::to_string).collect();
             tracing::info!(slots, rules, changed = %changed.join(","), "rules loaded from Redis");
         }
-        self.targets.snapshot.send(snapshot).await.map_err(|_| SessionEnd::SupervisorGone)
+        self.targets
+            .snapshot
+            .send(snapshot)
+            .await
+            .map_err(|_| SessionEnd::SupervisorGone)?;
+        self.settings
+            .stats
+            .record_sync(slots as u64, rules as u64, rule_errors as u64);
+        Ok(())
     }
 
-    async fn on_notice(&mut self, con: &mut MultiplexedConnection, payload: &[u8]) -> Result<(), SessionEnd> {
+    async fn on_notice(
+        &mut self,
+        con: &mut MultiplexedConnection,
+        payload: &[u8],
+    ) -> Result<(), SessionEnd> {
+        self.settings.stats.record_notice();
         let text = String::from_utf8_lossy(payload);
         let Some(slot) = SlotId::from_notice(&text) else {
             tracing::warn!(notice = %text, "ignoring a notice that is not <type>:<id> (e.g. track:0)");
@@ -239,7 +280,11 @@ impl WatchLoop {
         match self.tracker.update_slot(slot.clone(), loaded) {
             Some(changed) => {
                 tracing::info!(slot = %slot, rules = changed.rules.len(), errors = changed.errors.len(), "rules changed");
-                self.targets.changed.send(changed).await.map_err(|_| SessionEnd::SupervisorGone)
+                self.targets
+                    .changed
+                    .send(changed)
+                    .await
+                    .map_err(|_| SessionEnd::SupervisorGone)
             }
             None => {
                 tracing::debug!(slot = %slot, "notice received, rules unchanged");

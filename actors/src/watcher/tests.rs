@@ -47,7 +47,11 @@ impl Collector {
     async fn wait_for(&self, limit: Duration, what: &str, check: impl Fn(&[Seen]) -> bool) {
         let deadline = Instant::now() + limit;
         while !check(&self.seen()) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; seen: {:#?}", self.seen());
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; seen: {:#?}",
+                self.seen()
+            );
             actix_rt::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -56,18 +60,25 @@ impl Collector {
 /// The same server, another database: `redis://host:port/<db>`.
 pub(crate) fn db_url(base: &str, db: u32) -> String {
     let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let authority_end = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
     format!("{}/{db}", &base[..authority_end])
 }
 
 /// The test Redis (scripts/services.sh), database `db`: one database per test.
 pub(crate) fn test_redis(db: u32) -> String {
-    let base = std::env::var("TRAPTOR_TEST_REDIS_URL").expect("TRAPTOR_TEST_REDIS_URL is not set: run scripts/test.sh");
+    let base = std::env::var("TRAPTOR_TEST_REDIS_URL")
+        .expect("TRAPTOR_TEST_REDIS_URL is not set: run scripts/test.sh");
     db_url(&base, db)
 }
 
 async fn connection(url: &str) -> MultiplexedConnection {
-    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+    redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 /// Writes a rule hash the way the original's `add_rules.py` did.
@@ -96,7 +107,10 @@ fn start_watcher(url: &str, channel: &str, resync: Duration) -> (Collector, Addr
     settings.min_backoff = Duration::from_millis(200);
     settings.max_backoff = Duration::from_millis(400);
     settings.wanted = Arc::new(|slot: &SlotId| slot.id != "ignored");
-    let targets = RuleTargets { changed: addr.clone().recipient(), snapshot: addr.recipient() };
+    let targets = RuleTargets {
+        changed: addr.clone().recipient(),
+        snapshot: addr.recipient(),
+    };
     (collector, RuleWatcher::new(settings, targets).start())
 }
 
@@ -114,21 +128,38 @@ async fn loads_rules_then_follows_notices_and_resyncs() {
     add_rule(&mut con, "track:0", "2", "happy").await;
     add_rule(&mut con, "track:0", "1", "sad").await;
     add_rule(&mut con, "track:ignored", "3", "other").await;
-    let _: () = con.set("traptor-track:0", "not a hash, not a rule key").await.unwrap();
+    let _: () = con
+        .set("traptor-track:0", "not a hash, not a rule key")
+        .await
+        .unwrap();
 
     let (seen, _watcher) = start_watcher(&url, &channel, Duration::from_secs(1));
-    seen.wait_for(Duration::from_secs(5), "the first snapshot", |s| !s.is_empty()).await;
-    let Seen::Snapshot(first) = &seen.seen()[0] else { panic!("the first message must be a snapshot") };
-    assert_eq!(first.slots.len(), 1, "the ignored slot is not served: {first:?}");
+    seen.wait_for(Duration::from_secs(5), "the first snapshot", |s| {
+        !s.is_empty()
+    })
+    .await;
+    let Seen::Snapshot(first) = &seen.seen()[0] else {
+        panic!("the first message must be a snapshot")
+    };
+    assert_eq!(
+        first.slots.len(),
+        1,
+        "the ignored slot is not served: {first:?}"
+    );
     assert_eq!(first.slots[0].slot, SlotId::new(StreamType::Track, "0"));
-    assert_eq!(values(&first.slots[0].rules), ["sad", "happy"], "rules in rule-id order");
+    assert_eq!(
+        values(&first.slots[0].rules),
+        ["sad", "happy"],
+        "rules in rule-id order"
+    );
     assert_eq!(first.slots[0].rules[0].field("appid"), Some("test-appid"));
 
     // A change announced on the channel arrives as RulesChanged for that slot only.
     add_rule(&mut con, "track:0", "4", "glad").await;
     let _: () = con.publish(&channel, "track:0").await.unwrap();
     seen.wait_for(Duration::from_secs(5), "the noticed change", |s| {
-        s.iter().any(|m| matches!(m, Seen::Changed(c) if values(&c.rules) == ["sad", "happy", "glad"]))
+        s.iter()
+            .any(|m| matches!(m, Seen::Changed(c) if values(&c.rules) == ["sad", "happy", "glad"]))
     })
     .await;
 
@@ -140,11 +171,19 @@ async fn loads_rules_then_follows_notices_and_resyncs() {
     .await;
 
     // A notice without a change sends nothing.
-    let changes_before = seen.seen().iter().filter(|m| matches!(m, Seen::Changed(_))).count();
+    let changes_before = seen
+        .seen()
+        .iter()
+        .filter(|m| matches!(m, Seen::Changed(_)))
+        .count();
     let _: () = con.publish(&channel, "track:0").await.unwrap();
     let _: () = con.publish(&channel, "nonsense").await.unwrap();
     actix_rt::time::sleep(Duration::from_millis(300)).await;
-    let changes_after = seen.seen().iter().filter(|m| matches!(m, Seen::Changed(_))).count();
+    let changes_after = seen
+        .seen()
+        .iter()
+        .filter(|m| matches!(m, Seen::Changed(_)))
+        .count();
     assert_eq!(changes_before, changes_after);
 }
 
@@ -157,14 +196,26 @@ struct OwnRedis {
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/services.sh installs it)");
         let redis = OwnRedis { child, port };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         redis
@@ -183,7 +234,11 @@ impl Drop for OwnRedis {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[actix_rt::test]
@@ -197,11 +252,19 @@ async fn keeps_the_last_rules_through_an_outage_and_resyncs_after() {
     drop(con);
 
     let (seen, _watcher) = start_watcher(&url, "traptor-notify", Duration::from_secs(30));
-    seen.wait_for(Duration::from_secs(5), "the first snapshot", |s| s.len() == 1).await;
+    seen.wait_for(Duration::from_secs(5), "the first snapshot", |s| {
+        s.len() == 1
+    })
+    .await;
 
     drop(redis);
     actix_rt::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(seen.seen().len(), 1, "nothing is sent while Redis is down: {:#?}", seen.seen());
+    assert_eq!(
+        seen.seen().len(),
+        1,
+        "nothing is sent while Redis is down: {:#?}",
+        seen.seen()
+    );
 
     // Redis comes back empty but for a changed rule: the resubscribe triggers a full sync.
     let redis = OwnRedis::start(port);
@@ -215,9 +278,18 @@ async fn keeps_the_last_rules_through_an_outage_and_resyncs_after() {
 
 #[test]
 fn database_urls_replace_the_database() {
-    assert_eq!(db_url("redis://127.0.0.1:6379/", 3), "redis://127.0.0.1:6379/3");
-    assert_eq!(db_url("redis://127.0.0.1:6379/0", 3), "redis://127.0.0.1:6379/3");
-    assert_eq!(db_url("redis://127.0.0.1:6379", 3), "redis://127.0.0.1:6379/3");
+    assert_eq!(
+        db_url("redis://127.0.0.1:6379/", 3),
+        "redis://127.0.0.1:6379/3"
+    );
+    assert_eq!(
+        db_url("redis://127.0.0.1:6379/0", 3),
+        "redis://127.0.0.1:6379/3"
+    );
+    assert_eq!(
+        db_url("redis://127.0.0.1:6379", 3),
+        "redis://127.0.0.1:6379/3"
+    );
 }
 
 #[test]

@@ -44,7 +44,10 @@ impl RuleTracker {
 
     /// Records a full sync: every slot found. Slots seen before but missing now are emptied.
     /// Returns the slots that changed (for logging) and the snapshot of everything.
-    pub fn replace_all(&mut self, loaded: BTreeMap<SlotId, RuleSet>) -> (Vec<SlotId>, RulesSnapshot) {
+    pub fn replace_all(
+        &mut self,
+        loaded: BTreeMap<SlotId, RuleSet>,
+    ) -> (Vec<SlotId>, RulesSnapshot) {
         let gone: Vec<SlotId> = self
             .last_seen
             .keys()
@@ -97,7 +100,11 @@ pub fn same_rule_set(a: &RuleSet, b: &RuleSet) -> bool {
 
 /// Same identity, term and fields, whatever the field order.
 pub fn same_rule(a: &Rule, b: &Rule) -> bool {
-    if a.rule_id != b.rule_id || a.value != b.value || a.term != b.term || a.orig_type != b.orig_type {
+    if a.rule_id != b.rule_id
+        || a.value != b.value
+        || a.term != b.term
+        || a.orig_type != b.orig_type
+    {
         return false;
     }
     let mut fa: Vec<_> = a.fields.iter().collect();
@@ -130,7 +137,10 @@ mod tests {
     type Hash = (Option<String>, Vec<(String, String)>);
 
     fn hash(id: &str, value: &str, extra: &[(&str, &str)]) -> Hash {
-        let mut fields = vec![("rule_id".to_string(), id.to_string()), ("value".to_string(), value.to_string())];
+        let mut fields = vec![
+            ("rule_id".to_string(), id.to_string()),
+            ("value".to_string(), value.to_string()),
+        ];
         fields.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         (Some(format!("traptor-track:0:{id}")), fields)
     }
@@ -147,16 +157,27 @@ mod tests {
     fn reports_a_slot_once_then_only_when_it_changes() {
         let mut tracker = RuleTracker::new();
         let first = tracker.update_slot(slot("0"), track_set(vec![hash("1", "happy", &[])]));
-        assert_eq!(first.expect("a new slot is a change").rules[0].value, "happy");
-        assert!(tracker.update_slot(slot("0"), track_set(vec![hash("1", "happy", &[])])).is_none());
+        assert_eq!(
+            first.expect("a new slot is a change").rules[0].value,
+            "happy"
+        );
+        assert!(tracker
+            .update_slot(slot("0"), track_set(vec![hash("1", "happy", &[])]))
+            .is_none());
         let changed = tracker.update_slot(slot("0"), track_set(vec![hash("1", "sad", &[])]));
-        assert_eq!(changed.expect("a new value is a change").rules[0].value, "sad");
+        assert_eq!(
+            changed.expect("a new value is a change").rules[0].value,
+            "sad"
+        );
     }
 
     #[test]
     fn field_order_is_not_a_change_but_a_field_value_is() {
         let mut tracker = RuleTracker::new();
-        tracker.update_slot(slot("0"), track_set(vec![hash("1", "happy", &[("tag", "a"), ("appid", "x")])]));
+        tracker.update_slot(
+            slot("0"),
+            track_set(vec![hash("1", "happy", &[("tag", "a"), ("appid", "x")])]),
+        );
         let reordered = track_set(vec![hash("1", "happy", &[("appid", "x"), ("tag", "a")])]);
         assert!(tracker.update_slot(slot("0"), reordered).is_none());
         let retagged = track_set(vec![hash("1", "happy", &[("appid", "x"), ("tag", "b")])]);
@@ -167,7 +188,9 @@ mod tests {
     fn an_emptied_slot_is_reported_once_as_empty() {
         let mut tracker = RuleTracker::new();
         tracker.update_slot(slot("0"), track_set(vec![hash("1", "happy", &[])]));
-        let emptied = tracker.update_slot(slot("0"), RuleSet::default()).expect("emptied is a change");
+        let emptied = tracker
+            .update_slot(slot("0"), RuleSet::default())
+            .expect("emptied is a change");
         assert!(emptied.rules.is_empty());
         assert!(tracker.update_slot(slot("0"), RuleSet::default()).is_none());
         assert!(tracker.snapshot().slots.is_empty());
@@ -199,7 +222,9 @@ mod tests {
         let mut tracker = RuleTracker::new();
         tracker.update_slot(slot("0"), track_set(vec![hash("1", "happy", &[])]));
         let with_error = track_set(vec![hash("1", "happy", &[]), hash("2", "a,b", &[])]);
-        let changed = tracker.update_slot(slot("0"), with_error).expect("a new error is a change");
+        let changed = tracker
+            .update_slot(slot("0"), with_error)
+            .expect("a new error is a change");
         assert_eq!(changed.errors.len(), 1);
         assert_eq!(changed.errors[0].rule_id.as_deref(), Some("2"));
     }

@@ -135,8 +135,10 @@ pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
     let mut lower = String::new();
     let mut prefixed = String::new();
     for status in tweet.with_embedded() {
+        // A truncated `text` is a prefix of the extended full text: reading both is wasted work.
         let extended_text = status.extended_tweet.as_ref().and_then(|e| e.full_text.as_deref());
-        for text in [status.text.as_deref(), status.full_text.as_deref(), extended_text].into_iter().flatten() {
+        let short_text = if extended_text.is_some() { None } else { status.text.as_deref() };
+        for text in [short_text, status.full_text.as_deref(), extended_text].into_iter().flatten() {
             lower_into(&mut lower, text);
             for chunk in lower.split_whitespace() {
                 chunk_forms(chunk, emit);
@@ -160,15 +162,25 @@ pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
     }
 }
 
-/// Lowercases into a reused buffer; `str::to_lowercase` (not per char) so that the tweet and the
-/// rules agree on context-dependent cases such as a final sigma.
+/// Lowercases into a reused buffer, as `str::to_lowercase` does (the rules are lowercased with
+/// it): per character, except around a capital sigma, whose lowercase depends on its context.
 fn lower_into(buf: &mut String, text: &str) {
     buf.clear();
     if text.is_ascii() {
         buf.push_str(text);
         buf.make_ascii_lowercase();
-    } else {
-        buf.push_str(&text.to_lowercase());
+        return;
+    }
+    for c in text.chars() {
+        if c.is_ascii() {
+            buf.push(c.to_ascii_lowercase());
+        } else if c == 'Σ' {
+            buf.clear();
+            buf.push_str(&text.to_lowercase());
+            return;
+        } else {
+            buf.extend(c.to_lowercase());
+        }
     }
 }
 

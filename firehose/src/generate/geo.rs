@@ -13,7 +13,12 @@ pub struct GeoBox {
 
 impl GeoBox {
     pub fn new(west: f64, south: f64, east: f64, north: f64) -> GeoBox {
-        GeoBox { west, south, east, north }
+        GeoBox {
+            west,
+            south,
+            east,
+            north,
+        }
     }
 
     pub fn contains(&self, lon: f64, lat: f64) -> bool {
@@ -22,7 +27,10 @@ impl GeoBox {
 
     /// Any overlap, the rule the streaming API applies to a tweet's place.
     pub fn overlaps(&self, other: &GeoBox) -> bool {
-        self.west <= other.east && other.west <= self.east && self.south <= other.north && other.south <= self.north
+        self.west <= other.east
+            && other.west <= self.east
+            && self.south <= other.north
+            && other.south <= self.north
     }
 }
 
@@ -56,7 +64,15 @@ mod tests {
         assert!(!nyc.contains(-72.9, 40.5));
         assert!(nyc.overlaps(&GeoBox::new(-73.1, 40.9, -72.0, 42.0)));
         assert!(!nyc.overlaps(&GeoBox::new(-72.9, 40.0, -72.0, 41.0)));
-        assert!(TweetGeo::Point { lon: -73.5, lat: 40.5 }.selected_by(&[nyc]));
-        assert!(!TweetGeo::Point { lon: 2.3, lat: 48.8 }.selected_by(&[nyc]));
+        assert!(TweetGeo::Point {
+            lon: -73.5,
+            lat: 40.5
+        }
+        .selected_by(&[nyc]));
+        assert!(!TweetGeo::Point {
+            lon: 2.3,
+            lat: 48.8
+        }
+        .selected_by(&[nyc]));
     }
 }

@@ -66,7 +66,9 @@ pub fn push_key(out: &mut Vec<u8>, key: &str) {
 }
 
 const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Formats Unix seconds as v1.1's `created_at`: `Mon Feb 22 01:34:53 +0000 2016`.
 pub fn created_at(unix_secs: u64) -> String {

@@ -35,7 +35,9 @@ use status::{Place, Reply, Status};
 use text::{Media, TextBuilder};
 
 /// The `filter_level` of a tweet, and the minimum a connection asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FilterLevel {
     #[default]
@@ -131,7 +133,7 @@ impl Default for GeneratorOptions {
             quote_ratio: 0.13,
             extended_ratio: 0.3,
             reply_ratio: 0.1,
-            media_ratio: 0.25,
+            media_ratio: 0.15,
             geo_ratio: 0.03,
             user_pool: 2_000,
             clock: Clock::Wall,
@@ -190,7 +192,15 @@ impl TweetGenerator {
                 Arc::new(User::for_id(id))
             })
             .collect();
-        TweetGenerator { rng, options, pool, followed: HashMap::new(), last_id: 0, sequence: 0, produced: 0 }
+        TweetGenerator {
+            rng,
+            options,
+            pool,
+            followed: HashMap::new(),
+            last_id: 0,
+            sequence: 0,
+            produced: 0,
+        }
     }
 
     /// A tweet carrying `plant`, as JSON bytes.
@@ -210,7 +220,10 @@ impl TweetGenerator {
         let now_ms = self.now_ms();
         self.produced += 1;
         let id = self.next_top_id(now_ms);
-        let lang = plant.lang.clone().unwrap_or_else(|| self.rng.pick_str(vocab::LANGS).to_owned());
+        let lang = plant
+            .lang
+            .clone()
+            .unwrap_or_else(|| self.rng.pick_str(vocab::LANGS).to_owned());
         let filter_level = self.filter_level(plant.filter_level.unwrap_or_default());
         let role = plant.user.map(|u| u.role);
         let kind = match role {
@@ -235,13 +248,25 @@ impl TweetGenerator {
             }
         };
         let author = match plant.user {
-            Some(PlantedUser { id, role: UserRole::Author }) => self.followed_user(id),
+            Some(PlantedUser {
+                id,
+                role: UserRole::Author,
+            }) => self.followed_user(id),
             _ => self.pool_user(),
         };
-        let terms: Vec<&str> = plant.phrases.iter().flat_map(|p| p.split_whitespace()).collect();
+        let terms: Vec<&str> = plant
+            .phrases
+            .iter()
+            .flat_map(|p| p.split_whitespace())
+            .collect();
         let reply_target = match plant.user {
-            Some(PlantedUser { id, role: UserRole::ReplyTarget }) => Some(self.followed_user(id)),
-            _ if matches!(kind, Kind::Original) && self.rng.chance(self.options.reply_ratio) => Some(self.pool_user()),
+            Some(PlantedUser {
+                id,
+                role: UserRole::ReplyTarget,
+            }) => Some(self.followed_user(id)),
+            _ if matches!(kind, Kind::Original) && self.rng.chance(self.options.reply_ratio) => {
+                Some(self.pool_user())
+            }
             _ => None,
         };
 
@@ -249,7 +274,10 @@ impl TweetGenerator {
             Kind::Original => self.compose(id, now_ms, author, &terms, reply_target, &lang),
             Kind::Retweet => {
                 let inner_author = match plant.user {
-                    Some(PlantedUser { id, role: UserRole::RetweetedAuthor }) => self.followed_user(id),
+                    Some(PlantedUser {
+                        id,
+                        role: UserRole::RetweetedAuthor,
+                    }) => self.followed_user(id),
                     _ => self.pool_user(),
                 };
                 let (inner_id, inner_ms) = self.older(now_ms);
@@ -257,7 +285,8 @@ impl TweetGenerator {
                 if self.rng.chance(0.15) {
                     let (quoted_id, quoted_ms) = self.older(inner_ms);
                     let quoted_author = self.pool_user();
-                    let quoted = self.compose(quoted_id, quoted_ms, quoted_author, &[], None, &lang);
+                    let quoted =
+                        self.compose(quoted_id, quoted_ms, quoted_author, &[], None, &lang);
                     inner.quoted = Some(Box::new(without_media(quoted)));
                 }
                 let mut top = self.compose(id, now_ms, author, &[], None, &lang);
@@ -270,7 +299,14 @@ impl TweetGenerator {
                 let quoted_author = self.pool_user();
                 let inner_terms: &[&str] = if terms_inside { &terms } else { &[] };
                 let outer_terms: &[&str] = if terms_inside { &[] } else { &terms };
-                let quoted = without_media(self.compose(quoted_id, quoted_ms, quoted_author, inner_terms, None, &lang));
+                let quoted = without_media(self.compose(
+                    quoted_id,
+                    quoted_ms,
+                    quoted_author,
+                    inner_terms,
+                    None,
+                    &lang,
+                ));
                 let mut top = self.compose(id, now_ms, author, outer_terms, reply_target, &lang);
                 top.quoted = Some(Box::new(quoted));
                 top
@@ -288,12 +324,23 @@ impl TweetGenerator {
             None => None,
         };
         top.render(out, Some(filter_level));
-        TweetFacts { id, author_id: top.user.id, created_ms: now_ms, lang, filter_level, geo, is_retweet }
+        TweetFacts {
+            id,
+            author_id: top.user.id,
+            created_ms: now_ms,
+            lang,
+            filter_level,
+            geo,
+            is_retweet,
+        }
     }
 
     fn now_ms(&self) -> u64 {
         match self.options.clock {
-            Clock::Wall => SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            Clock::Wall => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
             Clock::Fixed { start_ms, step_ms } => start_ms + self.produced * step_ms,
         }
     }
@@ -308,10 +355,16 @@ impl TweetGenerator {
 
     /// An id and time some minutes to days before `ms`, for retweeted and quoted statuses.
     fn older(&mut self, ms: u64) -> (u64, u64) {
-        let back = self.rng.between(60_000, 3 * 86_400_000).min(ms.saturating_sub(SNOWFLAKE_EPOCH_MS));
+        let back = self
+            .rng
+            .between(60_000, 3 * 86_400_000)
+            .min(ms.saturating_sub(SNOWFLAKE_EPOCH_MS));
         let then = ms - back;
         self.sequence = self.sequence.wrapping_add(1);
-        (snowflake(then, 2 + self.rng.below(1000), self.sequence), then)
+        (
+            snowflake(then, 2 + self.rng.below(1000), self.sequence),
+            then,
+        )
     }
 
     fn filter_level(&mut self, least: FilterLevel) -> FilterLevel {
@@ -355,12 +408,21 @@ impl TweetGenerator {
         let mut text = TextBuilder::default();
         let reply = reply_to.map(|target| {
             text.mention(&target.screen_name, &target.name, target.id);
-            Reply { status_id: self.older(created_ms).0, user: target }
+            Reply {
+                status_id: self.older(created_ms).0,
+                user: target,
+            }
         });
-        let target_chars =
-            if self.rng.chance(self.options.extended_ratio) { self.rng.between(170, 270) } else { self.rng.between(30, 120) };
+        let target_chars = if self.rng.chance(self.options.extended_ratio) {
+            self.rng.between(170, 270)
+        } else {
+            self.rng.between(30, 120)
+        };
         let filler = (target_chars / 7).max(3) as usize;
-        let mut slots: Vec<(usize, &str)> = terms.iter().map(|t| (self.rng.index(filler + 1), *t)).collect();
+        let mut slots: Vec<(usize, &str)> = terms
+            .iter()
+            .map(|t| (self.rng.index(filler + 1), *t))
+            .collect();
         slots.sort_by_key(|(slot, _)| *slot);
         let mut planted = slots.into_iter().peekable();
         let mut links = 0;
@@ -379,7 +441,10 @@ impl TweetGenerator {
             text.media(Media {
                 id: media_id,
                 display_url: format!("pic.twitter.com/{}", &url[13..]),
-                expanded_url: format!("https://twitter.com/{}/status/{id}/photo/1", user.screen_name),
+                expanded_url: format!(
+                    "https://twitter.com/{}/status/{id}/photo/1",
+                    user.screen_name
+                ),
                 media_key: user::short_code(&mut self.rng),
                 url,
                 start: 0,
@@ -423,7 +488,11 @@ impl TweetGenerator {
             let site = self.rng.pick_str(vocab::SITES);
             let slug = self.rng.pick_str(vocab::WORDS);
             let code = user::short_code(&mut self.rng);
-            text.url(format!("https://t.co/{code}"), format!("https://www.{site}/{slug}/{code}"), format!("{site}/{slug}/{code}"));
+            text.url(
+                format!("https://t.co/{code}"),
+                format!("https://www.{site}/{slug}/{code}"),
+                format!("{site}/{slug}/{code}"),
+            );
         } else {
             text.word(self.rng.pick_str(vocab::WORDS));
         }
@@ -446,7 +515,11 @@ impl TweetGenerator {
         }
         let r = self.rng.unit();
         if r < 0.6 || !term.is_ascii() && r < 0.85 {
-            let mut word = if term.is_ascii() { self.vary_case(term) } else { term.to_owned() };
+            let mut word = if term.is_ascii() {
+                self.vary_case(term)
+            } else {
+                term.to_owned()
+            };
             if term.is_ascii() && self.rng.chance(0.15) {
                 word.push(*self.rng.pick(&['.', '!', '?', ',']));
             }
@@ -458,7 +531,11 @@ impl TweetGenerator {
         } else {
             let site = self.rng.pick_str(vocab::SITES);
             let code = user::short_code(&mut self.rng);
-            text.url(format!("https://t.co/{code}"), format!("https://{site}/{term}"), format!("{site}/{term}"));
+            text.url(
+                format!("https://t.co/{code}"),
+                format!("https://{site}/{term}"),
+                format!("{site}/{term}"),
+            );
         }
     }
 
@@ -492,14 +569,23 @@ impl TweetGenerator {
             let lon = self.rng.range_f64(area.west, area.east);
             let lat = self.rng.range_f64(area.south, area.north);
             // Six decimals are what is written; keep the fact equal to the bytes.
-            let (lon, lat) = (round6(lon).clamp(area.west, area.east), round6(lat).clamp(area.south, area.north));
+            let (lon, lat) = (
+                round6(lon).clamp(area.west, area.east),
+                round6(lat).clamp(area.south, area.north),
+            );
             place.bbox = GeoBox::new(lon - 0.05, lat - 0.05, lon + 0.05, lat + 0.05);
             status.coordinates = Some((lon, lat));
             status.place = Some(place);
             TweetGeo::Point { lon, lat }
         } else {
-            let (a, b) = (self.rng.range_f64(area.west, area.east), self.rng.range_f64(area.west, area.east));
-            let (c, d) = (self.rng.range_f64(area.south, area.north), self.rng.range_f64(area.south, area.north));
+            let (a, b) = (
+                self.rng.range_f64(area.west, area.east),
+                self.rng.range_f64(area.west, area.east),
+            );
+            let (c, d) = (
+                self.rng.range_f64(area.south, area.north),
+                self.rng.range_f64(area.south, area.north),
+            );
             let inner = GeoBox::new(
                 round6(a.min(b)).max(area.west),
                 round6(c.min(d)).max(area.south),
@@ -516,7 +602,9 @@ impl TweetGenerator {
 /// Quoted statuses carry no photo here, which keeps nested tweets near real sizes.
 fn without_media(mut status: Status) -> Status {
     if let Some(media) = status.entities.media.take() {
-        let cut = status.full_text[..].rfind(&media.url).unwrap_or(status.full_text.len());
+        let cut = status.full_text[..]
+            .rfind(&media.url)
+            .unwrap_or(status.full_text.len());
         status.full_text.truncate(cut.saturating_sub(1));
         status.full_chars = status.full_text.chars().count();
     }
@@ -541,7 +629,9 @@ fn is_screen_name(s: &str) -> bool {
 
 /// The same account id for the same mentioned name, so mentions are consistent.
 fn stable_id(name: &str) -> u64 {
-    let mut rng = FastRng::new(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)));
+    let mut rng = FastRng::new(name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }));
     rng.between(100_000, 9_999_999_999)
 }
 

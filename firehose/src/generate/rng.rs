@@ -82,6 +82,9 @@ mod tests {
             let u = a.unit();
             assert!((0.0..1.0).contains(&u));
         }
-        assert!(seen.iter().all(|s| *s), "every value of 0..10 should come up in 1000 draws");
+        assert!(
+            seen.iter().all(|s| *s),
+            "every value of 0..10 should come up in 1000 draws"
+        );
     }
 }

@@ -83,7 +83,10 @@ impl Status {
             out.extend_from_slice(b",\"quoted_status\":");
             quoted.render(out, None);
             out.extend_from_slice(b",\"quoted_status_permalink\":");
-            let expanded = format!("https://twitter.com/{}/status/{}", quoted.user.screen_name, quoted.id);
+            let expanded = format!(
+                "https://twitter.com/{}/status/{}",
+                quoted.user.screen_name, quoted.id
+            );
             out.extend_from_slice(b"{\"url\":");
             push_str(out, &self.short_link);
             out.extend_from_slice(b",\"expanded\":");
@@ -102,7 +105,8 @@ impl Status {
             out.extend_from_slice(b",\"retweeted_status\":");
             retweeted.render(out, None);
         }
-        let is_quote = self.quoted.is_some() || self.retweeted.as_ref().is_some_and(|r| r.quoted.is_some());
+        let is_quote =
+            self.quoted.is_some() || self.retweeted.as_ref().is_some_and(|r| r.quoted.is_some());
         out.extend_from_slice(b",\"is_quote_status\":");
         out.extend_from_slice(if is_quote { b"true" } else { b"false" });
         if extended {
@@ -237,7 +241,10 @@ impl Status {
                 out.extend_from_slice(b"{\"id\":");
                 push_str(out, &id);
                 out.extend_from_slice(b",\"url\":");
-                push_str(out, &format!("https://api.twitter.com/1.1/geo/id/{id}.json"));
+                push_str(
+                    out,
+                    &format!("https://api.twitter.com/1.1/geo/id/{id}.json"),
+                );
                 out.extend_from_slice(b",\"place_type\":\"city\",\"name\":");
                 push_str(out, &place.name);
                 out.extend_from_slice(b",\"full_name\":");
@@ -246,11 +253,18 @@ impl Status {
                 push_str(out, &place.country_code);
                 out.extend_from_slice(b",\"country\":");
                 push_str(out, &place.country);
-                out.extend_from_slice(b",\"bounding_box\":{\"type\":\"Polygon\",\"coordinates\":[[");
+                out.extend_from_slice(
+                    b",\"bounding_box\":{\"type\":\"Polygon\",\"coordinates\":[[",
+                );
                 let b = place.bbox;
-                for (i, (lon, lat)) in [(b.west, b.south), (b.west, b.north), (b.east, b.north), (b.east, b.south)]
-                    .into_iter()
-                    .enumerate()
+                for (i, (lon, lat)) in [
+                    (b.west, b.south),
+                    (b.west, b.north),
+                    (b.east, b.north),
+                    (b.east, b.south),
+                ]
+                .into_iter()
+                .enumerate()
                 {
                     if i > 0 {
                         out.push(b',');
@@ -287,7 +301,9 @@ fn cut_point(text: &str, max_chars: usize) -> (usize, usize) {
 
 /// A URL as Twitter displays it: no scheme, cut with `…` after 26 characters.
 fn display_url(expanded: &str) -> String {
-    let bare = expanded.trim_start_matches("https://").trim_start_matches("http://");
+    let bare = expanded
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
     if bare.chars().count() <= 27 {
         bare.to_owned()
     } else {
@@ -314,6 +330,9 @@ mod tests {
     #[test]
     fn display_urls_drop_the_scheme_and_ellipsize() {
         assert_eq!(display_url("https://example.com/rust"), "example.com/rust");
-        assert_eq!(display_url("https://twitter.com/i/web/status/1234567890123"), "twitter.com/i/web/status/1…");
+        assert_eq!(
+            display_url("https://twitter.com/i/web/status/1234567890123"),
+            "twitter.com/i/web/status/1…"
+        );
     }
 }

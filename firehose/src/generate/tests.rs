@@ -3,7 +3,13 @@ use serde_json::Value;
 use super::*;
 
 fn fixed() -> GeneratorOptions {
-    GeneratorOptions { clock: Clock::Fixed { start_ms: 1_700_000_000_000, step_ms: 3 }, ..GeneratorOptions::default() }
+    GeneratorOptions {
+        clock: Clock::Fixed {
+            start_ms: 1_700_000_000_000,
+            step_ms: 3,
+        },
+        ..GeneratorOptions::default()
+    }
 }
 
 /// Every place a track term may appear, lowercased, over the tweet and its nested statuses.
@@ -53,7 +59,11 @@ fn tweets_are_valid_realistic_and_sized_like_real_ones() {
         assert_eq!(v["user"]["id"].as_u64().unwrap(), tweet.facts.author_id);
         let ts: u64 = v["timestamp_ms"].as_str().unwrap().parse().unwrap();
         assert_eq!(v["created_at"].as_str().unwrap(), created_at(ts / 1000));
-        assert!(v["text"].as_str().unwrap().chars().count() <= 140 + 30, "{}", v["text"]);
+        assert!(
+            v["text"].as_str().unwrap().chars().count() <= 140 + 30,
+            "{}",
+            v["text"]
+        );
         retweets += v["retweeted_status"].is_object() as u32;
         quotes += v["quoted_status"].is_object() as u32;
         if v["truncated"] == true {
@@ -67,27 +77,46 @@ fn tweets_are_valid_realistic_and_sized_like_real_ones() {
     }
     sizes.sort_unstable();
     let (p5, p95) = (sizes[n / 20], sizes[n - n / 20]);
-    assert!(p5 >= 1_800 && p95 <= 6_500, "5th percentile {p5} B, 95th {p95} B");
+    assert!(
+        p5 >= 1_800 && p95 <= 6_500,
+        "5th percentile {p5} B, 95th {p95} B"
+    );
     let average = total_bytes / n;
     assert!((2_000..6_000).contains(&average), "average size {average}");
     let nested = f64::from(retweets + quotes) / n as f64;
-    assert!((0.25..0.42).contains(&nested), "retweets+quotes share {nested}");
+    assert!(
+        (0.25..0.42).contains(&nested),
+        "retweets+quotes share {nested}"
+    );
     assert!(truncated > n / 10, "some extended tweets ({truncated})");
 }
 
 #[test]
 fn planted_phrases_appear_in_searchable_fields() {
     let mut generator = TweetGenerator::new(2, GeneratorOptions::default());
-    let phrases = ["rust lang", "Touché", "hello.", "#traptor", "@somebody", "deep learning models"];
+    let phrases = [
+        "rust lang",
+        "Touché",
+        "hello.",
+        "#traptor",
+        "@somebody",
+        "deep learning models",
+    ];
     for i in 0..600 {
         let phrase = phrases[i % phrases.len()];
-        let tweet = generator.next_tweet(&Plant { phrases: vec![phrase.to_owned()], ..Plant::default() });
+        let tweet = generator.next_tweet(&Plant {
+            phrases: vec![phrase.to_owned()],
+            ..Plant::default()
+        });
         let v: Value = serde_json::from_slice(&tweet.json).unwrap();
         let mut fields = Vec::new();
         searchable(&v, &mut fields);
         for term in phrase.split_whitespace() {
             let needle = term.trim_start_matches(['#', '@']).to_lowercase();
-            assert!(fields.iter().any(|f| f.contains(&needle)), "term {term:?} missing from {fields:?}");
+            assert!(
+                fields.iter().any(|f| f.contains(&needle)),
+                "term {term:?} missing from {fields:?}"
+            );
         }
     }
 }
@@ -101,9 +130,16 @@ fn planted_users_take_the_requested_role() {
         (UserRole::ReplyTarget, "/in_reply_to_user_id"),
     ] {
         for _ in 0..20 {
-            let plant = Plant { user: Some(PlantedUser { id: 783214, role }), ..Plant::default() };
+            let plant = Plant {
+                user: Some(PlantedUser { id: 783214, role }),
+                ..Plant::default()
+            };
             let v: Value = serde_json::from_slice(&generator.tweet_json(&plant)).unwrap();
-            assert_eq!(v.pointer(path).and_then(Value::as_u64), Some(783214), "{role:?}");
+            assert_eq!(
+                v.pointer(path).and_then(Value::as_u64),
+                Some(783214),
+                "{role:?}"
+            );
         }
     }
 }
@@ -114,9 +150,15 @@ fn planted_locations_fall_inside_the_box() {
     let area = GeoBox::new(-74.0, 40.0, -73.0, 41.0);
     let (mut points, mut places) = (0, 0);
     for _ in 0..200 {
-        let tweet = generator.next_tweet(&Plant { location: Some(area), ..Plant::default() });
+        let tweet = generator.next_tweet(&Plant {
+            location: Some(area),
+            ..Plant::default()
+        });
         let v: Value = serde_json::from_slice(&tweet.json).unwrap();
-        assert!(v["retweeted_status"].is_null(), "native retweets are never selected by location");
+        assert!(
+            v["retweeted_status"].is_null(),
+            "native retweets are never selected by location"
+        );
         match tweet.facts.geo.expect("a location was planted") {
             TweetGeo::Point { lon, lat } => {
                 points += 1;
@@ -133,12 +175,19 @@ fn planted_locations_fall_inside_the_box() {
             }
         }
     }
-    assert!(points > 50 && places > 30, "{points} points, {places} places");
+    assert!(
+        points > 50 && places > 30,
+        "{points} points, {places} places"
+    );
 }
 
 #[test]
 fn a_fixed_clock_makes_output_reproducible() {
-    let plant = Plant { phrases: vec!["alpha beta".into()], lang: Some("fr".into()), ..Plant::default() };
+    let plant = Plant {
+        phrases: vec!["alpha beta".into()],
+        lang: Some("fr".into()),
+        ..Plant::default()
+    };
     let a: Vec<Vec<u8>> = {
         let mut g = TweetGenerator::new(9, fixed());
         (0..50).map(|_| g.tweet_json(&plant)).collect()
@@ -158,7 +207,10 @@ fn a_fixed_clock_makes_output_reproducible() {
 fn filter_level_is_at_least_the_requested_one() {
     let mut generator = TweetGenerator::new(5, GeneratorOptions::default());
     for _ in 0..100 {
-        let plant = Plant { filter_level: Some(FilterLevel::Low), ..Plant::default() };
+        let plant = Plant {
+            filter_level: Some(FilterLevel::Low),
+            ..Plant::default()
+        };
         let tweet = generator.next_tweet(&plant);
         assert!(tweet.facts.filter_level >= FilterLevel::Low);
         let v: Value = serde_json::from_slice(&tweet.json).unwrap();

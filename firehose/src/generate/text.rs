@@ -56,25 +56,41 @@ impl Entities {
                 .hashtags
                 .iter()
                 .filter(|e| e.end <= chars)
-                .map(|e| Hashtag { start: e.start + shift, end: e.end + shift, ..e.clone() })
+                .map(|e| Hashtag {
+                    start: e.start + shift,
+                    end: e.end + shift,
+                    ..e.clone()
+                })
                 .collect(),
             mentions: self
                 .mentions
                 .iter()
                 .filter(|e| e.end <= chars)
-                .map(|e| Mention { start: e.start + shift, end: e.end + shift, ..e.clone() })
+                .map(|e| Mention {
+                    start: e.start + shift,
+                    end: e.end + shift,
+                    ..e.clone()
+                })
                 .collect(),
             urls: self
                 .urls
                 .iter()
                 .filter(|e| e.end <= chars)
-                .map(|e| UrlEntity { start: e.start + shift, end: e.end + shift, ..e.clone() })
+                .map(|e| UrlEntity {
+                    start: e.start + shift,
+                    end: e.end + shift,
+                    ..e.clone()
+                })
                 .collect(),
             media: self
                 .media
                 .as_ref()
                 .filter(|m| m.end <= chars)
-                .map(|m| Media { start: m.start + shift, end: m.end + shift, ..m.clone() }),
+                .map(|m| Media {
+                    start: m.start + shift,
+                    end: m.end + shift,
+                    ..m.clone()
+                }),
         }
     }
 
@@ -138,10 +154,16 @@ fn render_media(out: &mut Vec<u8>, m: &Media) {
     push_indices(out, m.start, m.end);
     out.push(b',');
     push_key(out, "media_url");
-    push_str(out, &format!("http://pbs.twimg.com/media/{}.jpg", m.media_key));
+    push_str(
+        out,
+        &format!("http://pbs.twimg.com/media/{}.jpg", m.media_key),
+    );
     out.push(b',');
     push_key(out, "media_url_https");
-    push_str(out, &format!("https://pbs.twimg.com/media/{}.jpg", m.media_key));
+    push_str(
+        out,
+        &format!("https://pbs.twimg.com/media/{}.jpg", m.media_key),
+    );
     out.extend_from_slice(b",\"url\":");
     push_str(out, &m.url);
     out.extend_from_slice(b",\"display_url\":");
@@ -196,17 +218,33 @@ impl TextBuilder {
 
     pub fn hashtag(&mut self, tag: &str) {
         let (start, end) = self.word(&format!("#{tag}"));
-        self.entities.hashtags.push(Hashtag { text: tag.to_owned(), start, end });
+        self.entities.hashtags.push(Hashtag {
+            text: tag.to_owned(),
+            start,
+            end,
+        });
     }
 
     pub fn mention(&mut self, screen_name: &str, name: &str, id: u64) {
         let (start, end) = self.word(&format!("@{screen_name}"));
-        self.entities.mentions.push(Mention { screen_name: screen_name.to_owned(), name: name.to_owned(), id, start, end });
+        self.entities.mentions.push(Mention {
+            screen_name: screen_name.to_owned(),
+            name: name.to_owned(),
+            id,
+            start,
+            end,
+        });
     }
 
     pub fn url(&mut self, tco: String, expanded_url: String, display_url: String) {
         let (start, end) = self.word(&tco);
-        self.entities.urls.push(UrlEntity { url: tco, expanded_url, display_url, start, end });
+        self.entities.urls.push(UrlEntity {
+            url: tco,
+            expanded_url,
+            display_url,
+            start,
+            end,
+        });
     }
 
     pub fn media(&mut self, mut media: Media) {

@@ -24,7 +24,12 @@ impl User {
         let screen_name = screen_name(&mut rng);
         let name = display_name(&mut rng);
         let json = render(&mut rng, id, &screen_name, &name);
-        User { id, screen_name, name, json }
+        User {
+            id,
+            screen_name,
+            name,
+            json,
+        }
     }
 }
 
@@ -108,7 +113,13 @@ fn render(rng: &mut FastRng, id: u64, screen_name: &str, name: &str) -> Vec<u8> 
     push_str(&mut out, &description);
     out.extend_from_slice(b",\"translator_type\":\"none\",\"protected\":false,\"verified\":");
     out.extend_from_slice(if rng.chance(0.02) { b"true" } else { b"false" });
-    for key in ["followers_count", "friends_count", "listed_count", "favourites_count", "statuses_count"] {
+    for key in [
+        "followers_count",
+        "friends_count",
+        "listed_count",
+        "favourites_count",
+        "statuses_count",
+    ] {
         out.push(b',');
         push_key(&mut out, key);
         let magnitude = rng.between(1, 6) as u32;
@@ -125,7 +136,13 @@ fn render(rng: &mut FastRng, id: u64, screen_name: &str, name: &str) -> Vec<u8> 
     out.extend_from_slice(b",\"lang\":");
     push_str(&mut out, rng.pick_str(LANGS));
     out.extend_from_slice(b",\"contributors_enabled\":false,\"is_translator\":false");
-    for key in ["profile_background_color", "profile_link_color", "profile_sidebar_border_color", "profile_sidebar_fill_color", "profile_text_color"] {
+    for key in [
+        "profile_background_color",
+        "profile_link_color",
+        "profile_sidebar_border_color",
+        "profile_sidebar_fill_color",
+        "profile_text_color",
+    ] {
         out.push(b',');
         push_key(&mut out, key);
         push_str(&mut out, rng.pick_str(COLORS));
@@ -160,7 +177,9 @@ fn render(rng: &mut FastRng, id: u64, screen_name: &str, name: &str) -> Vec<u8> 
 /// A t.co-style code of 10 characters.
 pub fn short_code(rng: &mut FastRng) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    (0..10).map(|_| ALPHABET[rng.index(ALPHABET.len())] as char).collect()
+    (0..10)
+        .map(|_| ALPHABET[rng.index(ALPHABET.len())] as char)
+        .collect()
 }
 
 #[cfg(test)]
@@ -179,7 +198,10 @@ mod tests {
         for id in 0..500u64 {
             let name = User::for_id(id).screen_name;
             assert!(!name.is_empty() && name.len() <= 15, "{name}");
-            assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{name}"
+            );
         }
     }
 }

@@ -1,0 +1,184 @@
+//! The retrier: a thread that sends failed records again once their backoff has passed, and
+//! sums up delivery failures in the log.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+
+use super::delivery::{Attempt, DeliveryContext, FailureLog};
+use crate::sinks::WriterStats;
+
+/// A record whose last delivery attempt failed, waiting to be sent again.
+pub(crate) struct Retry {
+    pub message: OwnedMessage,
+    /// Attempts made so far.
+    pub attempts: u32,
+    pub due: Instant,
+}
+
+/// How often failures are summed up in the log while they last.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Flags shared between the sink and its retrier thread.
+#[derive(Default)]
+pub(crate) struct RetryControl {
+    pub stop: AtomicBool,
+    /// Send everything now, ignoring backoff (while flushing).
+    pub hurry: AtomicBool,
+}
+
+pub(crate) fn spawn(
+    producer: ThreadedProducer<DeliveryContext>,
+    queue: Receiver<Retry>,
+    control: Arc<RetryControl>,
+    stats: Arc<WriterStats>,
+    failures: Arc<FailureLog>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("kafka-retrier".to_owned())
+        .spawn(move || {
+            Retrier {
+                producer,
+                queue,
+                control,
+                stats,
+                failures,
+                pending: Vec::new(),
+            }
+            .run()
+        })
+}
+
+struct Retrier {
+    producer: ThreadedProducer<DeliveryContext>,
+    queue: Receiver<Retry>,
+    control: Arc<RetryControl>,
+    stats: Arc<WriterStats>,
+    failures: Arc<FailureLog>,
+    pending: Vec<Retry>,
+}
+
+impl Retrier {
+    fn run(mut self) {
+        let mut next_summary = Instant::now() + SUMMARY_INTERVAL;
+        while !self.control.stop.load(Ordering::Acquire) {
+            match self.queue.recv_timeout(Duration::from_millis(20)) {
+                Ok(retry) => self.pending.push(retry),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.pending.extend(self.queue.try_iter());
+            self.send_due();
+            if Instant::now() >= next_summary {
+                self.summarize();
+                next_summary = Instant::now() + SUMMARY_INTERVAL;
+            }
+        }
+        self.pending.extend(self.queue.try_iter());
+        if !self.pending.is_empty() {
+            let count = self.pending.len() as u64;
+            self.stats.record_given_up(count);
+            tracing::error!(
+                records = count,
+                "Kafka sink stopped with records still awaiting a retry: they are lost"
+            );
+        }
+        self.summarize();
+    }
+
+    /// Sends every record whose backoff has passed (all of them when hurried).
+    fn send_due(&mut self) {
+        let now = Instant::now();
+        let hurry = self.control.hurry.load(Ordering::Acquire);
+        let mut waiting = Vec::with_capacity(self.pending.len());
+        for retry in std::mem::take(&mut self.pending) {
+            if !hurry && retry.due > now {
+                waiting.push(retry);
+                continue;
+            }
+            if let Some(retry) = self.resend(retry) {
+                waiting.push(retry);
+            }
+        }
+        self.pending = waiting;
+    }
+
+    /// Enqueues the record again; gives it back when the producer's queue is full.
+    fn resend(&self, retry: Retry) -> Option<Retry> {
+        let message = &retry.message;
+        let mut record: BaseRecord<'_, [u8], [u8], Box<Attempt>> =
+            BaseRecord::with_opaque_to(message.topic(), Box::new(Attempt(retry.attempts + 1)));
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(headers) = message.headers() {
+            record = record.headers(headers.clone());
+        }
+        match self.producer.send(record) {
+            Ok(()) => None,
+            Err((error, _)) if super::is_queue_full(&error) => Some(Retry {
+                due: Instant::now(),
+                ..retry
+            }),
+            Err((error, _)) => {
+                self.stats.record_given_up(1);
+                let key = message
+                    .key()
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                tracing::error!(topic = message.topic(), key = %key, %error, "Kafka refused a retried record: it will not be delivered");
+                None
+            }
+        }
+    }
+
+    /// One log line for the failures since the last one, if any.
+    fn summarize(&self) {
+        let failed = self.failures.failed.swap(0, Ordering::Relaxed);
+        let given_up = self.failures.given_up.swap(0, Ordering::Relaxed);
+        if failed == 0 && given_up == 0 {
+            return;
+        }
+        let last_error = self
+            .failures
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let example = self
+            .failures
+            .example_given_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let totals = self.stats.snapshot();
+        if given_up > 0 {
+            tracing::error!(
+                failed,
+                given_up,
+                example = example.as_deref(),
+                last_error = last_error.as_deref(),
+                awaiting_retry = self.pending.len(),
+                in_flight = totals.in_flight,
+                total_given_up = totals.given_up,
+                "Kafka deliveries failed and some records were given up"
+            );
+        } else {
+            tracing::warn!(
+                failed,
+                last_error = last_error.as_deref(),
+                awaiting_retry = self.pending.len(),
+                in_flight = totals.in_flight,
+                "Kafka deliveries failed; retrying"
+            );
+        }
+    }
+}

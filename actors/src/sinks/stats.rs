@@ -1,0 +1,160 @@
+//! Counters of a writer, shared with status and metrics without asking the actor.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// What a writer did with the records it was given. Updated by the writer (and, for Kafka, by
+/// the producer's delivery callbacks on librdkafka's thread), read by anyone holding the `Arc`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    /// Records accepted from the streams.
+    queued: AtomicU64,
+    /// Records the destination confirmed (Kafka acknowledged, or written and flushed).
+    delivered: AtomicU64,
+    /// Delivery attempts that failed (each retried or, in the end, given up).
+    failed: AtomicU64,
+    /// Records sent again after a failed attempt.
+    retried: AtomicU64,
+    /// Records that will never be delivered (attempts exhausted, refused as too large, or
+    /// abandoned at shutdown); each is logged at error level.
+    given_up: AtomicU64,
+    /// Accepted but not yet delivered nor given up (held by the producer or awaiting a retry).
+    in_flight: AtomicI64,
+    /// What the Kafka producer last said about its brokers (unused by other sinks).
+    kafka: KafkaHealth,
+}
+
+/// The Kafka producer's view of its brokers, from librdkafka's periodic statistics and its
+/// error callback, so readiness can tell "Kafka unreachable" without asking the producer.
+#[derive(Debug, Default)]
+pub struct KafkaHealth {
+    /// Statistics reports received so far (0: nothing known yet).
+    reports: AtomicU64,
+    /// Brokers in state `UP` at the last report.
+    brokers_up: AtomicU64,
+    /// Brokers known (configured or learned) at the last report.
+    brokers_known: AtomicU64,
+    /// A fatal producer error: the producer cannot go on and the process must restart.
+    fatal: Mutex<Option<String>>,
+}
+
+/// A copy of [`KafkaHealth`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KafkaHealthSnapshot {
+    pub reports: u64,
+    pub brokers_up: u64,
+    pub brokers_known: u64,
+    pub fatal: Option<String>,
+}
+
+impl KafkaHealth {
+    /// A statistics report: `up` of `known` brokers are connected.
+    pub fn record_brokers(&self, up: u64, known: u64) {
+        self.brokers_up.store(up, Ordering::Relaxed);
+        self.brokers_known.store(known, Ordering::Relaxed);
+        self.reports.fetch_add(1, Ordering::Release);
+    }
+
+    pub fn record_fatal(&self, error: &str) {
+        *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_owned());
+    }
+
+    pub fn snapshot(&self) -> KafkaHealthSnapshot {
+        KafkaHealthSnapshot {
+            reports: self.reports.load(Ordering::Acquire),
+            brokers_up: self.brokers_up.load(Ordering::Relaxed),
+            brokers_known: self.brokers_known.load(Ordering::Relaxed),
+            fatal: self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+/// A copy of the counters at one moment, for status lines and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStatsSnapshot {
+    pub queued: u64,
+    pub delivered: u64,
+    pub failed: u64,
+    pub retried: u64,
+    pub given_up: u64,
+    pub in_flight: u64,
+}
+
+impl WriterStats {
+    pub fn snapshot(&self) -> WriterStatsSnapshot {
+        WriterStatsSnapshot {
+            queued: self.queued.load(Ordering::Relaxed),
+            delivered: self.delivered.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            given_up: self.given_up.load(Ordering::Relaxed),
+            in_flight: self.in_flight(),
+        }
+    }
+
+    /// The Kafka producer's broker health (never reported by other sinks).
+    pub fn kafka(&self) -> &KafkaHealth {
+        &self.kafka
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Acquire).max(0) as u64
+    }
+
+    /// `n` records accepted and now in flight.
+    pub(crate) fn record_queued(&self, n: u64) {
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.in_flight.fetch_add(n as i64, Ordering::AcqRel);
+    }
+
+    pub(crate) fn record_delivered(&self, n: u64) {
+        self.delivered.fetch_add(n, Ordering::Relaxed);
+        self.in_flight.fetch_sub(n as i64, Ordering::AcqRel);
+    }
+
+    /// A failed attempt whose record will be sent again.
+    pub(crate) fn record_retry(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.retried.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A failed attempt after which the record is given up.
+    pub(crate) fn record_failed_for_good(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.record_given_up(1);
+    }
+
+    /// Records given up without a delivery attempt failing (e.g. refused at enqueue, or
+    /// abandoned at shutdown).
+    pub(crate) fn record_given_up(&self, n: u64) {
+        self.given_up.fetch_add(n, Ordering::Relaxed);
+        self.in_flight.fetch_sub(n as i64, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn in_flight_follows_queued_minus_settled() {
+        let stats = WriterStats::default();
+        stats.record_queued(5);
+        stats.record_delivered(2);
+        stats.record_retry();
+        stats.record_failed_for_good();
+        stats.record_given_up(1);
+        let snapshot = stats.snapshot();
+        assert_eq!(
+            snapshot,
+            WriterStatsSnapshot {
+                queued: 5,
+                delivered: 2,
+                failed: 2,
+                retried: 1,
+                given_up: 2,
+                in_flight: 1
+            }
+        );
+    }
+}

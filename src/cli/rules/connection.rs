@@ -1,0 +1,94 @@
+//! The Redis connection of the rule commands (and `traptor plan`): where it points, how it is
+//! opened, and how its failures read. The URL may carry a password, so messages name only
+//! `host:port/db`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use redis::aio::MultiplexedConnection;
+use traptor_actors::watcher::redis_address;
+
+/// Used when neither `--redis` nor `$TRAPTOR_REDIS_URL` is given (the original's default).
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// The environment variable that replaces [`DEFAULT_REDIS_URL`].
+pub const REDIS_URL_VAR: &str = "TRAPTOR_REDIS_URL";
+
+/// Generous bounds: a SCAN of a large keyspace on a busy server takes a while, but a dead
+/// server must not hang a command forever.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `--redis URL`, shared by every rule command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// Redis holding the rules, `redis://[user:password@]host:port/db` (`rediss://` for TLS).
+    /// Default: $TRAPTOR_REDIS_URL, else redis://127.0.0.1:6379/0.
+    #[arg(long = "redis", value_name = "URL")]
+    pub url: Option<String>,
+}
+
+impl RedisArgs {
+    /// The URL to use: the flag, else the environment, else the default.
+    pub fn resolved_url(&self) -> String {
+        resolve_url(self.url.as_deref(), std::env::var(REDIS_URL_VAR).ok().as_deref())
+    }
+}
+
+/// `--channel` and `--no-notify`, shared by the commands that change rules.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NotifyArgs {
+    /// Channel on which `<type>:<id>` is published after a slot's rules change.
+    #[arg(long, value_name = "CHANNEL", default_value = traptor_actors::rule_store::DEFAULT_NOTIFY_CHANNEL)]
+    pub channel: String,
+
+    /// Do not publish change notices (running supervisors then see the change at their next
+    /// periodic resync).
+    #[arg(long)]
+    pub no_notify: bool,
+}
+
+fn resolve_url(flag: Option<&str>, env: Option<&str>) -> String {
+    flag.or(env.filter(|url| !url.trim().is_empty()))
+        .unwrap_or(DEFAULT_REDIS_URL)
+        .to_owned()
+}
+
+/// Runs a future of a command to completion on a fresh single-threaded runtime.
+pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
+    let runtime = actix_rt::Runtime::new().context("cannot start the async runtime")?;
+    Ok(runtime.block_on(future))
+}
+
+/// Opens a connection, with an error that says where it tried and what to do.
+pub async fn connect(url: &str) -> anyhow::Result<MultiplexedConnection> {
+    let address = redis_address(url);
+    let client = redis::Client::open(url)
+        .map_err(|e| anyhow::anyhow!("the Redis URL is invalid ({}); expected redis://[user:password@]host:port/db", e.category()))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {address}; start it, or point --redis (or ${REDIS_URL_VAR}) at it"))
+}
+
+/// Describes a failed Redis command without repeating the URL.
+pub fn redis_failure(doing: &str, url: &str) -> String {
+    format!("Redis at {} failed while {doing}", redis_address(url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_beats_the_environment_which_beats_the_default() {
+        assert_eq!(resolve_url(Some("redis://a/1"), Some("redis://b/2")), "redis://a/1");
+        assert_eq!(resolve_url(None, Some("redis://b/2")), "redis://b/2");
+        assert_eq!(resolve_url(None, Some(" ")), DEFAULT_REDIS_URL);
+        assert_eq!(resolve_url(None, None), DEFAULT_REDIS_URL);
+    }
+}

@@ -1,0 +1,510 @@
+//! End to end with real Redis and Kafka: rules written in the original's hash shape, the
+//! emulator in-process, and `traptor-supervisor` as a process.
+//!
+//! Every test has its own Redis database, notify channel, Kafka topic and emulator, so the
+//! tests may run in parallel.
+
+mod e2e_common;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use e2e_common::{unique, Supervisor};
+use redis::Commands;
+use traptor_core::oauth::Credentials;
+use traptor_firehose::{Firehose, FirehoseConfig, FirehoseHandle, Stats};
+
+/// One test's world: emulator, Redis database, topic, keys.
+struct World {
+    emulator: FirehoseHandle,
+    redis: redis::Connection,
+    redis_url: String,
+    channel: String,
+    topic: String,
+    brokers: String,
+    keys: Vec<(String, Credentials)>,
+}
+
+fn credentials(i: usize) -> Credentials {
+    Credentials {
+        consumer_key: format!("e2e-consumer-key-{i}"),
+        consumer_secret: format!("e2e-consumer-secret-{i}"),
+        access_token: format!("e2e-access-token-{i}"),
+        access_token_secret: format!("e2e-access-token-secret-{i}"),
+    }
+}
+
+impl World {
+    /// `keys` API keys the emulator accepts; Redis database `db` (flushed first).
+    fn new(db: u32, keys: usize, rate: f64) -> World {
+        let keys: Vec<(String, Credentials)> = (0..keys)
+            .map(|i| (format!("key{i}"), credentials(i)))
+            .collect();
+        let config = FirehoseConfig {
+            keys: keys.iter().map(|(_, c)| c.clone()).collect(),
+            rate,
+            seed: 7,
+            keepalive: Duration::from_secs(1),
+            hit_ratio: 1.0,
+            connect_limit: 1000,
+            ..FirehoseConfig::default()
+        };
+        let emulator = runtime()
+            .block_on(Firehose::start(config))
+            .expect("starting the emulator");
+        let redis_url = redis_db(db);
+        let mut redis = redis::Client::open(redis_url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("FLUSHDB").query(&mut redis).unwrap();
+        let brokers = support::kafka_brokers();
+        let topic = support::unique_topic("traptor-e2e");
+        runtime().block_on(support::create_topic(&brokers, &topic, 3));
+        World {
+            emulator,
+            redis,
+            redis_url,
+            channel: unique("traptor-notify"),
+            topic,
+            brokers,
+            keys,
+        }
+    }
+
+    /// The cluster config: Redis rules, Kafka sink, this world's emulator and keys.
+    fn config(&self, keys: &[(String, Credentials)]) -> String {
+        let mut text = format!(
+            r#"
+[redis]
+url = "{redis}"
+notify_channel = "{channel}"
+resync_interval_secs = 2
+
+[kafka]
+bootstrap_servers = "{brokers}"
+topic = "{topic}"
+
+[sink]
+kind = "kafka"
+
+[heartbeat]
+interval_secs = 1
+
+[log]
+level = "info"
+status_interval_secs = 2
+
+[stream]
+endpoint = "{endpoint}"
+stall_timeout_secs = 10
+connects_per_key_per_minute = 60
+"#,
+            redis = self.redis_url,
+            channel = self.channel,
+            brokers = self.brokers,
+            topic = self.topic,
+            endpoint = self.emulator.url(),
+        );
+        for (name, c) in keys {
+            text.push_str(&format!(
+                "\n[[keys]]\nname = \"{name}\"\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\naccess_token = \"{}\"\naccess_token_secret = \"{}\"\n",
+                c.consumer_key, c.consumer_secret, c.access_token, c.access_token_secret
+            ));
+        }
+        text
+    }
+
+    fn start(&self) -> Supervisor {
+        self.start_with_keys(&self.keys)
+    }
+
+    fn start_with_keys(&self, keys: &[(String, Credentials)]) -> Supervisor {
+        Supervisor::start(&self.config(keys), &std::env::temp_dir())
+    }
+
+    /// HSET the rule as the original's `add_rules.py` wrote it.
+    fn add_rule(&mut self, slot: &str, rule_id: &str, value: &str) {
+        let (rule_type, orig_type) = match slot.split(':').next().unwrap() {
+            "track" => ("track", "keyword"),
+            "follow" => ("follow", "userid"),
+            _ => ("locations", "geo"),
+        };
+        let key = format!("traptor-{slot}:{rule_id}");
+        let fields = [
+            ("tag", "e2e"),
+            ("value", value),
+            ("status", "active"),
+            ("description", "an end-to-end rule"),
+            ("appid", "e2e-appid"),
+            ("date_added", "2016-05-10 16:58:34"),
+            ("rule_type", rule_type),
+            ("orig_type", orig_type),
+            ("rule_id", rule_id),
+        ];
+        let _: () = self.redis.hset_multiple(key, &fields).unwrap();
+    }
+
+    fn notify(&mut self, slot: &str) {
+        let _: () = self.redis.publish(&self.channel, slot).unwrap();
+    }
+
+    fn stats(&self) -> Stats {
+        self.emulator.stats()
+    }
+
+    /// Waits until the emulator's stats satisfy `check`.
+    fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        supervisor: &Supervisor,
+        check: impl Fn(&Stats) -> bool,
+    ) {
+        let deadline = Instant::now() + limit;
+        while !check(&self.stats()) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; emulator: {:#?}\nsupervisor stderr:\n{}",
+                self.stats().connections,
+                supervisor.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The topic's records, read until at least `at_least` arrived (or 30 s passed).
+    fn kafka(&self, at_least: usize) -> Vec<(Option<String>, serde_json::Value)> {
+        self.kafka_within(at_least, Duration::from_secs(30))
+    }
+
+    fn kafka_within(
+        &self,
+        at_least: usize,
+        limit: Duration,
+    ) -> Vec<(Option<String>, serde_json::Value)> {
+        runtime()
+            .block_on(support::consume_all(
+                &self.brokers,
+                &self.topic,
+                at_least,
+                limit,
+            ))
+            .into_iter()
+            .map(|(key, payload)| {
+                (
+                    key,
+                    serde_json::from_slice(&payload).expect("Kafka payloads are JSON"),
+                )
+            })
+            .collect()
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The test Redis, database `db`.
+fn redis_db(db: u32) -> String {
+    let base = support::redis_url();
+    let start = base.find("://").map_or(0, |i| i + 3);
+    let end = base[start..].find('/').map_or(base.len(), |i| start + i);
+    format!("{}/{db}", &base[..end])
+}
+
+/// Open connections' track phrases, sorted, one list per connection.
+fn open_tracks(stats: &Stats) -> Vec<Vec<String>> {
+    let mut tracks: Vec<Vec<String>> = stats
+        .open_connections()
+        .map(|c| {
+            let mut t = c.track.clone();
+            t.sort();
+            t
+        })
+        .collect();
+    tracks.sort();
+    tracks
+}
+
+fn tweet_ids(stats: &Stats) -> usize {
+    stats.connections.iter().map(|c| c.tweet_ids.len()).sum()
+}
+
+fn rule_ids(doc: &serde_json::Value) -> BTreeSet<String> {
+    doc["traptor"]["collection_rules"]
+        .as_array()
+        .map(|rules| {
+            rules
+                .iter()
+                .filter_map(|r| r["rule_id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn rules_from_redis_reach_kafka_with_their_collection_rules() {
+    let mut world = World::new(1, 2, 20.0);
+    world.add_rule("track:0", "12347", "happy");
+    world.add_rule("follow:0", "12345", "17919972");
+    let mut supervisor = world.start();
+    world.wait_for(Duration::from_secs(20), "both streams", &supervisor, |s| {
+        open_tracks(s).iter().any(|t| t == &["happy"])
+            && s.open_connections().any(|c| c.follow == 1)
+    });
+
+    // A rule added and announced as the rule manager does reaches the stream.
+    world.add_rule("track:0", "12348", "birthday");
+    world.notify("track:0");
+    world.wait_for(
+        Duration::from_secs(10),
+        "the new filter",
+        &supervisor,
+        |s| open_tracks(s).iter().any(|t| t == &["birthday", "happy"]),
+    );
+    world.wait_for(Duration::from_secs(20), "tweets", &supervisor, |s| {
+        tweet_ids(s) >= 40
+    });
+
+    let status = supervisor.terminate(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "{status}; stderr:\n{}",
+        supervisor.stderr()
+    );
+
+    let records = world.kafka(40);
+    let tweets: Vec<_> = records
+        .iter()
+        .filter(|(_, doc)| doc.get("id_str").is_some())
+        .collect();
+    assert!(tweets.len() >= 40, "{} tweets in Kafka", tweets.len());
+    let mut seen_rules = BTreeSet::new();
+    for (key, doc) in &tweets {
+        assert_eq!(
+            key.as_deref(),
+            doc["id_str"].as_str(),
+            "the record key is the tweet id"
+        );
+        let rules = rule_ids(doc);
+        assert!(
+            !rules.is_empty(),
+            "every emulated tweet matches a rule: {doc}"
+        );
+        for rule in doc["traptor"]["collection_rules"].as_array().unwrap() {
+            // Every field of the Redis hash, plus rule_tag and rule_value.
+            assert_eq!(rule["appid"], "e2e-appid");
+            assert_eq!(rule["date_added"], "2016-05-10 16:58:34");
+            assert_eq!(rule["rule_tag"], "e2e");
+            assert_eq!(rule["rule_value"], rule["value"]);
+        }
+        seen_rules.extend(rules);
+    }
+    let expected: BTreeSet<String> = ["12345", "12347", "12348"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        seen_rules, expected,
+        "tweets of every rule, the new one included"
+    );
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_rule_change_restarts_only_its_stream_and_nothing_is_lost_or_duplicated() {
+    let mut world = World::new(2, 3, 30.0);
+    world.add_rule("track:0", "1", "alpha");
+    world.add_rule("track:1", "2", "beta");
+    world.add_rule("follow:0", "3", "783214");
+    let mut supervisor = world.start();
+    world.wait_for(Duration::from_secs(20), "three streams", &supervisor, |s| {
+        s.open_connections().count() == 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let before: BTreeMap<String, u64> = world
+        .stats()
+        .credentials
+        .iter()
+        .map(|c| (c.credential.clone(), c.connects))
+        .collect();
+
+    world.add_rule("track:1", "4", "gamma");
+    world.notify("track:1");
+    world.wait_for(
+        Duration::from_secs(10),
+        "track:1's new filter",
+        &supervisor,
+        |s| open_tracks(s).iter().any(|t| t == &["beta", "gamma"]),
+    );
+    // A notice for an unchanged slot restarts nothing.
+    world.notify("track:0");
+    std::thread::sleep(Duration::from_secs(3));
+    let after: BTreeMap<String, u64> = world
+        .stats()
+        .credentials
+        .iter()
+        .map(|c| (c.credential.clone(), c.connects))
+        .collect();
+    let changed: Vec<&String> = after
+        .keys()
+        .filter(|k| after.get(*k) != before.get(*k))
+        .collect();
+    assert_eq!(
+        changed.len(),
+        1,
+        "exactly one stream reconnected: before {before:?}, after {after:?}"
+    );
+    assert_eq!(world.stats().open_connections().count(), 3);
+
+    let status = supervisor.terminate(Duration::from_secs(15));
+    assert!(
+        status.success(),
+        "{status}; stderr:\n{}",
+        supervisor.stderr()
+    );
+
+    // Per emulator connection, what reached Kafka is exactly what it sent, but for the last
+    // tweets still in flight when that connection was closed.
+    let stats = world.stats();
+    // Read until every message the emulator sent could be there (a shorter read could stop
+    // early and miss records in the middle); the tail lost at a close makes it time out.
+    let messages: u64 = stats
+        .connections
+        .iter()
+        .flat_map(|c| c.messages.iter())
+        .filter(|(kind, _)| *kind != "keepalive")
+        .map(|(_, n)| n)
+        .sum();
+    let records = world.kafka_within(messages as usize, Duration::from_secs(10));
+    let mut in_kafka: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, doc) in &records {
+        if doc.get("id_str").is_some() {
+            *in_kafka
+                .entry(key.clone().expect("tweets are keyed"))
+                .or_default() += 1;
+        }
+    }
+    let duplicates: Vec<_> = in_kafka.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        duplicates.is_empty(),
+        "tweets written twice: {duplicates:?}"
+    );
+    let mut delivered = 0;
+    for connection in &stats.connections {
+        let ids: Vec<String> = connection.tweet_ids.iter().map(u64::to_string).collect();
+        let received = ids
+            .iter()
+            .take_while(|id| in_kafka.contains_key(*id))
+            .count();
+        let tail = &ids[received..];
+        assert!(
+            tail.iter().all(|id| !in_kafka.contains_key(id)),
+            "connection {}: a tweet in the middle is missing from Kafka",
+            connection.id
+        );
+        assert!(
+            tail.len() <= 10,
+            "connection {} lost {} tweets at its end",
+            connection.id,
+            tail.len()
+        );
+        delivered += received;
+    }
+    assert_eq!(
+        delivered,
+        in_kafka.len(),
+        "Kafka holds only tweets the emulator sent"
+    );
+    assert!(
+        delivered > 50,
+        "enough traffic to mean something: {delivered}"
+    );
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_slot_over_its_limit_is_split_when_keys_allow_and_reported_otherwise() {
+    let mut world = World::new(3, 2, 10.0);
+    for i in 0..410 {
+        world.add_rule("track:0", &(i + 1).to_string(), &format!("term{i}"));
+    }
+    let mut supervisor = world.start();
+    world.wait_for(
+        Duration::from_secs(20),
+        "two connections for the one slot",
+        &supervisor,
+        |s| {
+            let mut sizes: Vec<usize> = s.open_connections().map(|c| c.track.len()).collect();
+            sizes.sort();
+            sizes == [10, 400]
+        },
+    );
+    let status = supervisor.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+
+    // With one key, `check` reports the rules it cannot collect.
+    let config = world.config(&world.keys[..1]);
+    let path = std::env::temp_dir().join(format!("{}.toml", unique("check")));
+    std::fs::write(&path, config).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_traptor-supervisor"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&path);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("track:0: 410 rule(s)"), "{text}");
+    assert!(text.contains("rules left out: 10"), "{text}");
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn heartbeats_only_for_streaming_slots_and_expire_after_stop() {
+    let mut world = World::new(4, 1, 5.0);
+    world.add_rule("track:0", "1", "alpha");
+    world.add_rule("track:1", "2", "beta");
+    // key0 is known to the emulator; "bad" is not: its stream gets 401.
+    let mut bad = credentials(0);
+    bad.consumer_secret = "wrong".into();
+    let keys = vec![world.keys[0].clone(), ("bad".to_string(), bad)];
+    let mut supervisor = world.start_with_keys(&keys);
+    world.wait_for(
+        Duration::from_secs(20),
+        "the good stream",
+        &supervisor,
+        |s| s.open_connections().count() == 1,
+    );
+    supervisor.wait_for(Duration::from_secs(10), "the auth failure", |s| {
+        s.stderr().contains("API key rejected")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+
+    let good: Option<String> = world.redis.get("track:0:heartbeat").unwrap();
+    let good = good.expect("the streaming slot has a heartbeat");
+    assert!(
+        good.ends_with('Z') && good.len() == 20,
+        "UTC ISO-8601 timestamp: {good}"
+    );
+    let ttl: i64 = world.redis.ttl("track:0:heartbeat").unwrap();
+    assert!((1..=2).contains(&ttl), "ttl 1.5 × 1 s: {ttl}");
+    let failed: bool = world.redis.exists("track:1:heartbeat").unwrap();
+    assert!(!failed, "no heartbeat for a slot whose key is refused");
+
+    let status = supervisor.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    std::thread::sleep(Duration::from_secs(3));
+    let after: bool = world.redis.exists("track:0:heartbeat").unwrap();
+    assert!(!after, "the heartbeat expires once nothing streams");
+}

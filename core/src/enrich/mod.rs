@@ -119,7 +119,7 @@ impl Enricher {
             matched: Vec::new(),
             error,
         };
-        if let Err(e) = std::str::from_utf8(&frame[..0]) {
+        if let Err(e) = std::str::from_utf8(frame) {
             return as_is(MessageKind::Invalid, None, Some(EnrichError::InvalidUtf8 { offset: e.valid_up_to() }));
         }
         let message = match serde_json::from_slice::<Message>(frame) {

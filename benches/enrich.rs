@@ -23,6 +23,8 @@ const FOLLOW_IDS: usize = 5_000;
 const BOXES: usize = 25;
 const VOCABULARY: usize = 20_000;
 const RULE_WORDS_FROM: usize = 300;
+/// Share of tweets carrying one of the track phrases (others match by author or place, or not).
+const HAS_TRACKED_PHRASE: f64 = 0.6;
 const SEED: u64 = 0x7261_7074_6f72;
 
 /// A small deterministic generator (xorshift64*), so the corpus is the same on every run.
@@ -49,22 +51,56 @@ impl Rng {
 }
 
 const SYLLABLES: &[&str] = &[
-    "ka", "lo", "mi", "ra", "te", "su", "no", "vi", "da", "ge", "po", "ri", "an", "el", "or", "us", "qu", "zen", "bar",
-    "tor", "lin", "mar", "sol", "ven", "dra", "pe", "bu",
+    "ka", "lo", "mi", "ra", "te", "su", "no", "vi", "da", "ge", "po", "ri", "an", "el", "or", "us",
+    "qu", "zen", "bar", "tor", "lin", "mar", "sol", "ven", "dra", "pe", "bu",
 ];
-const ACCENTED: &[&str] = &["café", "niño", "über", "façade", "touché", "größe", "école", "señor", "привет", "ΟΔΟΣ"];
+const ACCENTED: &[&str] = &[
+    "café",
+    "niño",
+    "über",
+    "façade",
+    "touché",
+    "größe",
+    "école",
+    "señor",
+    "привет",
+    "ΟΔΟΣ",
+];
 const EMOJI: &[&str] = &["😀", "🔥", "🎉", "❤️", "👍", "🚀", "😂", "🙏", "✨", "🌍"];
 const CJK: &[&str] = &["今日は", "中国", "東京", "서울", "ありがとう"];
 const CITIES: &[(f64, f64)] = &[
-    (-122.42, 37.77), (-74.0, 40.71), (-0.13, 51.5), (2.35, 48.86), (139.69, 35.69), (-118.24, 34.05),
-    (-87.63, 41.88), (13.4, 52.52), (151.21, -33.87), (-46.63, -23.55), (77.21, 28.61), (31.24, 30.04),
-    (-99.13, 19.43), (37.62, 55.75), (12.5, 41.9), (103.82, 1.35), (-79.38, 43.65), (18.07, 59.33),
-    (28.98, 41.01), (116.4, 39.9), (-3.7, 40.42), (4.9, 52.37), (-43.2, -22.9), (126.98, 37.57), (114.17, 22.32),
+    (-122.42, 37.77),
+    (-74.0, 40.71),
+    (-0.13, 51.5),
+    (2.35, 48.86),
+    (139.69, 35.69),
+    (-118.24, 34.05),
+    (-87.63, 41.88),
+    (13.4, 52.52),
+    (151.21, -33.87),
+    (-46.63, -23.55),
+    (77.21, 28.61),
+    (31.24, 30.04),
+    (-99.13, 19.43),
+    (37.62, 55.75),
+    (12.5, 41.9),
+    (103.82, 1.35),
+    (-79.38, 43.65),
+    (18.07, 59.33),
+    (28.98, 41.01),
+    (116.4, 39.9),
+    (-3.7, 40.42),
+    (4.9, 52.37),
+    (-43.2, -22.9),
+    (126.98, 37.57),
+    (114.17, 22.32),
 ];
 
 struct World {
     words: Vec<String>,
     followed: Vec<u64>,
+    /// The track rules' values, `#`-prefixed for hashtag rules.
+    phrases: Vec<String>,
 }
 
 impl World {
@@ -73,13 +109,32 @@ impl World {
         let mut words = Vec::new();
         while words.len() < VOCABULARY {
             let n = 2 + rng.below(3);
-            let word: String = (0..n).map(|_| SYLLABLES[rng.below(SYLLABLES.len())]).collect();
+            let word: String = (0..n)
+                .map(|_| SYLLABLES[rng.below(SYLLABLES.len())])
+                .collect();
             if seen.insert(word.clone()) {
                 words.push(word);
             }
         }
-        let followed = (0..FOLLOW_IDS).map(|_| 10_000_000 + rng.next() % 2_000_000_000).collect();
-        World { words, followed }
+        let followed = (0..FOLLOW_IDS)
+            .map(|_| 10_000_000 + rng.next() % 2_000_000_000)
+            .collect();
+        // Rarer words, so that a tweet matches a rule or two when it has one, as on a real stream.
+        let word = |rng: &mut Rng| {
+            words[RULE_WORDS_FROM + rng.below(VOCABULARY - RULE_WORDS_FROM)].clone()
+        };
+        let phrases = (0..TRACK_PHRASES)
+            .map(|i| match i % 5 {
+                0 => format!("{} {}", word(rng), word(rng)),
+                1 => format!("#{}", word(rng)),
+                _ => word(rng),
+            })
+            .collect();
+        World {
+            words,
+            followed,
+            phrases,
+        }
     }
 
     fn user_id(&self, rng: &mut Rng) -> u64 {
@@ -133,7 +188,7 @@ impl World {
                     out.push_str(&w);
                     out.push_str([".", ",", "!", "?", "'s"][rng.below(5)]);
                 }
-                _ => out.push_str(&self.word(rng).to_string()),
+                _ => out.push_str(self.word(rng)),
             }
         }
         out
@@ -144,6 +199,14 @@ impl World {
         let words = if long { 40 } else { 12 + rng.below(10) };
         let mut text = self.sentence(rng, words);
         let mut hashtags = Vec::new();
+        if rng.chance(HAS_TRACKED_PHRASE) {
+            // The server delivered it for one of the track phrases.
+            let phrase = &self.phrases[rng.below(self.phrases.len())];
+            if let Some(tag) = phrase.strip_prefix('#') {
+                hashtags.push(json!({"text": tag, "indices": [0, 1]}));
+            }
+            text = format!("{text} {phrase}");
+        }
         for _ in 0..rng.below(3) {
             let tag = self.word(rng).to_string();
             text.push_str(&format!(" #{tag}"));
@@ -164,7 +227,10 @@ impl World {
             urls.push(json!({"url": "https://t.co/AbCdEf1234", "expanded_url": format!("https://www.{domain}/{path}?utm_source=tw"),
                              "display_url": format!("{domain}/{path}…"), "indices": [0, 1]}));
         }
-        (text, json!({"hashtags": hashtags, "urls": urls, "user_mentions": mentions, "symbols": []}))
+        (
+            text,
+            json!({"hashtags": hashtags, "urls": urls, "user_mentions": mentions, "symbols": []}),
+        )
     }
 
     fn status(&self, rng: &mut Rng, embedded: bool) -> Value {
@@ -192,7 +258,10 @@ impl World {
         }
         if !embedded && rng.chance(0.04) {
             let (lon, lat) = CITIES[rng.below(CITIES.len())];
-            let (lon, lat) = (lon + (rng.below(100) as f64 - 50.0) / 200.0, lat + (rng.below(100) as f64 - 50.0) / 200.0);
+            let (lon, lat) = (
+                lon + (rng.below(100) as f64 - 50.0) / 200.0,
+                lat + (rng.below(100) as f64 - 50.0) / 200.0,
+            );
             tweet["coordinates"] = json!({"type": "Point", "coordinates": [lon, lat]});
             tweet["geo"] = json!({"type": "Point", "coordinates": [lat, lon]});
             tweet["place"] = json!({"id": "5a110d312052166f", "url": "https://api.twitter.com/1.1/geo/id/5a110d312052166f.json",
@@ -205,7 +274,10 @@ impl World {
             match rng.below(9) {
                 0 | 1 => {
                     let original = self.status(rng, true);
-                    let name = original["user"]["screen_name"].as_str().unwrap().to_string();
+                    let name = original["user"]["screen_name"]
+                        .as_str()
+                        .unwrap()
+                        .to_string();
                     let text = format!("RT @{name}: {}", original["text"].as_str().unwrap());
                     tweet["text"] = json!(text);
                     tweet["retweeted_status"] = original;
@@ -220,32 +292,51 @@ impl World {
         tweet
     }
 
-    fn rules(&self, rng: &mut Rng) -> Vec<Rule> {
+    fn rules(&self) -> Vec<Rule> {
         let mut rules = Vec::new();
         let add = |rules: &mut Vec<Rule>, fields: Vec<(&str, String)>| {
             let id = rules.len().to_string();
-            let mut hash: Vec<(String, String)> = vec![("rule_id".into(), id), ("tag".into(), "bench".into())];
+            let mut hash: Vec<(String, String)> =
+                vec![("rule_id".into(), id), ("tag".into(), "bench".into())];
             hash.extend(fields.into_iter().map(|(k, v)| (k.to_string(), v)));
             if let Ok(rule) = parse_rule(hash, None) {
                 rules.push(rule);
             }
         };
-        for i in 0..TRACK_PHRASES {
-            // Rarer words, so that a tweet matches a rule or two, as on a real stream.
-            let word = |rng: &mut Rng| self.words[RULE_WORDS_FROM + rng.below(VOCABULARY - RULE_WORDS_FROM)].clone();
-            let (value, orig) = match i % 5 {
-                0 => (format!("{} {}", word(rng), word(rng)), "keyword"),
-                1 => (word(rng), "hashtag"),
-                _ => (word(rng), "keyword"),
+        for phrase in &self.phrases {
+            let (value, orig) = match phrase.strip_prefix('#') {
+                Some(tag) => (tag.to_string(), "hashtag"),
+                None => (phrase.clone(), "keyword"),
             };
-            add(&mut rules, vec![("value", value), ("orig_type", orig.into()), ("rule_type", "track".into())]);
+            add(
+                &mut rules,
+                vec![
+                    ("value", value),
+                    ("orig_type", orig.into()),
+                    ("rule_type", "track".into()),
+                ],
+            );
         }
         for id in &self.followed {
-            add(&mut rules, vec![("value", id.to_string()), ("orig_type", "userid".into()), ("rule_type", "follow".into())]);
+            add(
+                &mut rules,
+                vec![
+                    ("value", id.to_string()),
+                    ("orig_type", "userid".into()),
+                    ("rule_type", "follow".into()),
+                ],
+            );
         }
         for &(lon, lat) in CITIES.iter().take(BOXES) {
             let value = format!("{},{},{},{}", lon - 0.3, lat - 0.3, lon + 0.3, lat + 0.3);
-            add(&mut rules, vec![("value", value), ("orig_type", "geo".into()), ("rule_type", "locations".into())]);
+            add(
+                &mut rules,
+                vec![
+                    ("value", value),
+                    ("orig_type", "geo".into()),
+                    ("rule_type", "locations".into()),
+                ],
+            );
         }
         rules
     }
@@ -260,10 +351,16 @@ struct Corpus {
 fn corpus() -> Corpus {
     let mut rng = Rng(SEED);
     let world = World::new(&mut rng);
-    let tweets: Vec<Vec<u8>> = (0..TWEETS).map(|_| world.status(&mut rng, false).to_string().into_bytes()).collect();
+    let tweets: Vec<Vec<u8>> = (0..TWEETS)
+        .map(|_| world.status(&mut rng, false).to_string().into_bytes())
+        .collect();
     let bytes = tweets.iter().map(Vec::len).sum();
-    let enricher = Enricher::new(None, world.rules(&mut rng));
-    Corpus { tweets, bytes, enricher }
+    let enricher = Enricher::new(None, world.rules());
+    Corpus {
+        tweets,
+        bytes,
+        enricher,
+    }
 }
 
 fn validate_all(corpus: &Corpus) -> usize {
@@ -275,7 +372,18 @@ fn validate_all(corpus: &Corpus) -> usize {
 }
 
 fn enrich_all(corpus: &Corpus) -> usize {
-    corpus.tweets.iter().map(|t| corpus.enricher.enrich(black_box(t), 1_456_104_900_000).record.payload.len()).sum()
+    corpus
+        .tweets
+        .iter()
+        .map(|t| {
+            corpus
+                .enricher
+                .enrich(black_box(t), 1_456_104_900_000)
+                .record
+                .payload
+                .len()
+        })
+        .sum()
 }
 
 fn describe(corpus: &Corpus) {
@@ -324,7 +432,9 @@ fn bench(c: &mut Criterion) {
     describe(&corpus);
     let mut group = c.benchmark_group("enrich");
     group.throughput(Throughput::Bytes(corpus.bytes as u64));
-    group.bench_function("validate_only_ignored_any", |b| b.iter(|| validate_all(&corpus)));
+    group.bench_function("validate_only_ignored_any", |b| {
+        b.iter(|| validate_all(&corpus))
+    });
     group.bench_function("enrich_full", |b| b.iter(|| enrich_all(&corpus)));
     group.finish();
     summary(&corpus);

@@ -26,7 +26,10 @@ fn redis_url() -> String {
 }
 
 fn redis() -> redis::Connection {
-    redis::Client::open(redis_url()).unwrap().get_connection().expect("connecting to the test Redis")
+    redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .expect("connecting to the test Redis")
 }
 
 /// Slot ids no other test or run uses; their keys are deleted when the value is dropped.
@@ -37,7 +40,11 @@ struct Slots {
 impl Slots {
     fn new(count: usize) -> Slots {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let micros = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() % 1_000_000_000_000;
+        let micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros()
+            % 1_000_000_000_000;
         let ids = (0..count)
             .map(|_| format!("{micros}{:03}", COUNTER.fetch_add(1, Ordering::Relaxed)))
             .collect();
@@ -51,7 +58,9 @@ impl Slots {
 
 impl Drop for Slots {
     fn drop(&mut self) {
-        let Ok(mut con) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else { return };
+        let Ok(mut con) = redis::Client::open(redis_url()).and_then(|c| c.get_connection()) else {
+            return;
+        };
         for id in &self.ids {
             for stream_type in ["track", "follow", "locations"] {
                 let keys: Vec<String> = con
@@ -75,13 +84,22 @@ fn traptor_with_stdin(args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_traptor"))
         .args(args)
         .env("TRAPTOR_REDIS_URL", redis_url())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("running traptor");
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     child.wait_with_output().unwrap()
 }
@@ -117,7 +135,10 @@ fn slot_keys(con: &mut redis::Connection, slot: &str) -> BTreeSet<String> {
 }
 
 /// Every hash of a slot, keyed by its `rule_id` field.
-fn slot_hashes(con: &mut redis::Connection, slot: &str) -> HashMap<String, HashMap<String, String>> {
+fn slot_hashes(
+    con: &mut redis::Connection,
+    slot: &str,
+) -> HashMap<String, HashMap<String, String>> {
     slot_keys(con, slot)
         .into_iter()
         .map(|key| {
@@ -168,16 +189,39 @@ fn add_writes_the_original_hash_shape_lists_it_and_notifies() {
     let mut subscriber = client.get_connection().unwrap();
     let mut pubsub = subscriber.as_pubsub();
     pubsub.subscribe(&channel).unwrap();
-    pubsub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
 
     // The stored example of the original's tests (TestRuleExtract::test_track).
     let output = traptor(&[
-        "rules", "add", "--slot", &slot, "--rule-id", "12347", "--value", "happy", "--orig-type", "keyword",
-        "--tag", "test", "--field", "description=Tweets for a hashtag", "--field", "appid=test-appid",
-        "--field", "date_added=2016-05-10 16:58:34", "--channel", &channel,
+        "rules",
+        "add",
+        "--slot",
+        &slot,
+        "--rule-id",
+        "12347",
+        "--value",
+        "happy",
+        "--orig-type",
+        "keyword",
+        "--tag",
+        "test",
+        "--field",
+        "description=Tweets for a hashtag",
+        "--field",
+        "appid=test-appid",
+        "--field",
+        "date_added=2016-05-10 16:58:34",
+        "--channel",
+        &channel,
     ]);
     assert_exit(&output, 0);
-    assert!(stdout(&output).contains("added rule 12347"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("added rule 12347"),
+        "{}",
+        stdout(&output)
+    );
 
     let message = pubsub.get_message().expect("the add publishes a notice");
     assert_eq!(message.get_channel_name(), channel);
@@ -199,14 +243,30 @@ fn add_writes_the_original_hash_shape_lists_it_and_notifies() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    assert_eq!(hgetall(&mut con, &format!("traptor-{slot}:12347")), expected);
+    assert_eq!(
+        hgetall(&mut con, &format!("traptor-{slot}:12347")),
+        expected
+    );
 
     // Without --field date_added the tool stamps the current UTC time, in the same format.
-    let output = traptor(&["rules", "add", "--slot", &slot, "--rule-id", "7", "--value", "Sad Day", "--no-notify"]);
+    let output = traptor(&[
+        "rules",
+        "add",
+        "--slot",
+        &slot,
+        "--rule-id",
+        "7",
+        "--value",
+        "Sad Day",
+        "--no-notify",
+    ]);
     assert_exit(&output, 0);
     let stamped = hgetall(&mut con, &format!("traptor-{slot}:7"));
     let date = &stamped["date_added"];
-    let shape: String = date.chars().map(|c| if c.is_ascii_digit() { 'd' } else { c }).collect();
+    let shape: String = date
+        .chars()
+        .map(|c| if c.is_ascii_digit() { 'd' } else { c })
+        .collect();
     assert_eq!(shape, "dddd-dd-dd dd:dd:dd", "{date}");
     assert_eq!(stamped["status"], "active");
     assert_eq!(stamped["rule_type"], "track");
@@ -216,12 +276,20 @@ fn add_writes_the_original_hash_shape_lists_it_and_notifies() {
     let table = stdout(&output);
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(rows.len(), 3, "{table}");
-    assert!(rows[1].contains("7") && rows[1].contains("Sad Day") && rows[1].ends_with("ok"), "{table}");
-    assert!(rows[2].contains("12347") && rows[2].contains("happy") && rows[2].contains("keyword"), "{table}");
+    assert!(
+        rows[1].contains("7") && rows[1].contains("Sad Day") && rows[1].ends_with("ok"),
+        "{table}"
+    );
+    assert!(
+        rows[2].contains("12347") && rows[2].contains("happy") && rows[2].contains("keyword"),
+        "{table}"
+    );
 
     let output = traptor(&["rules", "list", "--slot", &slot, "--json"]);
-    let lines: Vec<serde_json::Value> =
-        stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["key"], format!("traptor-{slot}:12347"));
     assert_eq!(lines[1]["valid"], true);
@@ -233,29 +301,73 @@ fn add_writes_the_original_hash_shape_lists_it_and_notifies() {
 fn a_bad_rule_is_refused_before_anything_is_written() {
     let slots = Slots::new(1);
     let slot = format!("follow:{}", slots.id(0));
-    let output = traptor(&["rules", "add", "--slot", &slot, "--rule-id", "20", "--value", "cnn", "--orig-type", "username"]);
+    let output = traptor(&[
+        "rules",
+        "add",
+        "--slot",
+        &slot,
+        "--rule-id",
+        "20",
+        "--value",
+        "cnn",
+        "--orig-type",
+        "username",
+    ]);
     assert_exit(&output, 2);
     let message = stderr(&output);
-    assert!(message.contains("refused") && message.contains("\"cnn\" is not a numeric user id"), "{message}");
-    assert!(slot_keys(&mut redis(), &slot).is_empty(), "nothing was written");
+    assert!(
+        message.contains("refused") && message.contains("\"cnn\" is not a numeric user id"),
+        "{message}"
+    );
+    assert!(
+        slot_keys(&mut redis(), &slot).is_empty(),
+        "nothing was written"
+    );
 
     // A rule of another type than its slot is refused too, naming where it belongs.
-    let output = traptor(&["rules", "add", "--slot", &slot, "--rule-id", "21", "--value", "happy", "--orig-type", "keyword"]);
+    let output = traptor(&[
+        "rules",
+        "add",
+        "--slot",
+        &slot,
+        "--rule-id",
+        "21",
+        "--value",
+        "happy",
+        "--orig-type",
+        "keyword",
+    ]);
     assert_exit(&output, 2);
-    assert!(stderr(&output).contains("traptor-track:<id>"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("traptor-track:<id>"),
+        "{}",
+        stderr(&output)
+    );
 
     // A bad Redis rule written by another tool is listed with its error.
     let mut con = redis();
-    let _: () = con.hset_multiple(format!("traptor-{slot}:22"), &[("rule_id", "22"), ("value", "@cnn")]).unwrap();
+    let _: () = con
+        .hset_multiple(
+            format!("traptor-{slot}:22"),
+            &[("rule_id", "22"), ("value", "@cnn")],
+        )
+        .unwrap();
     let output = traptor(&["rules", "list", "--slot", &slot]);
-    assert!(stdout(&output).contains("not a numeric user id"), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("not a numeric user id"),
+        "{}",
+        stdout(&output)
+    );
 }
 
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn import_writes_good_lines_and_reports_bad_ones_by_line_number() {
     let slots = Slots::new(2);
-    let (jsonl_slot, csv_slot) = (format!("track:{}", slots.id(0)), format!("track:{}", slots.id(1)));
+    let (jsonl_slot, csv_slot) = (
+        format!("track:{}", slots.id(0)),
+        format!("track:{}", slots.id(1)),
+    );
     let dir = TempDir::new();
     let jsonl = write_file(
         dir.path(),
@@ -268,14 +380,34 @@ fn import_writes_good_lines_and_reports_bad_ones_by_line_number() {
             "{\"rule_id\": \"3\", \"value\": \"summer\", \"orig_type\": \"hashtag\"}\n",
         ),
     );
-    let output = traptor(&["rules", "import", &jsonl, "--slot", &jsonl_slot, "--no-notify"]);
+    let output = traptor(&[
+        "rules",
+        "import",
+        &jsonl,
+        "--slot",
+        &jsonl_slot,
+        "--no-notify",
+    ]);
     assert_exit(&output, 0);
     let report = stderr(&output);
-    assert!(report.contains("rules.jsonl line 2: not valid JSON"), "{report}");
-    assert!(report.contains("rules.jsonl line 3: rule 2:") && report.contains("comma"), "{report}");
-    assert!(stdout(&output).contains("imported 2 rule(s)"), "{}", stdout(&output));
+    assert!(
+        report.contains("rules.jsonl line 2: not valid JSON"),
+        "{report}"
+    );
+    assert!(
+        report.contains("rules.jsonl line 3: rule 2:") && report.contains("comma"),
+        "{report}"
+    );
+    assert!(
+        stdout(&output).contains("imported 2 rule(s)"),
+        "{}",
+        stdout(&output)
+    );
     let stored = slot_hashes(&mut redis(), &jsonl_slot);
-    assert_eq!(stored.keys().cloned().collect::<BTreeSet<_>>(), BTreeSet::from(["1".to_owned(), "3".to_owned()]));
+    assert_eq!(
+        stored.keys().cloned().collect::<BTreeSet<_>>(),
+        BTreeSet::from(["1".to_owned(), "3".to_owned()])
+    );
     assert_eq!(stored["1"]["tag"], "t");
     assert_eq!(stored["1"]["rule_id"], "1", "numbers are stored as strings");
 
@@ -284,29 +416,56 @@ fn import_writes_good_lines_and_reports_bad_ones_by_line_number() {
     let mut subscriber = client.get_connection().unwrap();
     let mut pubsub = subscriber.as_pubsub();
     pubsub.subscribe(&channel).unwrap();
-    pubsub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let csv = write_file(
         dir.path(),
         "rules.csv",
         "rule_id,value,orig_type,description\n10,ten,keyword,\"commas, and \"\"quotes\"\"\"\n11,x,keyword,too,many\n12,-1,userid,\n13,twelve,,\n",
     );
-    let output = traptor(&["rules", "import", &csv, "--slot", &csv_slot, "--channel", &channel]);
+    let output = traptor(&[
+        "rules",
+        "import",
+        &csv,
+        "--slot",
+        &csv_slot,
+        "--channel",
+        &channel,
+    ]);
     assert_exit(&output, 0);
     let report = stderr(&output);
-    assert!(report.contains("rules.csv line 3: 5 cells but the header names 4"), "{report}");
-    assert!(report.contains("rules.csv line 4: rule 12:") && report.contains("follow rule"), "{report}");
+    assert!(
+        report.contains("rules.csv line 3: 5 cells but the header names 4"),
+        "{report}"
+    );
+    assert!(
+        report.contains("rules.csv line 4: rule 12:") && report.contains("follow rule"),
+        "{report}"
+    );
     let stored = slot_hashes(&mut redis(), &csv_slot);
     assert_eq!(stored.len(), 2, "{stored:?}");
     assert_eq!(stored["10"]["description"], "commas, and \"quotes\"");
-    assert!(!stored["13"].contains_key("orig_type"), "empty cells are left out");
+    assert!(
+        !stored["13"].contains_key("orig_type"),
+        "empty cells are left out"
+    );
     let notice = pubsub.get_message().expect("one notice for the slot");
     assert_eq!(notice.get_payload::<String>().unwrap(), csv_slot);
 
     // Nothing importable: refused.
-    let bad = write_file(dir.path(), "bad.jsonl", "{\"rule_id\": \"1\", \"value\": \"\"}\n");
+    let bad = write_file(
+        dir.path(),
+        "bad.jsonl",
+        "{\"rule_id\": \"1\", \"value\": \"\"}\n",
+    );
     let output = traptor(&["rules", "import", &bad, "--slot", &csv_slot]);
     assert_exit(&output, 2);
-    assert!(stderr(&output).contains("nothing to import"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("nothing to import"),
+        "{}",
+        stderr(&output)
+    );
 
     // --auto-slot in rule-id order, shown without writing.
     let auto = write_file(
@@ -320,9 +479,18 @@ fn import_writes_good_lines_and_reports_bad_ones_by_line_number() {
     let output = traptor(&["rules", "import", &auto, "--auto-slot", "--dry-run"]);
     assert_exit(&output, 0);
     let planned = stdout(&output);
-    assert!(planned.contains("would write traptor-locations:0:25 "), "{planned}");
-    assert!(planned.contains("would write traptor-locations:1:26 "), "{planned}");
-    assert!(planned.contains("would write traptor-locations:1:27 "), "{planned}");
+    assert!(
+        planned.contains("would write traptor-locations:0:25 "),
+        "{planned}"
+    );
+    assert!(
+        planned.contains("would write traptor-locations:1:26 "),
+        "{planned}"
+    );
+    assert!(
+        planned.contains("would write traptor-locations:1:27 "),
+        "{planned}"
+    );
 }
 
 #[test]
@@ -330,34 +498,80 @@ fn import_writes_good_lines_and_reports_bad_ones_by_line_number() {
 fn export_then_import_restores_the_same_hashes() {
     for format in ["jsonl", "csv"] {
         let slots = Slots::new(2);
-        let (track, follow) = (format!("track:{}", slots.id(0)), format!("follow:{}", slots.id(1)));
+        let (track, follow) = (
+            format!("track:{}", slots.id(0)),
+            format!("follow:{}", slots.id(1)),
+        );
         let mut con = redis();
         // One rule by this tool, one keyed by index as the original's rule_extract.py wrote them.
         let output = traptor(&[
-            "rules", "add", "--slot", &track, "--rule-id", "5", "--value", "happy", "--tag", "a, \"b\"", "--field",
-            "description=two\nlines", "--no-notify",
+            "rules",
+            "add",
+            "--slot",
+            &track,
+            "--rule-id",
+            "5",
+            "--value",
+            "happy",
+            "--tag",
+            "a, \"b\"",
+            "--field",
+            "description=two\nlines",
+            "--no-notify",
         ]);
         assert_exit(&output, 0);
         let _: () = con
             .hset_multiple(
                 format!("traptor-{follow}:0"),
-                &[("rule_id", "9"), ("value", "17919972"), ("orig_type", "userid"), ("node_id", "None")],
+                &[
+                    ("rule_id", "9"),
+                    ("value", "17919972"),
+                    ("orig_type", "userid"),
+                    ("node_id", "None"),
+                ],
             )
             .unwrap();
-        let before = (slot_hashes(&mut con, &track), slot_hashes(&mut con, &follow));
+        let before = (
+            slot_hashes(&mut con, &track),
+            slot_hashes(&mut con, &follow),
+        );
 
-        let output = traptor(&["rules", "export", "--slot", &track, "--slot", &follow, "--format", format]);
+        let output = traptor(&[
+            "rules", "export", "--slot", &track, "--slot", &follow, "--format", format,
+        ]);
         assert_exit(&output, 0);
         let exported = stdout(&output);
-        let removed = traptor(&["rules", "remove", "--slot", &track, "--rule-id", "5", "--no-notify"]);
+        let removed = traptor(&[
+            "rules",
+            "remove",
+            "--slot",
+            &track,
+            "--rule-id",
+            "5",
+            "--no-notify",
+        ]);
         assert_exit(&removed, 0);
-        let removed = traptor(&["rules", "remove", "--slot", &follow, "--rule-id", "9", "--no-notify"]);
+        let removed = traptor(&[
+            "rules",
+            "remove",
+            "--slot",
+            &follow,
+            "--rule-id",
+            "9",
+            "--no-notify",
+        ]);
         assert_exit(&removed, 0);
         assert!(slot_keys(&mut con, &track).is_empty() && slot_keys(&mut con, &follow).is_empty());
 
-        let output = traptor_with_stdin(&["rules", "import", "-", "--format", format, "--no-notify"], Some(&exported));
+        let output = traptor_with_stdin(
+            &["rules", "import", "-", "--format", format, "--no-notify"],
+            Some(&exported),
+        );
         assert_exit(&output, 0);
-        let after = (slot_hashes(&mut con, &track), slot_hashes(&mut con, &follow));
+        let after = (
+            slot_hashes(&mut con, &track),
+            slot_hashes(&mut con, &follow),
+        );
         assert_eq!(after, before, "{format}: {exported}");
         assert_eq!(
             slot_keys(&mut con, &follow),
@@ -375,45 +589,106 @@ fn remove_deletes_the_rule_and_notifies() {
     let channel = unique_channel();
     let mut con = redis();
     let output = traptor(&[
-        "rules", "add", "--slot", &slot, "--rule-id", "1", "--value", "-125.551758,24.726875,-66.401367,49.439557",
-        "--orig-type", "geo", "--no-notify",
+        "rules",
+        "add",
+        "--slot",
+        &slot,
+        "--rule-id",
+        "1",
+        "--value",
+        "-125.551758,24.726875,-66.401367,49.439557",
+        "--orig-type",
+        "geo",
+        "--no-notify",
     ]);
     assert_exit(&output, 0);
     // Index-keyed by the original's rule_extract.py: found by its rule_id field.
     let _: () = con
-        .hset_multiple(format!("traptor-{slot}:0"), &[("rule_id", "2"), ("value", "-122.75,36.8,-121.75,37.8")])
+        .hset_multiple(
+            format!("traptor-{slot}:0"),
+            &[("rule_id", "2"), ("value", "-122.75,36.8,-121.75,37.8")],
+        )
         .unwrap();
 
     let client = redis::Client::open(redis_url()).unwrap();
     let mut subscriber = client.get_connection().unwrap();
     let mut pubsub = subscriber.as_pubsub();
     pubsub.subscribe(&channel).unwrap();
-    pubsub.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     for rule_id in ["1", "2"] {
-        let output = traptor(&["rules", "remove", "--slot", &slot, "--rule-id", rule_id, "--channel", &channel]);
+        let output = traptor(&[
+            "rules",
+            "remove",
+            "--slot",
+            &slot,
+            "--rule-id",
+            rule_id,
+            "--channel",
+            &channel,
+        ]);
         assert_exit(&output, 0);
-        assert_eq!(pubsub.get_message().unwrap().get_payload::<String>().unwrap(), slot);
+        assert_eq!(
+            pubsub
+                .get_message()
+                .unwrap()
+                .get_payload::<String>()
+                .unwrap(),
+            slot
+        );
     }
     assert!(slot_keys(&mut con, &slot).is_empty());
 
     let output = traptor(&["rules", "remove", "--slot", &slot, "--rule-id", "1"]);
     assert_exit(&output, 1);
-    assert!(stderr(&output).contains("has no rule 1"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("has no rule 1"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn plan_shows_the_split_of_an_over_limit_slot_and_the_rules_left_out() {
     let slots = Slots::new(2);
-    let (big, small) = (format!("track:{}", slots.id(0)), format!("track:{}", slots.id(1)));
+    let (big, small) = (
+        format!("track:{}", slots.id(0)),
+        format!("track:{}", slots.id(1)),
+    );
     let dir = TempDir::new();
-    let rules: String =
-        (1..=401).map(|i| format!("{{\"rule_id\": \"{i}\", \"value\": \"word{i}\", \"orig_type\": \"keyword\"}}\n")).collect();
+    let rules: String = (1..=401)
+        .map(|i| {
+            format!(
+                "{{\"rule_id\": \"{i}\", \"value\": \"word{i}\", \"orig_type\": \"keyword\"}}\n"
+            )
+        })
+        .collect();
     let file = write_file(dir.path(), "big.jsonl", &rules);
-    assert_exit(&traptor(&["rules", "import", &file, "--slot", &big, "--no-notify"]), 0);
-    assert_exit(&traptor(&["rules", "add", "--slot", &small, "--rule-id", "1", "--value", "solo", "--no-notify"]), 0);
+    assert_exit(
+        &traptor(&["rules", "import", &file, "--slot", &big, "--no-notify"]),
+        0,
+    );
+    assert_exit(
+        &traptor(&[
+            "rules",
+            "add",
+            "--slot",
+            &small,
+            "--rule-id",
+            "1",
+            "--value",
+            "solo",
+            "--no-notify",
+        ]),
+        0,
+    );
     let _: () = redis()
-        .hset_multiple(format!("traptor-{small}:2"), &[("rule_id", "2"), ("value", "a,b")])
+        .hset_multiple(
+            format!("traptor-{small}:2"),
+            &[("rule_id", "2"), ("value", "a,b")],
+        )
         .unwrap();
 
     let key = |n: u32| {
@@ -444,11 +719,24 @@ fn plan_shows_the_split_of_an_over_limit_slot_and_the_rules_left_out() {
     assert_eq!(row(&big), [big.as_str(), "key-1", "400", "400"]);
     assert_eq!(row(&small), [small.as_str(), "key-2", "1", "1"]);
     assert!(text.contains("rules left out: 1"), "{text}");
-    assert!(text.contains(&format!("{big}: 1 rule(s) (ids 401)")), "{text}");
+    assert!(
+        text.contains(&format!("{big}: 1 rule(s) (ids 401)")),
+        "{text}"
+    );
     assert!(text.contains("extra connection (part 1)"), "{text}");
-    assert!(text.contains(&format!("rule 2 (traptor-{small}:2)")) && text.contains("comma"), "{text}");
+    assert!(
+        text.contains(&format!("rule 2 (traptor-{small}:2)")) && text.contains("comma"),
+        "{text}"
+    );
 
-    let output = traptor(&["plan", "--config", &config, "--redis", &redis_flag, "--json"]);
+    let output = traptor(&[
+        "plan",
+        "--config",
+        &config,
+        "--redis",
+        &redis_flag,
+        "--json",
+    ]);
     assert_exit(&output, 0);
     let plan: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(plan["connections"].as_array().unwrap().len(), 2);

@@ -1,13 +1,13 @@
 //! Wiring: everything one `traptor-supervisor` process runs, built from a [`ClusterConfig`].
 //!
 //! Start order: writer, heartbeat (Redis rules only), supervisor with its stream spawner, then
-//! the rule source, whose first snapshot makes the supervisor start the streams. Stop order on
-//! SIGTERM/SIGINT: streams (bounded), then a bounded flush of the writer. A second signal
-//! exits at once with a non-zero status.
+//! the rule source, whose first snapshot makes the supervisor start the streams, then the status
+//! endpoint. Stop order on SIGTERM/SIGINT: streams (bounded), then a bounded flush of the
+//! writer, then the status endpoint. A second signal exits at once with a non-zero status.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use traptor_core::oauth::Credentials;
@@ -19,6 +19,7 @@ use crate::heartbeat::{Heartbeat, HeartbeatSettings, StreamingSlots};
 use crate::messages::WriteBatch;
 use crate::rules_file::{load_rules_file, RulesFile, RulesFileError};
 use crate::sinks::start_writer;
+use crate::status::{RulesSourceView, StatusServer, StatusSources, StreamRegistry};
 use crate::stream::{ClientSettings, Pacer, PacingConfig, StreamActor, StreamSpec, TlsConfig};
 use crate::supervisor::children::{ChildHandle, ChildSpec, SpawnStream};
 use crate::supervisor::{ArbiterPool, Shutdown, Supervisor, SupervisorSettings};
@@ -104,6 +105,7 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
 
     let pool = Arc::new(ArbiterPool::new(0));
     let spawner = StreamSpawner::new(&config, writer.batches.clone(), Arc::clone(&pool))?;
+    let streams = spawner.registry.clone();
     let mut settings =
         SupervisorSettings::new(config.keys.iter().map(|k| k.name.clone()).collect());
     settings.status_interval = match config.log.status_interval_secs {
@@ -125,7 +127,7 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
         changed: supervisor.clone().recipient(),
         snapshot: supervisor.clone().recipient(),
     };
-    let source = match &config.rules {
+    let (source, rules_view) = match &config.rules {
         RulesConfig::Redis => {
             let mut settings = WatcherSettings::new(
                 config.redis.url.clone(),
@@ -133,12 +135,31 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
             );
             settings.resync_interval = config.redis.resync_interval();
             settings.wanted = wanted;
-            RuleSource::Redis(RuleWatcher::new(settings, targets).start())
+            let view = RulesSourceView::redis(&settings);
+            (
+                RuleSource::Redis(RuleWatcher::new(settings, targets).start()),
+                view,
+            )
         }
         RulesConfig::File { path } => {
-            RuleSource::File(RulesFile::new(path.clone(), wanted, targets).start())
+            let view = RulesSourceView::file(path);
+            (
+                RuleSource::File(RulesFile::new(path.clone(), wanted, targets).start()),
+                view,
+            )
         }
     };
+    let status_sources = StatusSources {
+        supervisor: supervisor.clone().recipient(),
+        streams,
+        writer: Some(writer.clone()),
+        rules: rules_view,
+        started_at: SystemTime::now(),
+    };
+    // Collecting matters more than being watched: a busy port is logged, not fatal.
+    let status_server = StatusServer::start(&config.status.listen, status_sources)
+        .map_err(|e| tracing::error!("{e}; running without the status endpoint"))
+        .ok();
 
     let signal = tokio::select! {
         signal = signals.next() => signal,
@@ -176,6 +197,9 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
     } else {
         tracing::info!("all records delivered; stopped cleanly");
     }
+    if let Some(server) = status_server {
+        server.stop().await;
+    }
     pool.stop();
     Ok(ExitReason::Signal {
         signal,
@@ -203,6 +227,8 @@ struct StreamSpawner {
     writer: Recipient<WriteBatch>,
     pacer: Arc<Pacer>,
     pool: Arc<ArbiterPool>,
+    /// Every started stream's counters, for the status endpoint.
+    registry: StreamRegistry,
 }
 
 impl StreamSpawner {
@@ -238,6 +264,7 @@ impl StreamSpawner {
             writer,
             pacer,
             pool,
+            registry: StreamRegistry::default(),
         })
     }
 }
@@ -249,6 +276,7 @@ impl SpawnStream for StreamSpawner {
             .get(&spec.key_name)
             .cloned()
             .ok_or_else(|| format!("no API key named {:?} in the config", spec.key_name))?;
+        let (connection, key_name) = (spec.id.clone(), spec.key_name.clone());
         let mut stream = StreamSpec::new(
             spec.id,
             spec.key_name,
@@ -268,6 +296,8 @@ impl SpawnStream for StreamSpawner {
             Arc::clone(&self.pacer),
         )
         .map_err(|e| e.to_string())?;
+        self.registry
+            .register(&connection, &key_name, Arc::clone(&handle.stats));
         let stats = handle.stats;
         Ok(ChildHandle {
             update: handle.addr.clone().recipient(),

@@ -16,4 +16,5 @@ pub mod watcher;
 pub mod rules_file;
 pub mod rule_store;
 pub mod supervisor;
+pub mod status;
 pub mod app;

@@ -92,7 +92,11 @@ pub fn rule_key(slot: &SlotId, rule_id: &str) -> String {
 /// ignore it, which hides a misfiled rule).
 pub fn validate_for_slot(slot: &SlotId, fields: Vec<(String, String)>) -> Result<Rule, RuleError> {
     let rule = parse_rule(fields, Some(slot.stream_type))?;
-    if let Some(declared) = rule.field("rule_type").map(str::trim).filter(|t| !t.is_empty()) {
+    if let Some(declared) = rule
+        .field("rule_type")
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         match declared.parse::<traptor_core::StreamType>() {
             Ok(t) if t == slot.stream_type => {}
             Ok(t) => {
@@ -131,17 +135,35 @@ pub struct Storable {
 
 /// Validates fields for storing in `slot`: as [`validate_for_slot`], except that a rule whose
 /// only problem is a status other than `active` is accepted (that is how a rule is paused).
-pub fn validate_for_storage(slot: &SlotId, fields: Vec<(String, String)>) -> Result<Storable, RuleError> {
+pub fn validate_for_storage(
+    slot: &SlotId,
+    fields: Vec<(String, String)>,
+) -> Result<Storable, RuleError> {
     match validate_for_slot(slot, fields.clone()) {
-        Ok(rule) => Ok(Storable { rule, inactive: None }),
-        Err(RuleError { problem: RuleProblem::Inactive(status), .. }) => {
+        Ok(rule) => Ok(Storable {
+            rule,
+            inactive: None,
+        }),
+        Err(RuleError {
+            problem: RuleProblem::Inactive(status),
+            ..
+        }) => {
             let as_active = fields
                 .iter()
-                .map(|(k, v)| if k == "status" { (k.clone(), "active".to_owned()) } else { (k.clone(), v.clone()) })
+                .map(|(k, v)| {
+                    if k == "status" {
+                        (k.clone(), "active".to_owned())
+                    } else {
+                        (k.clone(), v.clone())
+                    }
+                })
                 .collect();
             let mut rule = validate_for_slot(slot, as_active)?;
             rule.fields = fields;
-            Ok(Storable { rule, inactive: Some(status) })
+            Ok(Storable {
+                rule,
+                inactive: Some(status),
+            })
         }
         Err(error) => Err(error),
     }
@@ -161,7 +183,10 @@ pub async fn scan_hashes<C: ConnectionLike>(
             Some(slot) if wanted(&slot) => Some((key, slot)),
             Some(_) => None,
             None => {
-                tracing::debug!(key, "ignoring a traptor-* key that is not traptor-<type>:<id>:<rule>");
+                tracing::debug!(
+                    key,
+                    "ignoring a traptor-* key that is not traptor-<type>:<id>:<rule>"
+                );
                 None
             }
         })
@@ -170,7 +195,10 @@ pub async fn scan_hashes<C: ConnectionLike>(
 }
 
 /// The rule hashes of one slot, valid or not, in rule-id order.
-pub async fn slot_hashes<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisResult<Vec<StoredHash>> {
+pub async fn slot_hashes<C: ConnectionLike>(
+    con: &mut C,
+    slot: &SlotId,
+) -> RedisResult<Vec<StoredHash>> {
     let pattern = format!("{}*", glob_escape(&slot.rule_key_prefix()));
     let keys = scan_keys(con, &pattern)
         .await?
@@ -193,14 +221,21 @@ pub async fn load_all<C: ConnectionLike>(
 /// One slot's rules (an empty set when it has none).
 pub async fn load_slot<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisResult<RuleSet> {
     let hashes = slot_hashes(con, slot).await?;
-    Ok(group_into_rule_sets(hashes).remove(slot).unwrap_or_default())
+    Ok(group_into_rule_sets(hashes)
+        .remove(slot)
+        .unwrap_or_default())
 }
 
 /// Parses stored hashes into one [`RuleSet`] per slot; errors name the key.
 pub fn group_into_rule_sets(hashes: Vec<StoredHash>) -> BTreeMap<SlotId, RuleSet> {
-    let mut by_slot: BTreeMap<SlotId, Vec<(Option<String>, Vec<(String, String)>)>> = BTreeMap::new();
+    // Per slot: (key, fields) pairs, the input shape of `RuleSet::from_hashes`.
+    type Sourced = (Option<String>, Vec<(String, String)>);
+    let mut by_slot: BTreeMap<SlotId, Vec<Sourced>> = BTreeMap::new();
     for hash in hashes {
-        by_slot.entry(hash.slot).or_default().push((Some(hash.key), hash.fields));
+        by_slot
+            .entry(hash.slot)
+            .or_default()
+            .push((Some(hash.key), hash.fields));
     }
     by_slot
         .into_iter()
@@ -226,7 +261,10 @@ pub async fn put_rule<C: ConnectionLike>(
 /// (an older hash of the same key is replaced, not merged). Other keys of the same slot that
 /// hold one of these rule ids are deleted in the same transaction. Writes go in batches, each
 /// one `MULTI`/`EXEC`. Does not notify: call [`notify`] for each of `report.slots`.
-pub async fn put_rules<C: ConnectionLike>(con: &mut C, rules: &[(SlotId, Rule)]) -> RedisResult<PutReport> {
+pub async fn put_rules<C: ConnectionLike>(
+    con: &mut C,
+    rules: &[(SlotId, Rule)],
+) -> RedisResult<PutReport> {
     let mut report = PutReport::default();
     // Keys by (slot, rule id) already stored, to find copies under other key names.
     let mut existing: BTreeMap<(SlotId, String), Vec<String>> = BTreeMap::new();
@@ -236,7 +274,10 @@ pub async fn put_rules<C: ConnectionLike>(con: &mut C, rules: &[(SlotId, Rule)])
         for hash in slot_hashes(con, slot).await? {
             existing_keys.insert(hash.key.clone());
             if let Some(id) = hash.rule_id() {
-                existing.entry((slot.clone(), id.to_owned())).or_default().push(hash.key);
+                existing
+                    .entry((slot.clone(), id.to_owned()))
+                    .or_default()
+                    .push(hash.key);
             }
         }
     }
@@ -272,7 +313,11 @@ pub async fn put_rules<C: ConnectionLike>(con: &mut C, rules: &[(SlotId, Rule)])
 
 /// Deletes a slot's rule: the key `traptor-<type>:<id>:<rule_id>` and any other key of the
 /// slot whose `rule_id` field is `rule_id`. Returns the keys deleted (empty: no such rule).
-pub async fn remove_rule<C: ConnectionLike>(con: &mut C, slot: &SlotId, rule_id: &str) -> RedisResult<Vec<String>> {
+pub async fn remove_rule<C: ConnectionLike>(
+    con: &mut C,
+    slot: &SlotId,
+    rule_id: &str,
+) -> RedisResult<Vec<String>> {
     let rule_id = rule_id.trim();
     let direct = rule_key(slot, rule_id);
     let keys: Vec<String> = slot_hashes(con, slot)
@@ -294,7 +339,11 @@ pub async fn remove_rule<C: ConnectionLike>(con: &mut C, slot: &SlotId, rule_id:
 
 /// Publishes `<type>:<id>` on `channel`, as running supervisors (and original traptors)
 /// expect after a slot's rules change. Returns how many subscribers received it.
-pub async fn notify<C: ConnectionLike>(con: &mut C, channel: &str, slot: &SlotId) -> RedisResult<u64> {
+pub async fn notify<C: ConnectionLike>(
+    con: &mut C,
+    channel: &str,
+    slot: &SlotId,
+) -> RedisResult<u64> {
     redis::cmd("PUBLISH")
         .arg(channel)
         .arg(slot.to_string())
@@ -336,7 +385,10 @@ async fn scan_keys<C: ConnectionLike>(con: &mut C, pattern: &str) -> RedisResult
 
 /// HGETALL of each key, pipelined, in slot then rule-id order. A key that is not a hash of
 /// strings is skipped with a warning; a key deleted since the scan is simply gone.
-async fn read_hashes<C: ConnectionLike>(con: &mut C, keys: Vec<(String, SlotId)>) -> RedisResult<Vec<StoredHash>> {
+async fn read_hashes<C: ConnectionLike>(
+    con: &mut C,
+    keys: Vec<(String, SlotId)>,
+) -> RedisResult<Vec<StoredHash>> {
     let mut hashes = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(BATCH) {
         let mut pipe = redis::pipe();
@@ -348,8 +400,15 @@ async fn read_hashes<C: ConnectionLike>(con: &mut C, keys: Vec<(String, SlotId)>
         for ((key, slot), result) in chunk.iter().zip(results) {
             match result {
                 Ok(fields) if fields.is_empty() => {}
-                Ok(fields) => hashes.push(StoredHash { key: key.clone(), slot: slot.clone(), fields }),
-                Err(e) => tracing::warn!(key, "skipping a rule key that cannot be read as a hash of strings: {e}"),
+                Ok(fields) => hashes.push(StoredHash {
+                    key: key.clone(),
+                    slot: slot.clone(),
+                    fields,
+                }),
+                Err(e) => tracing::warn!(
+                    key,
+                    "skipping a rule key that cannot be read as a hash of strings: {e}"
+                ),
             }
         }
     }
@@ -390,11 +449,18 @@ mod tests {
     use traptor_core::StreamType;
 
     fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn hash(key: &str, pairs: &[(&str, &str)]) -> StoredHash {
-        StoredHash { key: key.into(), slot: SlotId::from_rule_key(key).unwrap(), fields: fields(pairs) }
+        StoredHash {
+            key: key.into(),
+            slot: SlotId::from_rule_key(key).unwrap(),
+            fields: fields(pairs),
+        }
     }
 
     #[test]
@@ -406,29 +472,56 @@ mod tests {
     #[test]
     fn a_rule_type_that_contradicts_the_slot_is_refused() {
         let slot = SlotId::new(StreamType::Follow, "0");
-        let error = validate_for_slot(&slot, fields(&[("rule_id", "1"), ("value", "42"), ("rule_type", "track")]))
-            .unwrap_err()
-            .to_string();
-        assert!(error.contains("rule_type \"track\"") && error.contains("follow slot"), "{error}");
-        let error = validate_for_slot(&slot, fields(&[("rule_id", "1"), ("value", "42"), ("rule_type", "tweets")]))
-            .unwrap_err()
-            .to_string();
+        let error = validate_for_slot(
+            &slot,
+            fields(&[("rule_id", "1"), ("value", "42"), ("rule_type", "track")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("rule_type \"track\"") && error.contains("follow slot"),
+            "{error}"
+        );
+        let error = validate_for_slot(
+            &slot,
+            fields(&[("rule_id", "1"), ("value", "42"), ("rule_type", "tweets")]),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("unknown type"), "{error}");
-        assert!(validate_for_slot(&slot, fields(&[("rule_id", "1"), ("value", "42"), ("rule_type", "follow")])).is_ok());
+        assert!(validate_for_slot(
+            &slot,
+            fields(&[("rule_id", "1"), ("value", "42"), ("rule_type", "follow")])
+        )
+        .is_ok());
     }
 
     #[test]
     fn a_paused_rule_may_be_stored_but_an_invalid_paused_rule_may_not() {
         let slot = SlotId::new(StreamType::Track, "0");
-        let storable =
-            validate_for_storage(&slot, fields(&[("rule_id", "1"), ("value", "happy"), ("status", "paused")])).unwrap();
+        let storable = validate_for_storage(
+            &slot,
+            fields(&[("rule_id", "1"), ("value", "happy"), ("status", "paused")]),
+        )
+        .unwrap();
         assert_eq!(storable.inactive.as_deref(), Some("paused"));
-        assert_eq!(storable.rule.field("status"), Some("paused"), "the stored hash keeps its status");
-        assert!(validate_for_slot(&slot, storable.rule.fields.clone()).is_err(), "the supervisor does not collect it");
-        let error = validate_for_storage(&slot, fields(&[("rule_id", "1"), ("value", "a,b"), ("status", "paused")]))
-            .unwrap_err();
+        assert_eq!(
+            storable.rule.field("status"),
+            Some("paused"),
+            "the stored hash keeps its status"
+        );
+        assert!(
+            validate_for_slot(&slot, storable.rule.fields.clone()).is_err(),
+            "the supervisor does not collect it"
+        );
+        let error = validate_for_storage(
+            &slot,
+            fields(&[("rule_id", "1"), ("value", "a,b"), ("status", "paused")]),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("comma"), "{error}");
-        let active = validate_for_storage(&slot, fields(&[("rule_id", "1"), ("value", "happy")])).unwrap();
+        let active =
+            validate_for_storage(&slot, fields(&[("rule_id", "1"), ("value", "happy")])).unwrap();
         assert_eq!(active.inactive, None);
     }
 
@@ -442,28 +535,48 @@ mod tests {
         ];
         sort_hashes(&mut hashes);
         let keys: Vec<_> = hashes.iter().map(|h| h.key.as_str()).collect();
-        assert_eq!(keys, ["traptor-track:0:9", "traptor-track:0:10", "traptor-track:0:x", "traptor-track:1:1"]);
+        assert_eq!(
+            keys,
+            [
+                "traptor-track:0:9",
+                "traptor-track:0:10",
+                "traptor-track:0:x",
+                "traptor-track:1:1"
+            ]
+        );
     }
 
     #[test]
     fn grouping_keeps_bad_rules_as_errors_named_by_key() {
         let sets = group_into_rule_sets(vec![
-            hash("traptor-follow:0:1", &[("rule_id", "1"), ("value", "17919972")]),
+            hash(
+                "traptor-follow:0:1",
+                &[("rule_id", "1"), ("value", "17919972")],
+            ),
             hash("traptor-follow:0:2", &[("rule_id", "2"), ("value", "cnn")]),
         ]);
         let set = &sets[&SlotId::new(StreamType::Follow, "0")];
         assert_eq!(set.rules.len(), 1);
-        assert!(set.errors[0].to_string().contains("traptor-follow:0:2"), "{:?}", set.errors);
+        assert!(
+            set.errors[0].to_string().contains("traptor-follow:0:2"),
+            "{:?}",
+            set.errors
+        );
     }
 
     #[test]
     fn stored_hash_validation_names_the_key() {
-        let error = hash("traptor-track:0:5", &[("rule_id", "5"), ("value", "a,b")]).validate().unwrap_err();
+        let error = hash("traptor-track:0:5", &[("rule_id", "5"), ("value", "a,b")])
+            .validate()
+            .unwrap_err();
         assert_eq!(error.source.as_deref(), Some("traptor-track:0:5"));
     }
 
     #[test]
     fn glob_specials_are_escaped() {
-        assert_eq!(glob_escape("traptor-track:a*[b]?\\:"), "traptor-track:a\\*\\[b\\]\\?\\\\:");
+        assert_eq!(
+            glob_escape("traptor-track:a*[b]?\\:"),
+            "traptor-track:a\\*\\[b\\]\\?\\\\:"
+        );
     }
 }

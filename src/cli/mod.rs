@@ -40,6 +40,8 @@ commands! {
     Plan => plan,
     /// Run the Twitter v1.1 streaming-API emulator (test double, load generator, demo source).
     Firehose => firehose,
+    /// Show how a running traptor-supervisor is doing (from its [status] endpoint).
+    Status => status,
 }
 
 /// traptor collects Twitter-style streams driven by Redis rules and writes enriched tweets to

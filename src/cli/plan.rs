@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
 
-    /// Read the rules from this Redis instead of the config's [redis] url.
+    /// Read the rules from this Redis, instead of the config's [redis] url or rules file.
     #[arg(long = "redis", value_name = "URL")]
     pub redis_url: Option<String>,
 
@@ -36,14 +36,19 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = ClusterConfig::load(&args.config)?;
     let (source, loaded) = load_rules(&config, args.redis_url.as_deref())?;
-    let slots: BTreeMap<SlotId, Vec<Rule>> =
-        loaded.iter().map(|(slot, set)| (slot.clone(), set.rules.clone())).collect();
+    let slots: BTreeMap<SlotId, Vec<Rule>> = loaded
+        .iter()
+        .map(|(slot, set)| (slot.clone(), set.rules.clone()))
+        .collect();
     let keys: Vec<String> = config.key_names().into_iter().map(str::to_owned).collect();
     let planned = plan(&slots, &keys, None);
     let errors: Vec<&RuleError> = loaded.values().flat_map(|set| &set.errors).collect();
 
     if args.json {
-        write_stdout(&format!("{}\n", to_json(&source, &keys, &loaded, &planned, &errors)))?;
+        write_stdout(&format!(
+            "{}\n",
+            to_json(&source, &keys, &loaded, &planned, &errors)
+        ))?;
         return Ok(ExitCode::SUCCESS);
     }
     let rules: usize = slots.values().map(Vec::len).sum();
@@ -57,7 +62,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     out.push_str(&planned.summary());
     if !errors.is_empty() {
-        out.push_str(&format!("rules not collected (invalid or paused): {}\n", errors.len()));
+        out.push_str(&format!(
+            "rules not collected (invalid or paused): {}\n",
+            errors.len()
+        ));
         for error in errors {
             out.push_str(&format!("  {error}\n"));
         }
@@ -76,7 +84,13 @@ fn load_rules(
     match (&config.rules, redis_override) {
         (RulesConfig::File { path }, None) => {
             let loaded = load_rules_file(path)?;
-            Ok((path.display().to_string(), loaded.into_iter().filter(|(slot, _)| wanted(slot)).collect()))
+            Ok((
+                path.display().to_string(),
+                loaded
+                    .into_iter()
+                    .filter(|(slot, _)| wanted(slot))
+                    .collect(),
+            ))
         }
         (_, flag) => {
             let url = flag.unwrap_or(&config.redis.url).to_owned();

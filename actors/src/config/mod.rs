@@ -24,7 +24,7 @@ pub use keys::ApiKey;
 pub use sections::{
     redact_url_password, Compression, EmulatorConfig, HeartbeatConfig, KafkaConfig, LogConfig,
     LogFormat, ProducerOptions, RedisConfig, RulesConfig, RulesSourceKind, SinkConfig, SinkKind,
-    StatusConfig, StreamConfig,
+    SpoolConfig, StatusConfig, StreamConfig,
 };
 
 /// A loaded, validated cluster configuration.

@@ -141,7 +141,46 @@ pub struct KafkaConfig {
     /// Records accepted but not yet acknowledged by Kafka before the writer stops accepting more.
     pub max_in_flight_records: usize,
     /// Delivery attempts per record before it is given up (logged at error); 0 = never give up.
+    /// With a spool, a record is spooled instead of given up.
     pub max_delivery_attempts: u32,
+    /// `[kafka.spool]`: where records wait on disk when Kafka is down for longer than the
+    /// producer can hold them.
+    pub spool: SpoolConfig,
+}
+
+/// `[kafka.spool]`: a bounded on-disk queue in front of the producer, so an outage longer than
+/// the in-flight bound costs disk space instead of records (see `crate::sinks::spool`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Directory of the segment files; `None` = no spool (records wait in memory only).
+    /// Relative paths are relative to the config file's directory.
+    pub dir: Option<PathBuf>,
+    /// Most bytes the spool may hold on disk; when full, the writer waits (never drops).
+    pub max_bytes: u64,
+    /// Size at which a segment file is closed and a new one started; a segment is deleted
+    /// once every record in it has been delivered.
+    pub segment_bytes: u64,
+    /// How long the in-flight bound may stay reached before new records go to the spool
+    /// instead of making the streams wait.
+    pub spill_after_ms: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            dir: None,
+            max_bytes: 1 << 30,
+            segment_bytes: 16 << 20,
+            spill_after_ms: 5_000,
+        }
+    }
+}
+
+impl SpoolConfig {
+    pub fn spill_after(&self) -> Duration {
+        Duration::from_millis(self.spill_after_ms)
+    }
 }
 
 impl Default for KafkaConfig {
@@ -155,6 +194,7 @@ impl Default for KafkaConfig {
             producer: ProducerOptions::default(),
             max_in_flight_records: 100_000,
             max_delivery_attempts: 10,
+            spool: SpoolConfig::default(),
         }
     }
 }

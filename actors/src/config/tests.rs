@@ -339,3 +339,45 @@ fn the_demo_rules_load_without_errors() {
     }
     assert!(config.keys.len() >= slots.len(), "one key per demo connection");
 }
+
+#[test]
+fn the_spool_is_off_unless_a_directory_is_given() {
+    let config = parse(&minimal("")).unwrap();
+    assert_eq!(config.kafka.spool, SpoolConfig::default());
+    assert_eq!(config.kafka.spool.dir, None);
+    assert_eq!(config.kafka.spool.max_bytes, 1 << 30);
+}
+
+#[test]
+fn the_spool_directory_is_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[kafka]\nbootstrap_servers = \"k:9092\"\n[kafka.spool]\ndir = \"spool\"\n\
+         max_bytes = 10485760\nsegment_bytes = 1048576\nspill_after_ms = 250\n{KEY}"
+    );
+    // The key's secrets come from variables this test does not set: write them literally.
+    let text = text
+        .replace("${K1_CONSUMER_SECRET}", "cs")
+        .replace("${K1_TOKEN_SECRET}", "ts");
+    let path = write_config(dir.path(), "c.toml", &text, 0o600);
+    let spool = ClusterConfig::load(&path).unwrap().kafka.spool;
+    assert_eq!(spool.dir, Some(dir.path().join("spool")));
+    assert_eq!((spool.max_bytes, spool.segment_bytes), (10 << 20, 1 << 20));
+    assert_eq!(spool.spill_after(), std::time::Duration::from_millis(250));
+}
+
+#[test]
+fn spool_limits_that_cannot_hold_a_record_are_refused() {
+    let kafka = |spool: &str| {
+        format!("[kafka]\nbootstrap_servers = \"${{BROKERS}}\"\n[kafka.spool]\ndir = \"/s\"\n{spool}\n{KEY}")
+    };
+    let message = parse_err(&kafka("segment_bytes = 100"));
+    assert!(message.contains("kafka.spool.segment_bytes"), "{message}");
+    let message = parse_err(&kafka("max_bytes = 8192\nsegment_bytes = 4096"));
+    assert!(message.contains("kafka.spool.max_bytes"), "{message}");
+    assert!(message.contains("max_frame_bytes"), "{message}");
+    let message = parse_err(&kafka("max_bytes = 4096\nsegment_bytes = 8192"));
+    assert!(message.contains("segment_bytes"), "{message}");
+    let message = parse_err(&kafka("dir2 = \"x\""));
+    assert!(message.contains("dir2"), "{message}");
+}

@@ -37,12 +37,14 @@ pub(crate) fn build(origin: &Origin<'_>, env: EnvLookup<'_>) -> Result<Built, Co
     let rules = checker.rules(&raw)?;
     checker.values(&raw, &sink)?;
 
+    let mut kafka = raw.kafka;
+    kafka.spool.dir = kafka.spool.dir.map(|path| resolve(origin, &path));
     let mut stream = raw.stream;
     stream.ca_file = stream.ca_file.map(|path| resolve(origin, &path));
     Ok(Built {
         config: ClusterConfig {
             redis: raw.redis,
-            kafka: raw.kafka,
+            kafka,
             stream,
             keys,
             slots,
@@ -261,6 +263,7 @@ impl Checker<'_, '_> {
             "kafka",
             "dead_letter_topic",
         )?;
+        self.interp_path(&mut kafka.spool.dir, env, "kafka.spool", "dir")?;
         for (name, value) in kafka.producer.0.iter_mut() {
             self.interp(value, env, "kafka.producer", None, name)?;
         }
@@ -375,6 +378,43 @@ impl Checker<'_, '_> {
             ));
         }
         Ok(SlotSelection::Only(parsed))
+    }
+
+    /// `[kafka.spool]` limits that let every record the streams may produce fit on disk.
+    fn spool(&self, spool: &super::SpoolConfig, max_frame_bytes: usize) -> Result<(), ConfigError> {
+        if spool.dir.as_ref().is_some_and(|dir| dir.as_os_str().is_empty()) {
+            return Err(self.invalid(
+                "kafka.spool",
+                None,
+                "dir",
+                "is empty: name a directory, or leave `dir` out to run without a spool",
+            ));
+        }
+        if spool.segment_bytes < 4096 {
+            return Err(self.invalid("kafka.spool", None, "segment_bytes", "must be at least 4096"));
+        }
+        if spool.max_bytes < spool.segment_bytes {
+            return Err(self.invalid(
+                "kafka.spool",
+                None,
+                "max_bytes",
+                format!("must be at least segment_bytes ({})", spool.segment_bytes),
+            ));
+        }
+        // A record, its key, topic and headers must fit, or it could never be spooled.
+        let largest_record = max_frame_bytes as u64 + 64 * 1024;
+        if spool.max_bytes < largest_record {
+            return Err(self.invalid(
+                "kafka.spool",
+                None,
+                "max_bytes",
+                format!(
+                    "must be at least {largest_record} so the largest record \
+                     (stream.max_frame_bytes plus its key, topic and headers) fits"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn sink(&self, raw: &RawConfig) -> Result<SinkConfig, ConfigError> {
@@ -493,6 +533,7 @@ impl Checker<'_, '_> {
                 "kafka",
                 "max_in_flight_records",
             )?;
+            self.spool(&raw.kafka.spool, raw.stream.max_frame_bytes)?;
         }
 
         let stream = &raw.stream;

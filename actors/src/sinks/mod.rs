@@ -7,6 +7,7 @@
 
 mod kafka;
 mod lines;
+mod spool;
 mod stats;
 mod writer;
 

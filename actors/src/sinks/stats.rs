@@ -19,7 +19,18 @@ pub struct WriterStats {
     /// abandoned at shutdown); each is logged at error level.
     given_up: AtomicU64,
     /// Accepted but not yet delivered nor given up (held by the producer or awaiting a retry).
+    /// Records in the spool are not in flight: they are on disk, not in memory.
     in_flight: AtomicI64,
+    /// Records written to the spool (new records while Kafka was down, or records the
+    /// producer failed to deliver).
+    spooled: AtomicU64,
+    /// Records read back from the spool and handed to the producer (including records an
+    /// earlier run spooled).
+    replayed: AtomicU64,
+    /// Records in the spool not yet delivered (including an earlier run's).
+    spool_records: AtomicU64,
+    /// Bytes of the spool's files on disk.
+    spool_bytes: AtomicU64,
     /// What the Kafka producer last said about its brokers (unused by other sinks).
     kafka: KafkaHealth,
 }
@@ -78,6 +89,10 @@ pub struct WriterStatsSnapshot {
     pub retried: u64,
     pub given_up: u64,
     pub in_flight: u64,
+    pub spooled: u64,
+    pub replayed: u64,
+    pub spool_records: u64,
+    pub spool_bytes: u64,
 }
 
 impl WriterStats {
@@ -89,6 +104,10 @@ impl WriterStats {
             retried: self.retried.load(Ordering::Relaxed),
             given_up: self.given_up.load(Ordering::Relaxed),
             in_flight: self.in_flight(),
+            spooled: self.spooled.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            spool_records: self.spool_records.load(Ordering::Relaxed),
+            spool_bytes: self.spool_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -124,6 +143,24 @@ impl WriterStats {
         self.record_given_up(1);
     }
 
+    /// `n` records left memory for the spool.
+    pub(crate) fn record_spooled(&self, n: u64) {
+        self.spooled.fetch_add(n, Ordering::Relaxed);
+        self.in_flight.fetch_sub(n as i64, Ordering::AcqRel);
+    }
+
+    /// `n` records came back from the spool into the producer.
+    pub(crate) fn record_replayed(&self, n: u64) {
+        self.replayed.fetch_add(n, Ordering::Relaxed);
+        self.in_flight.fetch_add(n as i64, Ordering::AcqRel);
+    }
+
+    /// The spool now holds `records` undelivered records in `bytes` bytes of files.
+    pub(crate) fn set_spool(&self, records: u64, bytes: u64) {
+        self.spool_records.store(records, Ordering::Relaxed);
+        self.spool_bytes.store(bytes, Ordering::Relaxed);
+    }
+
     /// Records given up without a delivery attempt failing (e.g. refused at enqueue, or
     /// abandoned at shutdown).
     pub(crate) fn record_given_up(&self, n: u64) {
@@ -144,6 +181,9 @@ mod tests {
         stats.record_retry();
         stats.record_failed_for_good();
         stats.record_given_up(1);
+        stats.record_spooled(1);
+        stats.record_replayed(1);
+        stats.set_spool(1, 100);
         let snapshot = stats.snapshot();
         assert_eq!(
             snapshot,
@@ -153,7 +193,11 @@ mod tests {
                 failed: 2,
                 retried: 1,
                 given_up: 2,
-                in_flight: 1
+                in_flight: 1,
+                spooled: 1,
+                replayed: 1,
+                spool_records: 1,
+                spool_bytes: 100,
             }
         );
     }

@@ -46,28 +46,48 @@ pub fn render(report: &StatusReport) -> String {
 
 fn process(f: &mut Families, report: &StatusReport) {
     let none: &[(&str, &str)] = &[];
-    f.gauge("traptor_build_info", "traptor's version, as a label; always 1.")
-        .sample(&[("version", &report.version)], 1);
-    f.gauge("traptor_start_time_seconds", "When the process started, in Unix seconds.")
-        .sample(none, report.started_at);
+    f.gauge(
+        "traptor_build_info",
+        "traptor's version, as a label; always 1.",
+    )
+    .sample(&[("version", &report.version)], 1u64);
+    f.gauge(
+        "traptor_start_time_seconds",
+        "When the process started, in Unix seconds.",
+    )
+    .sample(none, report.started_at);
     f.gauge("traptor_ready", "1 when /readyz answers 200, else 0.")
         .sample(none, u64::from(report.ready.ready));
-    f.gauge("traptor_connections_planned", "Connections in the current plan.")
-        .sample(none, report.connections.len());
-    f.gauge("traptor_rules_left_out", "Rules not on any connection (over a connection's limits or without a key).")
-        .sample(none, report.rules_left_out.len());
-    f.gauge("traptor_slots_without_key", "Slots that have rules but no API key to run them.")
-        .sample(none, report.slots_without_key.len());
-    f.gauge("traptor_unused_keys", "Configured API keys that no connection uses.")
-        .sample(none, report.unused_keys.len());
-    f.gauge("traptor_rule_errors", "Rules that could not be loaded at all.")
-        .sample(none, report.rule_errors.len());
+    f.gauge(
+        "traptor_connections_planned",
+        "Connections in the current plan.",
+    )
+    .sample(none, report.connections.len());
+    f.gauge(
+        "traptor_rules_left_out",
+        "Rules not on any connection (over a connection's limits or without a key).",
+    )
+    .sample(none, report.rules_left_out.len());
+    f.gauge(
+        "traptor_slots_without_key",
+        "Slots that have rules but no API key to run them.",
+    )
+    .sample(none, report.slots_without_key.len());
+    f.gauge(
+        "traptor_unused_keys",
+        "Configured API keys that no connection uses.",
+    )
+    .sample(none, report.unused_keys.len());
+    f.gauge(
+        "traptor_rule_errors",
+        "Rules that could not be loaded at all.",
+    )
+    .sample(none, report.rule_errors.len());
 }
 
 fn stream(f: &mut Families, c: &ConnectionReport) {
     let part = c.part.to_string();
-    let labels: [(&'static str, &str); 3] =
-        [("slot", &c.slot), ("part", &part), ("key", &c.key)];
+    let labels: [(&'static str, &str); 3] = [("slot", &c.slot), ("part", &part), ("key", &c.key)];
     let with = |name: &'static str, value: &str| {
         let mut all = labels.to_vec();
         all.push((name, value));
@@ -77,59 +97,111 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
             .collect::<Vec<(&'static str, String)>>()
     };
 
-    let states = f.gauge("traptor_stream_state", "1 for the connection's current state, 0 for the others.");
+    let states = f.gauge(
+        "traptor_stream_state",
+        "1 for the connection's current state, 0 for the others.",
+    );
     for state in CONNECTION_STATES {
         states.sample(&with("state", state), u64::from(c.state == state));
     }
     if !CONNECTION_STATES.contains(&c.state.as_str()) {
-        states.sample(&with("state", &c.state), 1);
+        states.sample(&with("state", &c.state), 1u64);
     }
     if let Some(since) = c.state_since {
-        f.gauge("traptor_stream_state_change_timestamp_seconds", "When the connection entered its current state, in Unix seconds.")
-            .sample(&labels, since);
+        f.gauge(
+            "traptor_stream_state_change_timestamp_seconds",
+            "When the connection entered its current state, in Unix seconds.",
+        )
+        .sample(&labels, since);
     }
-    f.gauge("traptor_stream_rules", "Rules on the connection.").sample(&labels, c.rules);
-    f.gauge("traptor_stream_filter_terms", "Filter terms (phrases, ids or boxes) sent for the connection.")
-        .sample(&labels, c.terms);
-    f.counter("traptor_stream_restarts_total", "Restarts of the connection's stream after it died unexpectedly.")
-        .sample(&labels, c.restarts);
+    f.gauge("traptor_stream_rules", "Rules on the connection.")
+        .sample(&labels, c.rules);
+    f.gauge(
+        "traptor_stream_filter_terms",
+        "Filter terms (phrases, ids or boxes) sent for the connection.",
+    )
+    .sample(&labels, c.terms);
+    f.counter(
+        "traptor_stream_restarts_total",
+        "Restarts of the connection's stream after it died unexpectedly.",
+    )
+    .sample(&labels, c.restarts);
 
     let Some(counters) = &c.counters else {
         return;
     };
-    f.counter("traptor_stream_connect_attempts_total", "Connection attempts.")
-        .sample(&labels, counters.connect_attempts);
-    f.counter("traptor_stream_connects_total", "Connections that were accepted (HTTP 200) and started streaming.")
-        .sample(&labels, counters.connects);
-    f.counter("traptor_stream_network_errors_total", "Connection attempts that failed before an HTTP response.")
-        .sample(&labels, counters.network_errors);
-    let disconnects = f.counter("traptor_stream_disconnects_total", "Open streams that ended, by reason.");
+    f.counter(
+        "traptor_stream_connect_attempts_total",
+        "Connection attempts.",
+    )
+    .sample(&labels, counters.connect_attempts);
+    f.counter(
+        "traptor_stream_connects_total",
+        "Connections that were accepted (HTTP 200) and started streaming.",
+    )
+    .sample(&labels, counters.connects);
+    f.counter(
+        "traptor_stream_network_errors_total",
+        "Connection attempts that failed before an HTTP response.",
+    )
+    .sample(&labels, counters.network_errors);
+    let disconnects = f.counter(
+        "traptor_stream_disconnects_total",
+        "Open streams that ended, by reason.",
+    );
     for reason in with_zeroes(&counters.disconnects, DropKind::ALL.map(DropKind::as_str)) {
         disconnects.sample(&with("reason", reason.0), reason.1);
     }
-    let responses = f.counter("traptor_stream_http_responses_total", "Non-200 HTTP responses to connection attempts, by status code.");
+    let responses = f.counter(
+        "traptor_stream_http_responses_total",
+        "Non-200 HTTP responses to connection attempts, by status code.",
+    );
     for (code, count) in &counters.http_statuses {
         responses.sample(&with("code", &code.to_string()), *count);
     }
-    let messages = f.counter("traptor_stream_messages_total", "Messages received, by type.");
-    for (kind, count) in with_zeroes(&counters.messages, MessageKind::ALL.map(MessageKind::as_str)) {
+    let messages = f.counter(
+        "traptor_stream_messages_total",
+        "Messages received, by type.",
+    );
+    for (kind, count) in with_zeroes(
+        &counters.messages,
+        MessageKind::ALL.map(MessageKind::as_str),
+    ) {
         messages.sample(&with("type", kind), count);
     }
-    f.counter("traptor_stream_tweets_matched_total", "Tweets that matched at least one rule.")
-        .sample(&labels, counters.tweets_matched);
-    f.counter("traptor_stream_tweets_unmatched_total", "Tweets that matched no rule (written as Not Found).")
-        .sample(&labels, counters.tweets_unmatched);
-    f.counter("traptor_stream_received_bytes_total", "Bytes of stream body received.")
-        .sample(&labels, counters.bytes);
-    f.counter("traptor_stream_keep_alives_total", "Keep-alive newlines received.")
-        .sample(&labels, counters.keep_alives);
-    f.counter("traptor_stream_frame_errors_total", "Malformed or oversized messages on the stream.")
-        .sample(&labels, counters.frame_errors);
+    f.counter(
+        "traptor_stream_tweets_matched_total",
+        "Tweets that matched at least one rule.",
+    )
+    .sample(&labels, counters.tweets_matched);
+    f.counter(
+        "traptor_stream_tweets_unmatched_total",
+        "Tweets that matched no rule (written as Not Found).",
+    )
+    .sample(&labels, counters.tweets_unmatched);
+    f.counter(
+        "traptor_stream_received_bytes_total",
+        "Bytes of stream body received.",
+    )
+    .sample(&labels, counters.bytes);
+    f.counter(
+        "traptor_stream_keep_alives_total",
+        "Keep-alive newlines received.",
+    )
+    .sample(&labels, counters.keep_alives);
+    f.counter(
+        "traptor_stream_frame_errors_total",
+        "Malformed or oversized messages on the stream.",
+    )
+    .sample(&labels, counters.frame_errors);
     f.gauge("traptor_stream_limit_undelivered_tweets", "Tweets the server could not deliver on the current connection, from its latest limit notice.")
         .sample(&labels, counters.limit_undelivered);
     if let Some(lag) = counters.lag_seconds {
-        f.gauge("traptor_stream_lag_seconds", "Now minus the timestamp_ms of the newest tweet received.")
-            .sample(&labels, lag);
+        f.gauge(
+            "traptor_stream_lag_seconds",
+            "Now minus the timestamp_ms of the newest tweet received.",
+        )
+        .sample(&labels, lag);
     }
 }
 
@@ -137,12 +209,19 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
 fn rule_matches(f: &mut Families, connections: &[ConnectionReport]) {
     let mut totals: BTreeMap<(&str, &str), u64> = BTreeMap::new();
     for c in connections {
-        let Some(counters) = &c.counters else { continue };
+        let Some(counters) = &c.counters else {
+            continue;
+        };
         for (rule_id, count) in &counters.rule_matches {
-            *totals.entry((c.slot.as_str(), rule_id.as_str())).or_insert(0) += count;
+            *totals
+                .entry((c.slot.as_str(), rule_id.as_str()))
+                .or_insert(0) += count;
         }
     }
-    let family = f.counter("traptor_rule_matches_total", "Tweets that matched the rule.");
+    let family = f.counter(
+        "traptor_rule_matches_total",
+        "Tweets that matched the rule.",
+    );
     for ((slot, rule_id), count) in totals {
         family.sample(&[("slot", slot), ("rule_id", rule_id)], count);
     }
@@ -150,28 +229,78 @@ fn rule_matches(f: &mut Families, connections: &[ConnectionReport]) {
 
 fn writer(f: &mut Families, w: &WriterReport) {
     let labels = [("sink", w.sink.as_str())];
-    f.counter("traptor_writer_records_queued_total", "Records the writer accepted from the streams.")
-        .sample(&labels, w.queued);
-    f.counter("traptor_writer_records_delivered_total", "Records the destination confirmed.")
-        .sample(&labels, w.delivered);
-    f.counter("traptor_writer_delivery_failures_total", "Failed delivery attempts (each retried or given up).")
-        .sample(&labels, w.failed);
-    f.counter("traptor_writer_records_retried_total", "Records sent again after a failed attempt.")
-        .sample(&labels, w.retried);
-    f.counter("traptor_writer_records_given_up_total", "Records that will never be delivered.")
-        .sample(&labels, w.given_up);
-    f.gauge("traptor_writer_records_in_flight", "Records accepted but not yet delivered nor given up.")
-        .sample(&labels, w.in_flight);
-    f.gauge("traptor_writer_closed", "1 when the destination went away for good.")
-        .sample(&labels, u64::from(w.closed.is_some()));
+    f.counter(
+        "traptor_writer_records_queued_total",
+        "Records the writer accepted from the streams.",
+    )
+    .sample(&labels, w.queued);
+    f.counter(
+        "traptor_writer_records_delivered_total",
+        "Records the destination confirmed.",
+    )
+    .sample(&labels, w.delivered);
+    f.counter(
+        "traptor_writer_delivery_failures_total",
+        "Failed delivery attempts (each retried or given up).",
+    )
+    .sample(&labels, w.failed);
+    f.counter(
+        "traptor_writer_records_retried_total",
+        "Records sent again after a failed attempt.",
+    )
+    .sample(&labels, w.retried);
+    f.counter(
+        "traptor_writer_records_given_up_total",
+        "Records that will never be delivered.",
+    )
+    .sample(&labels, w.given_up);
+    f.gauge(
+        "traptor_writer_records_in_flight",
+        "Records accepted but not yet delivered nor given up.",
+    )
+    .sample(&labels, w.in_flight);
+    f.counter(
+        "traptor_writer_records_spooled_total",
+        "Records written to the disk spool while the destination was down.",
+    )
+    .sample(&labels, w.spooled);
+    f.counter(
+        "traptor_writer_records_replayed_total",
+        "Records read back from the disk spool and sent again.",
+    )
+    .sample(&labels, w.replayed);
+    f.gauge(
+        "traptor_writer_spool_records",
+        "Records in the disk spool not yet delivered.",
+    )
+    .sample(&labels, w.spool_records);
+    f.gauge(
+        "traptor_writer_spool_bytes",
+        "Size of the disk spool's files.",
+    )
+    .sample(&labels, w.spool_bytes);
+    f.gauge(
+        "traptor_writer_closed",
+        "1 when the destination went away for good.",
+    )
+    .sample(&labels, u64::from(w.closed.is_some()));
     if let Some(kafka) = &w.kafka {
         let none: &[(&str, &str)] = &[];
-        f.gauge("traptor_kafka_brokers_up", "Kafka brokers the producer is connected to, at its last report.")
-            .sample(none, kafka.brokers_up);
-        f.gauge("traptor_kafka_brokers_known", "Kafka brokers the producer knows (configured or learned).")
-            .sample(none, kafka.brokers_known);
-        f.gauge("traptor_kafka_fatal_error", "1 once the producer hit a fatal error (restart needed).")
-            .sample(none, u64::from(kafka.fatal_error.is_some()));
+        f.gauge(
+            "traptor_kafka_brokers_up",
+            "Kafka brokers the producer is connected to, at its last report.",
+        )
+        .sample(none, kafka.brokers_up);
+        f.gauge(
+            "traptor_kafka_brokers_known",
+            "Kafka brokers the producer knows (configured or learned).",
+        )
+        .sample(none, kafka.brokers_known);
+        f.gauge(
+            "traptor_kafka_fatal_error",
+            "1 once the producer hit a fatal error (restart needed).",
+        )
+        .sample(none, u64::from(kafka.fatal_error.is_some()));
     }
 }
 
@@ -180,22 +309,48 @@ fn watcher(f: &mut Families, report: &StatusReport) {
         return;
     };
     let none: &[(&str, &str)] = &[];
-    f.gauge("traptor_watcher_connected", "1 while the rule watcher is subscribed to Redis and synced.")
-        .sample(none, u64::from(w.connected));
-    f.counter("traptor_watcher_syncs_total", "Full rule syncs from Redis that succeeded.")
-        .sample(none, w.syncs);
-    f.counter("traptor_watcher_failures_total", "Rule-watcher sessions that ended on a Redis error.")
-        .sample(none, w.failures);
-    f.counter("traptor_watcher_notices_total", "Rule-change notices received on the notify channel.")
-        .sample(none, w.notices);
+    f.gauge(
+        "traptor_watcher_connected",
+        "1 while the rule watcher is subscribed to Redis and synced.",
+    )
+    .sample(none, u64::from(w.connected));
+    f.counter(
+        "traptor_watcher_syncs_total",
+        "Full rule syncs from Redis that succeeded.",
+    )
+    .sample(none, w.syncs);
+    f.counter(
+        "traptor_watcher_failures_total",
+        "Rule-watcher sessions that ended on a Redis error.",
+    )
+    .sample(none, w.failures);
+    f.counter(
+        "traptor_watcher_notices_total",
+        "Rule-change notices received on the notify channel.",
+    )
+    .sample(none, w.notices);
     if let Some(at) = w.last_sync_at {
-        f.gauge("traptor_watcher_last_sync_timestamp_seconds", "When the rules were last synced from Redis, in Unix seconds.")
-            .sample(none, at);
+        f.gauge(
+            "traptor_watcher_last_sync_timestamp_seconds",
+            "When the rules were last synced from Redis, in Unix seconds.",
+        )
+        .sample(none, at);
     }
-    f.gauge("traptor_watcher_slots", "Slots with rules at the last sync.").sample(none, w.slots);
-    f.gauge("traptor_watcher_rules_loaded", "Rules loaded at the last sync.").sample(none, w.rules);
-    f.gauge("traptor_watcher_rule_errors", "Rules that could not be loaded at the last sync.")
-        .sample(none, w.rule_errors);
+    f.gauge(
+        "traptor_watcher_slots",
+        "Slots with rules at the last sync.",
+    )
+    .sample(none, w.slots);
+    f.gauge(
+        "traptor_watcher_rules_loaded",
+        "Rules loaded at the last sync.",
+    )
+    .sample(none, w.rules);
+    f.gauge(
+        "traptor_watcher_rule_errors",
+        "Rules that could not be loaded at the last sync.",
+    )
+    .sample(none, w.rule_errors);
 }
 
 /// The counts of `seen` plus a zero for every name of `all` not seen, so counters exist from
@@ -234,11 +389,21 @@ impl Families {
         self.family(name, "gauge", help)
     }
 
-    fn family(&mut self, name: &'static str, kind: &'static str, help: &'static str) -> &mut Family {
+    fn family(
+        &mut self,
+        name: &'static str,
+        kind: &'static str,
+        help: &'static str,
+    ) -> &mut Family {
         match self.families.iter().position(|f| f.name == name) {
             Some(at) => &mut self.families[at],
             None => {
-                self.families.push(Family { name, kind, help, samples: String::new() });
+                self.families.push(Family {
+                    name,
+                    kind,
+                    help,
+                    samples: String::new(),
+                });
                 self.families.last_mut().expect("just pushed")
             }
         }
@@ -264,7 +429,12 @@ impl Family {
                 if i > 0 {
                     self.samples.push(',');
                 }
-                let _ = write!(self.samples, "{}=\"{}\"", key.as_ref(), escape_label(value.as_ref()));
+                let _ = write!(
+                    self.samples,
+                    "{}=\"{}\"",
+                    key.as_ref(),
+                    escape_label(value.as_ref())
+                );
             }
             self.samples.push('}');
         }
@@ -307,14 +477,19 @@ impl std::fmt::Display for Value {
         match *self {
             Value::Int(v) => write!(f, "{v}"),
             Value::Float(v) if v.is_nan() => f.write_str("NaN"),
-            Value::Float(v) if v.is_infinite() => f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" }),
+            Value::Float(v) if v.is_infinite() => {
+                f.write_str(if v > 0.0 { "+Inf" } else { "-Inf" })
+            }
             Value::Float(v) => write!(f, "{v}"),
         }
     }
 }
 
 fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn escape_help(help: &str) -> String {
@@ -342,7 +517,8 @@ mod tests {
     fn label_values_are_escaped_and_families_without_samples_left_out() {
         let mut f = Families::default();
         f.gauge("empty", "Nothing.");
-        f.gauge("g", "G.").sample(&[("k", "a\"b\\c\nd")], f64::INFINITY);
+        f.gauge("g", "G.")
+            .sample(&[("k", "a\"b\\c\nd")], f64::INFINITY);
         assert_eq!(
             f.render(),
             "# HELP g G.\n# TYPE g gauge\ng{k=\"a\\\"b\\\\c\\nd\"} +Inf\n"

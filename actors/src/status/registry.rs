@@ -81,7 +81,10 @@ mod tests {
         stats.keep_alive();
         registry.register(&connection(1), "k1", stats.clone());
         assert_eq!(registry.snapshot("track:0/1", "k1").unwrap().keep_alives, 1);
-        assert!(registry.snapshot("track:0/1", "k2").is_none(), "another key's stream");
+        assert!(
+            registry.snapshot("track:0/1", "k2").is_none(),
+            "another key's stream"
+        );
         assert!(registry.snapshot("track:0", "k1").is_none());
     }
 
@@ -93,9 +96,18 @@ mod tests {
         registry.register(&connection(1), "k2", Arc::new(StreamStats::default()));
         registry.register(&connection(2), "k3", Arc::new(StreamStats::default()));
         registry.forget_ended(|id| id == "track:0/2");
-        assert!(registry.snapshot("track:0", "k1").is_some(), "still running");
-        assert!(registry.snapshot("track:0/1", "k2").is_none(), "ended, not planned");
-        assert!(registry.snapshot("track:0/2", "k3").is_some(), "ended but planned");
+        assert!(
+            registry.snapshot("track:0", "k1").is_some(),
+            "still running"
+        );
+        assert!(
+            registry.snapshot("track:0/1", "k2").is_none(),
+            "ended, not planned"
+        );
+        assert!(
+            registry.snapshot("track:0/2", "k3").is_some(),
+            "ended but planned"
+        );
         assert_eq!(registry.len(), 2);
     }
 }

@@ -109,6 +109,12 @@ pub struct WriterReport {
     pub retried: u64,
     pub given_up: u64,
     pub in_flight: u64,
+    /// Records written to the disk spool while Kafka was down, and read back from it.
+    pub spooled: u64,
+    pub replayed: u64,
+    /// What the spool holds now (records not yet delivered, and its files' size).
+    pub spool_records: u64,
+    pub spool_bytes: u64,
     /// Why the destination went away for good, if it did.
     pub closed: Option<String>,
     /// The producer's broker view (Kafka sink only).
@@ -213,6 +219,10 @@ pub fn build(sources: &StatusSources, snapshot: StatusSnapshot, now: SystemTime)
             retried: stats.retried,
             given_up: stats.given_up,
             in_flight: stats.in_flight,
+            spooled: stats.spooled,
+            replayed: stats.replayed,
+            spool_records: stats.spool_records,
+            spool_bytes: stats.spool_bytes,
             closed: writer.closed_reason(),
             kafka,
         }
@@ -242,11 +252,17 @@ fn connection_report(
     now_ms: u64,
 ) -> ConnectionReport {
     let mut stats = stats;
-    // The stream's own last error is the most recent one; the supervisor's comes from states.
-    let last_error = stats
-        .as_mut()
-        .and_then(|s| s.last_error.take())
-        .or(status.last_error);
+    let stream_error = stats.as_mut().and_then(|s| s.last_error.take());
+    // A failing state is explained by its own reason; otherwise the stream's last error is
+    // the most recent (it also sees malformed messages while streaming).
+    let failing = matches!(
+        status.state.as_str(),
+        "backing_off" | "auth_failed" | "rejected"
+    );
+    let last_error = match (failing, status.last_error) {
+        (true, Some(reason)) => Some(reason),
+        (_, reason) => stream_error.or(reason),
+    };
     ConnectionReport {
         connection: status.connection,
         slot: status.slot,

@@ -78,7 +78,10 @@ impl StatusServer {
 async fn healthz(sources: web::Data<StatusSources>) -> HttpResponse {
     match ask_supervisor(&sources).await {
         Ok(_) => text(StatusCode::OK, "ok\n"),
-        Err(error) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ok: {error}\n")),
+        Err(error) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("not ok: {error}\n"),
+        ),
     }
 }
 

@@ -162,7 +162,8 @@ impl Reader {
             if !enriched.matched.is_empty() {
                 let rules = self.enricher.rules();
                 let ids = enriched.matched.iter().filter_map(|&i| rules.get(i));
-                self.stats.rules_matched(ids.map(|rule| rule.rule_id.as_str()));
+                self.stats
+                    .rules_matched(ids.map(|rule| rule.rule_id.as_str()));
             }
             if let Some(timestamp_ms) = tweet_timestamp_ms(&frame) {
                 self.stats.tweet_timestamp(timestamp_ms);
@@ -261,7 +262,10 @@ pub async fn read_stream(
 fn tweet_timestamp_ms(frame: &[u8]) -> Option<i64> {
     let at = memchr::memmem::rfind(frame, b"\"timestamp_ms\"")?;
     let rest = &frame[at + b"\"timestamp_ms\"".len()..];
-    let rest = rest.trim_ascii_start().strip_prefix(b":")?.trim_ascii_start();
+    let rest = rest
+        .trim_ascii_start()
+        .strip_prefix(b":")?
+        .trim_ascii_start();
     let rest = rest.strip_prefix(b"\"").unwrap_or(rest);
     let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
@@ -317,7 +321,10 @@ mod tests {
     fn the_tweet_timestamp_is_the_top_level_one() {
         let nested = br#"{"retweeted_status":{"timestamp_ms":"1"},"text":"x","timestamp_ms": "1456105293000"}"#;
         assert_eq!(tweet_timestamp_ms(nested), Some(1_456_105_293_000));
-        assert_eq!(tweet_timestamp_ms(br#"{"timestamp_ms":1456105293001}"#), Some(1_456_105_293_001));
+        assert_eq!(
+            tweet_timestamp_ms(br#"{"timestamp_ms":1456105293001}"#),
+            Some(1_456_105_293_001)
+        );
         assert_eq!(tweet_timestamp_ms(br#"{"text":"no time"}"#), None);
         assert_eq!(tweet_timestamp_ms(br#"{"timestamp_ms":"soon"}"#), None);
     }
@@ -326,8 +333,14 @@ mod tests {
     fn matches_are_counted_per_rule_and_the_newest_tweet_time_kept() {
         let stats = Arc::new(StreamStats::default());
         let mut reader = reader(&stats);
-        let with_time = tweet(1, "rust again").replace("}}", r#"},"timestamp_ms":"1456105293000"}"#);
-        let body = [delimited(&tweet(1, "I like rust")), delimited(&with_time), delimited(&tweet(3, "other"))].concat();
+        let with_time =
+            tweet(1, "rust again").replace("}}", r#"},"timestamp_ms":"1456105293000"}"#);
+        let body = [
+            delimited(&tweet(1, "I like rust")),
+            delimited(&with_time),
+            delimited(&tweet(3, "other")),
+        ]
+        .concat();
         reader.process_chunk(body.as_bytes(), 1_000);
         let snap = stats.snapshot();
         assert_eq!(snap.rule_matches.get("1"), Some(&2));

@@ -283,7 +283,10 @@ mod tests {
         assert_eq!(snap.last_tweet_ms, Some(1_456_105_293_000));
 
         let rule = traptor_core::rules::parse_rule(
-            vec![("rule_id".into(), "2".into()), ("value".into(), "rust".into())],
+            vec![
+                ("rule_id".into(), "2".into()),
+                ("value".into(), "rust".into()),
+            ],
             Some(traptor_core::StreamType::Track),
         )
         .unwrap();

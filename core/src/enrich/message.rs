@@ -6,14 +6,14 @@ use std::fmt;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::matching::tweet::{Text, TweetView};
+use crate::matching::tweet::{Key, Text, TweetView};
 use crate::record::MessageKind;
 
 /// What a message's single parse yields.
 #[derive(Debug, Default)]
 pub struct Message<'a> {
     /// Every top-level key, in document order.
-    pub keys: Vec<Text<'a>>,
+    pub keys: Vec<Key<'a>>,
     /// The tweet fields (empty for control messages).
     pub tweet: TweetView<'a>,
     /// `delete.status.id_str`: the deleted tweet, used as the record key.
@@ -25,11 +25,15 @@ pub struct Message<'a> {
 impl Message<'_> {
     /// The kind the top-level keys give.
     pub fn kind(&self) -> MessageKind {
-        kind_of_keys(self.keys.iter().map(|k| &**k))
+        kind_of_keys(
+            self.keys
+                .iter()
+                .filter_map(|k| std::str::from_utf8(k.as_bytes()).ok()),
+        )
     }
 
     pub fn has_key(&self, name: &str) -> bool {
-        self.keys.iter().any(|k| &**k == name)
+        self.keys.iter().any(|k| k.as_bytes() == name.as_bytes())
     }
 }
 
@@ -65,18 +69,22 @@ impl<'de: 'a, 'a> Deserialize<'de> for Message<'a> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message<'de>, A::Error> {
-                let mut message = Message { keys: Vec::with_capacity(32), ..Message::default() };
-                while let Some(key) = map.next_key::<Text<'de>>()? {
-                    if !message.tweet.read_field(&key, &mut map)? {
-                        match &*key {
-                            "delete" => {
+                let mut message = Message {
+                    keys: Vec::with_capacity(32),
+                    ..Message::default()
+                };
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    if !message.tweet.read_field(key.as_bytes(), &mut map)? {
+                        match key.as_bytes() {
+                            b"delete" => {
                                 message.deleted_status = map
                                     .next_value::<Option<DeleteView>>()?
                                     .and_then(|d| d.status)
                                     .and_then(|s| s.id_str)
                             }
-                            "status_withheld" => {
-                                message.withheld_status = map.next_value::<Option<WithheldView>>()?.and_then(|w| w.id)
+                            b"status_withheld" => {
+                                message.withheld_status =
+                                    map.next_value::<Option<WithheldView>>()?.and_then(|w| w.id)
                             }
                             _ => {
                                 map.next_value::<IgnoredAny>()?;
@@ -105,7 +113,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for TopLevelKeys<'a> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopLevelKeys<'de>, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TopLevelKeys<'de>, A::Error> {
                 let mut keys = Vec::new();
                 while let Some(key) = map.next_key::<Text<'de>>()? {
                     map.next_value::<IgnoredAny>()?;
@@ -124,23 +135,32 @@ mod tests {
 
     #[test]
     fn a_tweet_keeps_its_keys_in_order_and_its_view() {
-        let m: Message = serde_json::from_str(r#"{"created_at":"x","id_str":"5","text":"hi","lang":"en"}"#).unwrap();
-        let keys: Vec<&str> = m.keys.iter().map(|k| &**k).collect();
-        assert_eq!(keys, ["created_at", "id_str", "text", "lang"]);
+        let m: Message =
+            serde_json::from_str(r#"{"created_at":"x","id_str":"5","text":"hi","lang":"en"}"#)
+                .unwrap();
+        let keys: Vec<&[u8]> = m.keys.iter().map(|k| k.as_bytes()).collect();
+        assert_eq!(keys, [&b"created_at"[..], b"id_str", b"text", b"lang"]);
         assert_eq!(m.tweet.id_str.as_deref(), Some("5"));
         assert_eq!(m.kind(), MessageKind::Tweet);
     }
 
     #[test]
     fn control_messages_yield_the_status_they_are_about() {
-        let m: Message =
-            serde_json::from_str(r#"{"delete":{"status":{"id":1234,"id_str":"1234","user_id":3,"user_id_str":"3"}}}"#)
-                .unwrap();
-        assert_eq!((m.kind(), m.deleted_status.as_deref()), (MessageKind::Delete, Some("1234")));
+        let m: Message = serde_json::from_str(
+            r#"{"delete":{"status":{"id":1234,"id_str":"1234","user_id":3,"user_id_str":"3"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (m.kind(), m.deleted_status.as_deref()),
+            (MessageKind::Delete, Some("1234"))
+        );
         let m: Message =
             serde_json::from_str(r#"{"status_withheld":{"id":1234567890,"user_id":123456,"withheld_in_countries":["DE"]}}"#)
                 .unwrap();
-        assert_eq!((m.kind(), m.withheld_status), (MessageKind::StatusWithheld, Some(1234567890)));
+        assert_eq!(
+            (m.kind(), m.withheld_status),
+            (MessageKind::StatusWithheld, Some(1234567890))
+        );
     }
 
     #[test]
@@ -148,6 +168,9 @@ mod tests {
         let json = r#"{"id_str":5,"text":["not","text"]}"#;
         assert!(serde_json::from_str::<Message>(json).is_err());
         let keys = serde_json::from_str::<TopLevelKeys>(json).unwrap();
-        assert_eq!(kind_of_keys(keys.0.iter().map(|k| &**k)), MessageKind::Tweet);
+        assert_eq!(
+            kind_of_keys(keys.0.iter().map(|k| &**k)),
+            MessageKind::Tweet
+        );
     }
 }

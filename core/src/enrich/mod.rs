@@ -97,7 +97,13 @@ impl Enricher {
         let matcher = Matcher::new(&rules);
         let rule_json = rules.iter().map(output::collection_rule_json).collect();
         let slot_id_json = output::slot_id_json(slot.as_ref());
-        Enricher { slot, slot_id_json, rules, rule_json, matcher }
+        Enricher {
+            slot,
+            slot_id_json,
+            rules,
+            rule_json,
+            matcher,
+        }
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -120,7 +126,13 @@ impl Enricher {
             error,
         };
         if let Err(e) = std::str::from_utf8(frame) {
-            return as_is(MessageKind::Invalid, None, Some(EnrichError::InvalidUtf8 { offset: e.valid_up_to() }));
+            return as_is(
+                MessageKind::Invalid,
+                None,
+                Some(EnrichError::InvalidUtf8 {
+                    offset: e.valid_up_to(),
+                }),
+            );
         }
         let message = match serde_json::from_slice::<Message>(frame) {
             Ok(message) => message,
@@ -128,10 +140,16 @@ impl Enricher {
         };
         match message.kind() {
             MessageKind::Tweet => self.enrich_tweet(frame, &message, received_at_ms),
-            MessageKind::Delete => as_is(MessageKind::Delete, message.deleted_status.map(|t| t.0.into_owned()), None),
-            MessageKind::StatusWithheld => {
-                as_is(MessageKind::StatusWithheld, message.withheld_status.map(|id| id.to_string()), None)
-            }
+            MessageKind::Delete => as_is(
+                MessageKind::Delete,
+                message.deleted_status.map(|t| t.0.into_owned()),
+                None,
+            ),
+            MessageKind::StatusWithheld => as_is(
+                MessageKind::StatusWithheld,
+                message.withheld_status.map(|id| id.to_string()),
+                None,
+            ),
             kind => as_is(kind, None, None),
         }
     }
@@ -139,35 +157,65 @@ impl Enricher {
     fn enrich_tweet(&self, frame: &[u8], message: &Message<'_>, received_at_ms: i64) -> Enriched {
         let tweet = &message.tweet;
         let matched = self.matcher.matches(tweet);
-        let created_at_iso = tweet.created_at.as_deref().and_then(timestamps::created_at_iso);
+        let created_at_iso = tweet
+            .created_at
+            .as_deref()
+            .and_then(timestamps::created_at_iso);
         let error = match (&tweet.created_at, &created_at_iso) {
-            (Some(raw), None) => Some(EnrichError::BadCreatedAt { created_at: raw.to_string() }),
+            (Some(raw), None) => Some(EnrichError::BadCreatedAt {
+                created_at: raw.to_string(),
+            }),
             _ => None,
         };
-        let payload = self.tweet_payload(frame, message.has_key("traptor"), &matched, created_at_iso.as_deref(), received_at_ms);
+        let payload = self.tweet_payload(
+            frame,
+            message.has_key("traptor"),
+            &matched,
+            created_at_iso.as_deref(),
+            received_at_ms,
+        );
         let key = tweet.id_str.as_ref().map(|t| t.to_string());
-        Enriched { record: self.record(MessageKind::Tweet, key, payload, received_at_ms), matched, error }
+        Enriched {
+            record: self.record(MessageKind::Tweet, key, payload, received_at_ms),
+            matched,
+            error,
+        }
     }
 
     /// A frame the tweet view could not read: invalid JSON, not an object, or a tweet whose
     /// fields have unexpected types (still tagged, as Not Found, so downstream sees a `traptor`).
-    fn enrich_unparsed(&self, frame: &[u8], received_at_ms: i64, error: serde_json::Error) -> Enriched {
+    fn enrich_unparsed(
+        &self,
+        frame: &[u8],
+        received_at_ms: i64,
+        error: serde_json::Error,
+    ) -> Enriched {
         let as_is = |kind: MessageKind, error: EnrichError| Enriched {
             record: self.record(kind, None, frame.to_vec(), received_at_ms),
             matched: Vec::new(),
             error: Some(error),
         };
         if error.classify() != Category::Data {
-            return as_is(MessageKind::Invalid, EnrichError::InvalidJson { reason: error.to_string() });
+            return as_is(
+                MessageKind::Invalid,
+                EnrichError::InvalidJson {
+                    reason: error.to_string(),
+                },
+            );
         }
         let keys = match serde_json::from_slice::<TopLevelKeys>(frame) {
             Ok(keys) => keys.0,
             Err(_) => return as_is(MessageKind::Invalid, EnrichError::NotAnObject),
         };
         let kind = kind_of_keys(keys.iter().map(|k| &**k));
-        let reason = EnrichError::UnreadableTweet { reason: error.to_string() };
+        let reason = EnrichError::UnreadableTweet {
+            reason: error.to_string(),
+        };
         if kind != MessageKind::Tweet {
-            return Enriched { error: None, ..as_is(kind, reason) };
+            return Enriched {
+                error: None,
+                ..as_is(kind, reason)
+            };
         }
         let has_traptor = keys.iter().any(|k| &**k == "traptor");
         let payload = self.tweet_payload(frame, has_traptor, &[], None, received_at_ms);
@@ -186,7 +234,10 @@ impl Enricher {
         created_at_iso: Option<&str>,
         received_at_ms: i64,
     ) -> Vec<u8> {
-        let matched_rules: Vec<&[u8]> = matched.iter().map(|&i| self.rule_json[i].as_slice()).collect();
+        let matched_rules: Vec<&[u8]> = matched
+            .iter()
+            .map(|&i| self.rule_json[i].as_slice())
+            .collect();
         let received_at = timestamps::received_at_iso(received_at_ms);
         let fields = TraptorFields {
             slot: self.slot.as_ref(),
@@ -207,8 +258,20 @@ impl Enricher {
         payload
     }
 
-    fn record(&self, kind: MessageKind, key: Option<String>, payload: Vec<u8>, received_at_ms: i64) -> Record {
-        Record { kind, key, payload, slot: self.slot.clone(), received_at_ms }
+    fn record(
+        &self,
+        kind: MessageKind,
+        key: Option<String>,
+        payload: Vec<u8>,
+        received_at_ms: i64,
+    ) -> Record {
+        Record {
+            kind,
+            key,
+            payload,
+            slot: self.slot.clone(),
+            received_at_ms,
+        }
     }
 }
 

@@ -76,7 +76,11 @@ pub struct TraptorFields<'a> {
 }
 
 /// Writes the `traptor` object (see the crate's `enrich` module doc for its fields).
-pub fn write_traptor_object(out: &mut Vec<u8>, fields: &TraptorFields<'_>, matched_rules: &[&[u8]]) {
+pub fn write_traptor_object(
+    out: &mut Vec<u8>,
+    fields: &TraptorFields<'_>,
+    matched_rules: &[&[u8]],
+) {
     out.extend_from_slice(b"{\"id_str\":");
     out.extend_from_slice(fields.slot_id_json);
     if let Some(iso) = fields.created_at_iso {
@@ -93,7 +97,10 @@ pub fn write_traptor_object(out: &mut Vec<u8>, fields: &TraptorFields<'_>, match
     out.push(b']');
     if matched_rules.is_empty() {
         out.extend_from_slice(b",\"rule_type\":");
-        write_json_str(out, fields.slot.map_or("unknown", |s| s.stream_type.as_str()));
+        write_json_str(
+            out,
+            fields.slot.map_or("unknown", |s| s.stream_type.as_str()),
+        );
         out.extend_from_slice(b",\"id\":");
         out.extend_from_slice(fields.slot_id_json);
         out.extend_from_slice(b",\"rule_tag\":\"Not Found\",\"rule_value\":\"Not Found\"");
@@ -122,9 +129,18 @@ pub fn write_traptor_object(out: &mut Vec<u8>, fields: &TraptorFields<'_>, match
 /// Appends `object` (whitespace trimmed) with `"traptor":<traptor>` added as its last member.
 /// `object` must be a JSON object without a top-level `traptor` key.
 pub fn splice_traptor(out: &mut Vec<u8>, object: &[u8], traptor: &[u8]) {
-    let end = object.iter().rposition(|&b| b == b'}').expect("a parsed JSON object ends in `}`");
-    let body_end = object[..end].iter().rposition(|b| !b.is_ascii_whitespace()).expect("it starts with `{`");
-    let start = object.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(0);
+    let end = object
+        .iter()
+        .rposition(|&b| b == b'}')
+        .expect("a parsed JSON object ends in `}`");
+    let body_end = object[..end]
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .expect("it starts with `{`");
+    let start = object
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
     out.extend_from_slice(&object[start..=body_end]);
     if object[body_end] != b'{' {
         out.push(b',');
@@ -139,7 +155,11 @@ pub fn splice_traptor(out: &mut Vec<u8>, object: &[u8], traptor: &[u8]) {
 /// values byte for byte, the first old `traptor` is renamed `traptor_original` (unless that key
 /// exists already, in which case it is dropped, as are repeated `traptor` keys), and the new
 /// `traptor` object is added last. The output has exactly one `traptor` key.
-pub fn rewrite_with_traptor(out: &mut Vec<u8>, object: &[u8], traptor: &[u8]) -> Result<(), serde_json::Error> {
+pub fn rewrite_with_traptor(
+    out: &mut Vec<u8>,
+    object: &[u8],
+    traptor: &[u8],
+) -> Result<(), serde_json::Error> {
     let Members(members) = serde_json::from_slice(object)?;
     let mut keep_original = !members.iter().any(|(k, _)| &**k == "traptor_original");
     out.push(b'{');
@@ -201,7 +221,10 @@ mod tests {
     fn splicing_keeps_every_original_byte_and_adds_one_member() {
         for (object, expected) in [
             (r#"{"a":1}"#, r#"{"a":1,"traptor":{}}"#),
-            ("  {\n \"a\" : [1, 2] \n}\r\n", "{\n \"a\" : [1, 2],\"traptor\":{}}"),
+            (
+                "  {\n \"a\" : [1, 2] \n}\r\n",
+                "{\n \"a\" : [1, 2],\"traptor\":{}}",
+            ),
             ("{}", r#"{"traptor":{}}"#),
             ("{ }", r#"{"traptor":{}}"#),
         ] {
@@ -214,19 +237,34 @@ mod tests {
     #[test]
     fn an_existing_traptor_key_is_renamed_once() {
         let mut out = Vec::new();
-        rewrite_with_traptor(&mut out, br#"{"a":"x\"y","traptor":{"old":1},"b":[1, 2]}"#, b"{}").unwrap();
+        rewrite_with_traptor(
+            &mut out,
+            br#"{"a":"x\"y","traptor":{"old":1},"b":[1, 2]}"#,
+            b"{}",
+        )
+        .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             r#"{"a":"x\"y","traptor_original":{"old":1},"b":[1, 2],"traptor":{}}"#
         );
         let mut out = Vec::new();
-        rewrite_with_traptor(&mut out, br#"{"traptor_original":0,"traptor":1,"traptor":2}"#, b"{}").unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"traptor_original":0,"traptor":{}}"#);
+        rewrite_with_traptor(
+            &mut out,
+            br#"{"traptor_original":0,"traptor":1,"traptor":2}"#,
+            b"{}",
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"traptor_original":0,"traptor":{}}"#
+        );
     }
 
     #[test]
     fn slot_ids_are_numbers_only_when_plainly_numeric() {
-        let json = |id: &str| String::from_utf8(slot_id_json(Some(&SlotId::new(StreamType::Track, id)))).unwrap();
+        let json = |id: &str| {
+            String::from_utf8(slot_id_json(Some(&SlotId::new(StreamType::Track, id)))).unwrap()
+        };
         assert_eq!(json("0"), "0");
         assert_eq!(json("12"), "12");
         assert_eq!(json("007"), r#""007""#);

@@ -6,7 +6,10 @@ use super::*;
 use crate::rules::{fields_from_json, parse_rule, StreamType};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../tests/fixtures/traptor-v4/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../tests/fixtures/traptor-v4/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).expect(&path)
 }
 
@@ -15,12 +18,16 @@ fn rule_from(json: &Value, slot: Option<StreamType>) -> Rule {
 }
 
 fn fixture_rule(stream_type: StreamType) -> Rule {
-    let json: Value = serde_json::from_slice(&fixture(&format!("{stream_type}_rules.json"))).unwrap();
+    let json: Value =
+        serde_json::from_slice(&fixture(&format!("{stream_type}_rules.json"))).unwrap();
     rule_from(&json, Some(stream_type))
 }
 
 fn slot_enricher(stream_type: StreamType) -> Enricher {
-    Enricher::new(Some(SlotId::new(stream_type, "0")), vec![fixture_rule(stream_type)])
+    Enricher::new(
+        Some(SlotId::new(stream_type, "0")),
+        vec![fixture_rule(stream_type)],
+    )
 }
 
 const RECEIVED: i64 = 1_456_104_900_250;
@@ -45,9 +52,21 @@ fn assert_original_fields_kept(input: &[u8], out: &Value) {
 fn each_fixture_tweet_gets_created_at_iso_and_its_rule() {
     // test_main_loop: per traptor type, its tweet, its created_at_iso and its rule.
     for (stream_type, file, iso) in [
-        (StreamType::Track, "track_tweet.json", "2016-02-22T01:34:53+00:00"),
-        (StreamType::Follow, "follow_tweet.json", "2016-02-20T03:52:59+00:00"),
-        (StreamType::Locations, "locations_tweet.json", "2016-02-23T02:02:54+00:00"),
+        (
+            StreamType::Track,
+            "track_tweet.json",
+            "2016-02-22T01:34:53+00:00",
+        ),
+        (
+            StreamType::Follow,
+            "follow_tweet.json",
+            "2016-02-20T03:52:59+00:00",
+        ),
+        (
+            StreamType::Locations,
+            "locations_tweet.json",
+            "2016-02-23T02:02:54+00:00",
+        ),
     ] {
         let input = fixture(file);
         let enriched = slot_enricher(stream_type).enrich(&input, RECEIVED);
@@ -59,14 +78,29 @@ fn each_fixture_tweet_gets_created_at_iso_and_its_rule() {
         assert_eq!(traptor["created_at_iso"], iso, "{file}");
         assert_eq!(traptor["id_str"], 0);
         let rule = &traptor["collection_rules"][0];
-        for field in ["rule_tag", "rule_value", "rule_type", "tag", "value", "status", "description", "appid"] {
-            assert!(rule.get(field).is_some(), "{file}: collection_rules[0] lacks {field}");
+        for field in [
+            "rule_tag",
+            "rule_value",
+            "rule_type",
+            "tag",
+            "value",
+            "status",
+            "description",
+            "appid",
+        ] {
+            assert!(
+                rule.get(field).is_some(),
+                "{file}: collection_rules[0] lacks {field}"
+            );
         }
         assert_eq!(rule["rule_type"], stream_type.as_str());
         assert_eq!(rule["rule_tag"], rule["tag"]);
         assert_eq!(rule["rule_value"], rule["value"]);
         assert_eq!(traptor["collection_rules"].as_array().unwrap().len(), 1);
-        assert!(traptor.get("rule_tag").is_none(), "no Not Found marker on a match");
+        assert!(
+            traptor.get("rule_tag").is_none(),
+            "no Not Found marker on a match"
+        );
         assert_eq!(enriched.record.key.as_deref(), out["id_str"].as_str());
         assert_original_fields_kept(&input, &out);
     }
@@ -85,13 +119,22 @@ fn the_matched_rule_is_the_whole_hash_in_stored_order() {
         ("rule_type", "track"),
         ("rule_id", "12347"),
     ];
-    let rule = parse_rule(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), None).unwrap();
+    let rule = parse_rule(
+        fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        None,
+    )
+    .unwrap();
     let enricher = Enricher::new(Some(SlotId::new(StreamType::Track, "0")), vec![rule]);
     let enriched = enricher.enrich(&fixture("track_tweet.json"), RECEIVED);
     let text = String::from_utf8(enriched.record.payload).unwrap();
     let expected = r#""collection_rules":[{"tag":"test","value":"happy","status":"active","description":"Tweets for a hashtag","appid":"test-appid","date_added":"2016-05-10 16:58:34","orig_type":"keyword","rule_type":"track","rule_id":"12347","rule_tag":"test","rule_value":"happy"}]"#;
     assert!(text.contains(expected), "{text}");
-    assert!(text.contains(r#""traptor":{"id_str":0,"created_at_iso":"2016-02-22T01:34:53+00:00","collection_rules""#));
+    assert!(text.contains(
+        r#""traptor":{"id_str":0,"created_at_iso":"2016-02-22T01:34:53+00:00","collection_rules""#
+    ));
 }
 
 #[test]
@@ -121,8 +164,16 @@ fn control_messages_are_returned_unchanged() {
         ("limit_message.json", MessageKind::Limit, None),
         ("delete_message.json", MessageKind::Delete, Some("1234")),
         ("scrub_geo_message.json", MessageKind::ScrubGeo, None),
-        ("status_withheld_message.json", MessageKind::StatusWithheld, Some("1234567890")),
-        ("user_withheld_message.json", MessageKind::UserWithheld, None),
+        (
+            "status_withheld_message.json",
+            MessageKind::StatusWithheld,
+            Some("1234567890"),
+        ),
+        (
+            "user_withheld_message.json",
+            MessageKind::UserWithheld,
+            None,
+        ),
         ("disconnect_message.json", MessageKind::Disconnect, None),
         ("warning_message.json", MessageKind::Warning, None),
         ("other_tweet_messages.json", MessageKind::Limit, None),
@@ -132,11 +183,18 @@ fn control_messages_are_returned_unchanged() {
         assert_eq!(enriched.record.payload, input, "{file}");
         assert_eq!(enriched.record.kind, kind, "{file}");
         assert_eq!(enriched.record.key.as_deref(), key, "{file}");
-        assert_eq!((enriched.error, enriched.matched.len()), (None, 0), "{file}");
+        assert_eq!(
+            (enriched.error, enriched.matched.len()),
+            (None, 0),
+            "{file}"
+        );
     }
     let unknown = br#"{"event":"user_update","created_at":"Tue Aug 06 02:23:21 +0000 2013"}"#;
     let enriched = enricher.enrich(unknown, RECEIVED);
-    assert_eq!((enriched.record.kind, enriched.record.payload.as_slice()), (MessageKind::Unknown, &unknown[..]));
+    assert_eq!(
+        (enriched.record.kind, enriched.record.payload.as_slice()),
+        (MessageKind::Unknown, &unknown[..])
+    );
 }
 
 #[test]
@@ -145,16 +203,29 @@ fn every_rule_that_matches_is_listed() {
     let rules = vec![
         rule_from(&happy("2", "second"), None),
         rule_from(&happy("1", "first"), None),
-        rule_from(&json!({"rule_id": "3", "value": "birthday", "tag": "b", "rule_type": "track"}), None),
-        rule_from(&json!({"rule_id": "4", "value": "absent", "tag": "x", "rule_type": "track"}), None),
-        rule_from(&json!({"rule_id": "5", "value": "101886075", "tag": "f", "rule_type": "follow"}), None),
+        rule_from(
+            &json!({"rule_id": "3", "value": "birthday", "tag": "b", "rule_type": "track"}),
+            None,
+        ),
+        rule_from(
+            &json!({"rule_id": "4", "value": "absent", "tag": "x", "rule_type": "track"}),
+            None,
+        ),
+        rule_from(
+            &json!({"rule_id": "5", "value": "101886075", "tag": "f", "rule_type": "follow"}),
+            None,
+        ),
     ];
     let enriched = Enricher::new(None, rules).enrich(&fixture("track_tweet.json"), RECEIVED);
     // The fixture is a reply to user 101886075, which the follow rule matches.
     assert_eq!(enriched.matched, [0, 1, 2, 4]);
     let out = output(&enriched);
-    let ids: Vec<&str> =
-        out["traptor"]["collection_rules"].as_array().unwrap().iter().map(|r| r["rule_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = out["traptor"]["collection_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule_id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["2", "1", "3", "5"]);
 }
 
@@ -165,14 +236,20 @@ fn a_tweet_with_a_traptor_key_keeps_it_as_traptor_original() {
     let text = String::from_utf8(enriched.record.payload.clone()).unwrap();
     assert_eq!(text.matches("\"traptor\"").count(), 1, "{text}");
     let out = output(&enriched);
-    assert_eq!(out["traptor_original"], json!({"created_at_iso": "2016-02-23T02:02:54+00:00"}));
+    assert_eq!(
+        out["traptor_original"],
+        json!({"created_at_iso": "2016-02-23T02:02:54+00:00"})
+    );
     assert_eq!(out["traptor"]["collection_rules"][0]["rule_id"], "12346");
     assert_original_fields_kept(&input, &out);
 }
 
 #[test]
 fn the_additions_name_the_stream_the_time_and_the_version() {
-    let enricher = Enricher::new(Some(SlotId::new(StreamType::Track, "eu-1")), vec![fixture_rule(StreamType::Track)]);
+    let enricher = Enricher::new(
+        Some(SlotId::new(StreamType::Track, "eu-1")),
+        vec![fixture_rule(StreamType::Track)],
+    );
     let out = output(&enricher.enrich(&fixture("track_tweet.json"), RECEIVED));
     let traptor = &out["traptor"];
     assert_eq!(traptor["id_str"], "eu-1");
@@ -182,7 +259,10 @@ fn the_additions_name_the_stream_the_time_and_the_version() {
 
     let offline = Enricher::new(None, vec![]).enrich(&fixture("track_tweet.json"), RECEIVED);
     let traptor = output(&offline)["traptor"].clone();
-    assert_eq!((traptor["id_str"].clone(), traptor["stream"].clone()), (Value::Null, Value::Null));
+    assert_eq!(
+        (traptor["id_str"].clone(), traptor["stream"].clone()),
+        (Value::Null, Value::Null)
+    );
     assert_eq!(traptor["rule_type"], "unknown");
 }
 
@@ -190,7 +270,10 @@ fn the_additions_name_the_stream_the_time_and_the_version() {
 fn a_bad_created_at_is_reported_and_the_tweet_still_written() {
     let input = br#"{"id_str":"9","text":"happy","created_at":"yesterday"}"#;
     let enriched = slot_enricher(StreamType::Track).enrich(input, RECEIVED);
-    assert!(matches!(enriched.error, Some(EnrichError::BadCreatedAt { .. })));
+    assert!(matches!(
+        enriched.error,
+        Some(EnrichError::BadCreatedAt { .. })
+    ));
     assert_eq!(enriched.matched, [0]);
     let out = output(&enriched);
     assert!(out["traptor"].get("created_at_iso").is_none());
@@ -221,7 +304,10 @@ fn a_tweet_with_odd_field_types_is_still_tagged() {
     let input = br#"{"id_str":"1","text":"happy","user":"not an object"}"#;
     let enriched = slot_enricher(StreamType::Track).enrich(input, RECEIVED);
     assert_eq!(enriched.record.kind, MessageKind::Tweet);
-    assert!(matches!(enriched.error, Some(EnrichError::UnreadableTweet { .. })));
+    assert!(matches!(
+        enriched.error,
+        Some(EnrichError::UnreadableTweet { .. })
+    ));
     let out = output(&enriched);
     assert_eq!(out["traptor"]["rule_tag"], "Not Found");
     assert_eq!(out["user"], "not an object");
@@ -232,6 +318,9 @@ fn escaped_and_unicode_content_survives_and_matches() {
     let input = "{\"id_str\":\"7\",\"text\":\"Caf\\u00e9 \\\"HAPPY\\\" \u{1F600}\\n\",\"created_at\":\"Mon Feb 22 01:34:53 +0000 2016\"}";
     let enriched = slot_enricher(StreamType::Track).enrich(input.as_bytes(), RECEIVED);
     assert_eq!(enriched.matched, [0]);
-    assert!(enriched.record.payload.starts_with(&input.as_bytes()[..input.len() - 1]));
+    assert!(enriched
+        .record
+        .payload
+        .starts_with(&input.as_bytes()[..input.len() - 1]));
     assert_original_fields_kept(input.as_bytes(), &output(&enriched));
 }

@@ -34,7 +34,11 @@ impl FollowIndex {
             return;
         }
         for id in involved_users(tweet) {
-            if let Some(rules) = id.parse::<u64>().ok().and_then(|id| self.rules_by_user.get(&id)) {
+            if let Some(rules) = id
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| self.rules_by_user.get(&id))
+            {
                 out.extend_from_slice(rules);
             }
         }
@@ -76,18 +80,30 @@ mod tests {
 
     #[test]
     fn retweets_of_and_by_the_user_match() {
-        assert_eq!(matched(r#"{"user":{"id_str":"9"},"retweeted_status":{"user":{"id_str":"42"}}}"#), [1]);
-        assert_eq!(matched(r#"{"user":{"id_str":"42"},"retweeted_status":{"user":{"id_str":"9"}}}"#), [1]);
+        assert_eq!(
+            matched(r#"{"user":{"id_str":"9"},"retweeted_status":{"user":{"id_str":"42"}}}"#),
+            [1]
+        );
+        assert_eq!(
+            matched(r#"{"user":{"id_str":"42"},"retweeted_status":{"user":{"id_str":"9"}}}"#),
+            [1]
+        );
     }
 
     #[test]
     fn replies_to_the_user_match() {
-        assert_eq!(matched(r#"{"user":{"id_str":"9"},"in_reply_to_user_id_str":"42"}"#), [1]);
+        assert_eq!(
+            matched(r#"{"user":{"id_str":"9"},"in_reply_to_user_id_str":"42"}"#),
+            [1]
+        );
     }
 
     #[test]
     fn quotes_of_the_user_match() {
-        assert_eq!(matched(r#"{"user":{"id_str":"9"},"quoted_status":{"user":{"id_str":"42"}}}"#), [1]);
+        assert_eq!(
+            matched(r#"{"user":{"id_str":"9"},"quoted_status":{"user":{"id_str":"42"}}}"#),
+            [1]
+        );
     }
 
     #[test]

@@ -78,9 +78,17 @@ mod tests {
 
     #[test]
     fn coordinates_inside_a_box_match_edges_included() {
-        assert_eq!(matched(r#"{"coordinates":{"type":"Point","coordinates":[-122.4,37.7]}}"#), [0]);
-        assert_eq!(matched(r#"{"coordinates":{"type":"Point","coordinates":[-74,40.5]}}"#), [1, 2]);
-        assert!(matched(r#"{"coordinates":{"type":"Point","coordinates":[2.35,48.85]}}"#).is_empty());
+        assert_eq!(
+            matched(r#"{"coordinates":{"type":"Point","coordinates":[-122.4,37.7]}}"#),
+            [0]
+        );
+        assert_eq!(
+            matched(r#"{"coordinates":{"type":"Point","coordinates":[-74,40.5]}}"#),
+            [1, 2]
+        );
+        assert!(
+            matched(r#"{"coordinates":{"type":"Point","coordinates":[2.35,48.85]}}"#).is_empty()
+        );
     }
 
     #[test]
@@ -93,16 +101,32 @@ mod tests {
     #[test]
     fn a_place_overlapping_a_box_matches() {
         // Fully inside, partly overlapping, and a state-sized place containing the box.
-        assert_eq!(matched(&place("[[-122.07,37.33],[-122.07,37.43],[-121.98,37.43],[-121.98,37.33]]")), [0]);
-        assert_eq!(matched(&place("[[-121.8,37.7],[-121.8,38.5],[-121.0,38.5],[-121.0,37.7]]")), [0]);
-        assert_eq!(matched(&place("[[-124.4,32.5],[-124.4,42.0],[-114.1,42.0],[-114.1,32.5]]")), [0]);
+        assert_eq!(
+            matched(&place(
+                "[[-122.07,37.33],[-122.07,37.43],[-121.98,37.43],[-121.98,37.33]]"
+            )),
+            [0]
+        );
+        assert_eq!(
+            matched(&place(
+                "[[-121.8,37.7],[-121.8,38.5],[-121.0,38.5],[-121.0,37.7]]"
+            )),
+            [0]
+        );
+        assert_eq!(
+            matched(&place(
+                "[[-124.4,32.5],[-124.4,42.0],[-114.1,42.0],[-114.1,32.5]]"
+            )),
+            [0]
+        );
         assert!(matched(&place("[[2.2,48.8],[2.2,48.9],[2.4,48.9],[2.4,48.8]]")).is_empty());
     }
 
     #[test]
     fn geo_and_retweeted_locations_are_ignored() {
         assert!(matched(r#"{"geo":{"type":"Point","coordinates":[37.7,-122.4]}}"#).is_empty());
-        let retweet = r#"{"retweeted_status":{"coordinates":{"type":"Point","coordinates":[-122.4,37.7]}}}"#;
+        let retweet =
+            r#"{"retweeted_status":{"coordinates":{"type":"Point","coordinates":[-122.4,37.7]}}}"#;
         assert!(matched(retweet).is_empty());
     }
 }

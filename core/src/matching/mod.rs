@@ -32,7 +32,10 @@ pub struct Matcher {
 impl Matcher {
     /// Indexes `rules` by their filter terms; a match reports positions in this slice.
     pub fn new(rules: &[Rule]) -> Matcher {
-        let mut matcher = Matcher { rule_count: rules.len(), ..Matcher::default() };
+        let mut matcher = Matcher {
+            rule_count: rules.len(),
+            ..Matcher::default()
+        };
         for (i, rule) in rules.iter().enumerate() {
             match &rule.term {
                 FilterTerm::Phrase(phrase) => matcher.track.add(phrase, i),
@@ -50,8 +53,10 @@ impl Matcher {
         self.track.collect(tweet, &mut out);
         self.follow.collect(tweet, &mut out);
         self.locations.collect(tweet, &mut out);
-        out.sort_unstable();
-        out.dedup();
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
         out
     }
 
@@ -71,15 +76,22 @@ mod tests {
     }
 
     fn fixture_tweet(name: &str) -> String {
-        let path = format!("{}/../tests/fixtures/traptor-v4/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../tests/fixtures/traptor-v4/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(&path).expect(&path)
     }
 
     fn fixture_rules() -> Vec<Rule> {
-        ["track_rules.json", "follow_rules.json", "locations_rules.json"]
-            .iter()
-            .map(|f| rule(serde_json::from_str(&fixture_tweet(f)).unwrap()))
-            .collect()
+        [
+            "track_rules.json",
+            "follow_rules.json",
+            "locations_rules.json",
+        ]
+        .iter()
+        .map(|f| rule(serde_json::from_str(&fixture_tweet(f)).unwrap()))
+        .collect()
     }
 
     #[test]
@@ -121,9 +133,10 @@ mod tests {
             rule(serde_json::json!({"rule_id": "4", "value": "42", "rule_type": "follow"})),
         ];
         let matcher = Matcher::new(&rules);
-        let tweet: TweetView =
-            serde_json::from_str(r#"{"text":"Rust rust","user":{"id_str":"42"},"in_reply_to_user_id_str":"42"}"#)
-                .unwrap();
+        let tweet: TweetView = serde_json::from_str(
+            r#"{"text":"Rust rust","user":{"id_str":"42"},"in_reply_to_user_id_str":"42"}"#,
+        )
+        .unwrap();
         assert_eq!(matcher.matches(&tweet), [0, 1, 2, 3]);
         assert_eq!(matcher.rule_count(), 4);
     }

@@ -75,7 +75,10 @@ impl TrackIndex {
         }
         // The longest term is likely the rarest: filing the phrase under it keeps the
         // candidates checked per tweet few.
-        let Some(anchor) = phrase.split_whitespace().reduce(|a, b| if b.len() > a.len() { b } else { a }) else {
+        let Some(anchor) = phrase
+            .split_whitespace()
+            .reduce(|a, b| if b.len() > a.len() { b } else { a })
+        else {
             return;
         };
         let anchor = self.term_id(anchor);
@@ -83,7 +86,10 @@ impl TrackIndex {
         terms.sort_unstable();
         terms.dedup();
         let id = self.phrases.len() as u32;
-        self.phrases.push(Phrase { terms: terms.into_boxed_slice(), rules: vec![rule] });
+        self.phrases.push(Phrase {
+            terms: terms.into_boxed_slice(),
+            rules: vec![rule],
+        });
         self.phrase_ids.insert(phrase.into(), id);
         self.anchored[anchor as usize].push(id);
     }
@@ -107,11 +113,11 @@ impl TrackIndex {
                 }
             }
         });
-        present.sort_unstable();
+        // A tweet holds few of the rules' terms: a linear scan beats sorting for a binary search.
         for &term in &present {
             for &p in &self.anchored[term as usize] {
                 let phrase = &self.phrases[p as usize];
-                if phrase.terms.iter().all(|t| present.binary_search(t).is_ok()) {
+                if phrase.terms.iter().all(|t| present.contains(t)) {
                     out.extend_from_slice(&phrase.rules);
                 }
             }
@@ -136,12 +142,27 @@ pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
     let mut prefixed = String::new();
     for status in tweet.with_embedded() {
         // A truncated `text` is a prefix of the extended full text: reading both is wasted work.
-        let extended_text = status.extended_tweet.as_ref().and_then(|e| e.full_text.as_deref());
-        let short_text = if extended_text.is_some() { None } else { status.text.as_deref() };
-        for text in [short_text, status.full_text.as_deref(), extended_text].into_iter().flatten() {
-            lower_into(&mut lower, text);
-            for chunk in lower.split_whitespace() {
-                chunk_forms(chunk, emit);
+        let extended_text = status
+            .extended_tweet
+            .as_ref()
+            .and_then(|e| e.full_text.as_deref());
+        let short_text = if extended_text.is_some() {
+            None
+        } else {
+            status.text.as_deref()
+        };
+        for text in [short_text, status.full_text.as_deref(), extended_text]
+            .into_iter()
+            .flatten()
+        {
+            if lower_into(&mut lower, text) {
+                for chunk in lower.split_ascii_whitespace() {
+                    chunk_forms(chunk, emit);
+                }
+            } else {
+                for chunk in lower.split_whitespace() {
+                    chunk_forms(chunk, emit);
+                }
             }
         }
         if let Some(name) = status.user.as_ref().and_then(|u| u.screen_name.as_deref()) {
@@ -164,12 +185,17 @@ pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
 
 /// Lowercases into a reused buffer, as `str::to_lowercase` does (the rules are lowercased with
 /// it): per character, except around a capital sigma, whose lowercase depends on its context.
-fn lower_into(buf: &mut String, text: &str) {
+/// Returns whether the text is ASCII; if so, its whitespace is ASCII whitespace only (a vertical
+/// tab, whitespace for `str::split_whitespace`, is turned into a space).
+fn lower_into(buf: &mut String, text: &str) -> bool {
     buf.clear();
     if text.is_ascii() {
         buf.push_str(text);
         buf.make_ascii_lowercase();
-        return;
+        if buf.contains('\x0b') {
+            *buf = buf.replace('\x0b', " ");
+        }
+        return true;
     }
     for c in text.chars() {
         if c.is_ascii() {
@@ -177,11 +203,12 @@ fn lower_into(buf: &mut String, text: &str) {
         } else if c == 'Σ' {
             buf.clear();
             buf.push_str(&text.to_lowercase());
-            return;
+            return false;
         } else {
             buf.extend(c.to_lowercase());
         }
     }
+    false
 }
 
 fn is_word(c: char) -> bool {
@@ -193,7 +220,10 @@ fn is_word(c: char) -> bool {
 }
 
 fn chunk_forms(chunk: &str, emit: &mut dyn FnMut(&str)) {
-    if chunk.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if chunk
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         emit(chunk);
         return;
     }
@@ -213,7 +243,13 @@ fn chunk_forms(chunk: &str, emit: &mut dyn FnMut(&str)) {
 }
 
 /// `#tag` and `tag`, or `@name` and `name`.
-fn marked_forms(mark: char, name: &str, lower: &mut String, prefixed: &mut String, emit: &mut dyn FnMut(&str)) {
+fn marked_forms(
+    mark: char,
+    name: &str,
+    lower: &mut String,
+    prefixed: &mut String,
+    emit: &mut dyn FnMut(&str),
+) {
     lower_into(lower, name);
     prefixed.clear();
     prefixed.push(mark);
@@ -284,7 +320,15 @@ mod tests {
 
     #[test]
     fn twitter_matches_case_variants_and_punctuation() {
-        for text in ["TWITTER", "twitter", "\"Twitter\"", "twitter.", "#twitter", "@twitter", "http://twitter.com"] {
+        for text in [
+            "TWITTER",
+            "twitter",
+            "\"Twitter\"",
+            "twitter.",
+            "#twitter",
+            "@twitter",
+            "http://twitter.com",
+        ] {
             assert!(matches_text("Twitter", text), "{text}");
         }
     }
@@ -322,7 +366,10 @@ mod tests {
         assert_eq!(matched(&["example.com/foobarbaz"], tweet), [0]);
         assert_eq!(matched(&["example com"], tweet), [0]);
         assert!(matched(&["www.example.com/foobarbaz"], tweet).is_empty());
-        assert!(!matches_text("www.example.com/foobarbaz", "www.example.com/foobarbaz"));
+        assert!(!matches_text(
+            "www.example.com/foobarbaz",
+            "www.example.com/foobarbaz"
+        ));
         assert!(!matches_text("example.com", "example.com/foobarbaz"));
     }
 
@@ -371,8 +418,15 @@ mod tests {
     #[test]
     fn terms_are_anded_in_any_order_and_phrases_ored() {
         assert!(matches_text("the twitter", "twitter is the best"));
+        assert!(matches_text("the twitter", "twitter\x0bthe\tbest"));
         assert!(!matches_text("the twitter", "twitter is great"));
-        assert_eq!(matched(&["apple pie", "banana", "cherry"], &text_tweet("Pie with APPLE and cherry")), [0, 2]);
+        assert_eq!(
+            matched(
+                &["apple pie", "banana", "cherry"],
+                &text_tweet("Pie with APPLE and cherry")
+            ),
+            [0, 2]
+        );
     }
 
     #[test]
@@ -380,7 +434,10 @@ mod tests {
         let tweet = r##"{"text":"RT @a: short…","retweeted_status":{"text":"short…",
             "extended_tweet":{"full_text":"short but then a needle appears","entities":{"hashtags":[{"text":"hay"}]}}},
             "quoted_status":{"text":"q","entities":{"urls":[{"expanded_url":"https://rust-lang.org/learn","display_url":"rust-lang.org/learn"}]}}}"##;
-        assert_eq!(matched(&["needle", "#hay", "rust-lang.org/learn", "absent"], tweet), [0, 1, 2]);
+        assert_eq!(
+            matched(&["needle", "#hay", "rust-lang.org/learn", "absent"], tweet),
+            [0, 1, 2]
+        );
     }
 
     #[test]

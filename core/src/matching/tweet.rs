@@ -50,6 +50,82 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// An object key, read as raw bytes: serde_json checks UTF-8 for every string read as `str`, and
+/// a tweet has hundreds of keys, nearly all of them skipped. Borrowed unless escaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key<'a>(pub Cow<'a, [u8]>);
+
+impl Key<'_> {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_vec())))
+            }
+            fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.as_bytes().to_vec())))
+            }
+        }
+        deserializer.deserialize_bytes(KeyVisitor)
+    }
+}
+
+/// Declares a view struct and its `Deserialize`, reading keys as bytes and skipping unknown
+/// ones with [`IgnoredAny`]; `null` or a missing key leaves a field at its default.
+macro_rules! view_struct {
+    ($(#[$meta:meta])* pub struct $name:ident<'a> { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Default)]
+        pub struct $name<'a> {
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct StructVisitor;
+                impl<'de> Visitor<'de> for StructVisitor {
+                    type Value = $name<'de>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str(concat!("a ", stringify!($name), " object"))
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<$name<'de>, A::Error> {
+                        let mut out = $name::default();
+                        while let Some(key) = map.next_key::<Key<'de>>()? {
+                            let key = key.as_bytes();
+                            $(if key == stringify!($field).as_bytes() {
+                                out.$field = map.next_value()?;
+                                continue;
+                            })*
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        Ok(out)
+                    }
+                }
+                deserializer.deserialize_map(StructVisitor)
+            }
+        }
+    };
+}
+
 /// The fields of a tweet (or of its retweeted / quoted status) that traptor reads.
 #[derive(Debug, Default)]
 pub struct TweetView<'a> {
@@ -74,23 +150,34 @@ pub struct TweetView<'a> {
 impl<'de> TweetView<'de> {
     /// Reads the value of `key` into the view when the view has a field of that name.
     /// Returns `false`, leaving the value unread, for any other key.
-    pub fn read_field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+    pub fn read_field<A: MapAccess<'de>>(
+        &mut self,
+        key: &[u8],
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
         match key {
-            "id_str" => self.id_str = map.next_value()?,
-            "created_at" => self.created_at = map.next_value()?,
-            "text" => self.text = map.next_value()?,
-            "full_text" => self.full_text = map.next_value()?,
-            "user" => self.user = map.next_value()?,
-            "in_reply_to_user_id_str" => self.in_reply_to_user_id_str = map.next_value()?,
-            "entities" => self.entities = map.next_value()?,
-            "extended_entities" => self.extended_entities = map.next_value()?,
-            "extended_tweet" => self.extended_tweet = map.next_value()?,
-            "retweeted_status" => self.retweeted_status = map.next_value()?,
-            "quoted_status" => self.quoted_status = map.next_value()?,
-            "coordinates" => {
-                self.coordinates = map.next_value::<Option<PointView>>()?.and_then(|p| p.coordinates).map(|p| (p.0, p.1))
+            b"id_str" => self.id_str = map.next_value()?,
+            b"created_at" => self.created_at = map.next_value()?,
+            b"text" => self.text = map.next_value()?,
+            b"full_text" => self.full_text = map.next_value()?,
+            b"user" => self.user = map.next_value()?,
+            b"in_reply_to_user_id_str" => self.in_reply_to_user_id_str = map.next_value()?,
+            b"entities" => self.entities = map.next_value()?,
+            b"extended_entities" => self.extended_entities = map.next_value()?,
+            b"extended_tweet" => self.extended_tweet = map.next_value()?,
+            b"retweeted_status" => self.retweeted_status = map.next_value()?,
+            b"quoted_status" => self.quoted_status = map.next_value()?,
+            b"coordinates" => {
+                self.coordinates = map
+                    .next_value::<Option<PointView>>()?
+                    .and_then(|p| p.coordinates)
+                    .map(|p| (p.0, p.1))
             }
-            "place" => self.place_bounds = map.next_value::<Option<PlaceView>>()?.and_then(|p| p.bounds()),
+            b"place" => {
+                self.place_bounds = map
+                    .next_value::<Option<PlaceView>>()?
+                    .and_then(|p| p.bounds())
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -132,8 +219,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for TweetView<'a> {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TweetView<'de>, A::Error> {
                 let mut view = TweetView::default();
-                while let Some(key) = map.next_key::<Text<'de>>()? {
-                    if !view.read_field(&key, &mut map)? {
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    if !view.read_field(key.as_bytes(), &mut map)? {
                         map.next_value::<IgnoredAny>()?;
                     }
                 }
@@ -144,45 +231,45 @@ impl<'de: 'a, 'a> Deserialize<'de> for TweetView<'a> {
     }
 }
 
-/// The author of a status.
-#[derive(Debug, Default, Deserialize)]
-pub struct UserView<'a> {
-    #[serde(borrow, default)]
-    pub id_str: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub screen_name: Option<Text<'a>>,
+view_struct! {
+    /// The author of a status.
+    pub struct UserView<'a> {
+        pub id_str: Option<Text<'a>>,
+        pub screen_name: Option<Text<'a>>,
+    }
 }
 
-/// `extended_tweet`: the full text and entities of a tweet longer than 140 characters.
-#[derive(Debug, Default, Deserialize)]
-pub struct ExtendedTweet<'a> {
-    #[serde(borrow, default)]
-    pub full_text: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub entities: Option<Entities<'a>>,
-    #[serde(borrow, default)]
-    pub extended_entities: Option<Entities<'a>>,
+view_struct! {
+    /// `extended_tweet`: the full text and entities of a tweet longer than 140 characters.
+    pub struct ExtendedTweet<'a> {
+        pub full_text: Option<Text<'a>>,
+        pub entities: Option<Entities<'a>>,
+        pub extended_entities: Option<Entities<'a>>,
+    }
 }
 
-/// The entity lists track matching searches.
-#[derive(Debug, Default, Deserialize)]
-pub struct Entities<'a> {
-    #[serde(borrow, default)]
-    pub hashtags: Option<Vec<Hashtag<'a>>>,
-    #[serde(borrow, default)]
-    pub user_mentions: Option<Vec<Mention<'a>>>,
-    #[serde(borrow, default)]
-    pub urls: Option<Vec<UrlEntity<'a>>>,
-    #[serde(borrow, default)]
-    pub media: Option<Vec<UrlEntity<'a>>>,
+view_struct! {
+    /// The entity lists track matching searches.
+    pub struct Entities<'a> {
+        pub hashtags: Option<Vec<Hashtag<'a>>>,
+        pub user_mentions: Option<Vec<Mention<'a>>>,
+        pub urls: Option<Vec<UrlEntity<'a>>>,
+        pub media: Option<Vec<UrlEntity<'a>>>,
+    }
 }
 
 impl<'a> Entities<'a> {
     pub fn hashtags(&self) -> impl Iterator<Item = &str> {
-        self.hashtags.iter().flatten().filter_map(|h| h.text.as_deref())
+        self.hashtags
+            .iter()
+            .flatten()
+            .filter_map(|h| h.text.as_deref())
     }
     pub fn mentions(&self) -> impl Iterator<Item = &str> {
-        self.user_mentions.iter().flatten().filter_map(|m| m.screen_name.as_deref())
+        self.user_mentions
+            .iter()
+            .flatten()
+            .filter_map(|m| m.screen_name.as_deref())
     }
     /// `expanded_url` and `display_url` of links and media.
     pub fn urls(&self) -> impl Iterator<Item = &str> {
@@ -190,28 +277,32 @@ impl<'a> Entities<'a> {
             .iter()
             .flatten()
             .chain(self.media.iter().flatten())
-            .flat_map(|u| u.expanded_url.as_deref().into_iter().chain(u.display_url.as_deref()))
+            .flat_map(|u| {
+                u.expanded_url
+                    .as_deref()
+                    .into_iter()
+                    .chain(u.display_url.as_deref())
+            })
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct Hashtag<'a> {
-    #[serde(borrow, default)]
-    pub text: Option<Text<'a>>,
+view_struct! {
+    pub struct Hashtag<'a> {
+        pub text: Option<Text<'a>>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct Mention<'a> {
-    #[serde(borrow, default)]
-    pub screen_name: Option<Text<'a>>,
+view_struct! {
+    pub struct Mention<'a> {
+        pub screen_name: Option<Text<'a>>,
+    }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct UrlEntity<'a> {
-    #[serde(borrow, default)]
-    pub expanded_url: Option<Text<'a>>,
-    #[serde(borrow, default)]
-    pub display_url: Option<Text<'a>>,
+view_struct! {
+    pub struct UrlEntity<'a> {
+        pub expanded_url: Option<Text<'a>>,
+        pub display_url: Option<Text<'a>>,
+    }
 }
 
 #[derive(Deserialize)]
@@ -232,8 +323,12 @@ impl<'de> Deserialize<'de> for Position {
                 f.write_str("a [longitude, latitude] pair")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Position, A::Error> {
-                let lon: f64 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(0, &self))?;
-                let lat: f64 = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                let lon: f64 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let lat: f64 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Position(lon, lat))
             }
@@ -271,7 +366,12 @@ pub struct Bounds {
 
 impl Bounds {
     fn point(lon: f64, lat: f64) -> Bounds {
-        Bounds { min_lon: lon, min_lat: lat, max_lon: lon, max_lat: lat }
+        Bounds {
+            min_lon: lon,
+            min_lat: lat,
+            max_lon: lon,
+            max_lat: lat,
+        }
     }
 
     fn include(self, other: Bounds) -> Bounds {
@@ -309,7 +409,11 @@ impl<'de> Visitor<'de> for NestedBoundsVisitor {
             Element::Number(lon) => {
                 let lat = match seq.next_element_seed(ElementSeed)? {
                     Some(Element::Number(lat)) => lat,
-                    _ => return Err(de::Error::custom("a position needs a longitude and a latitude")),
+                    _ => {
+                        return Err(de::Error::custom(
+                            "a position needs a longitude and a latitude",
+                        ))
+                    }
                 };
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(NestedBounds(Some(Bounds::point(lon, lat))))
@@ -323,7 +427,11 @@ impl<'de> Visitor<'de> for NestedBoundsVisitor {
                                 (a, b) => a.or(b),
                             }
                         }
-                        Element::Number(_) => return Err(de::Error::custom("mixed numbers and arrays in coordinates")),
+                        Element::Number(_) => {
+                            return Err(de::Error::custom(
+                                "mixed numbers and arrays in coordinates",
+                            ))
+                        }
                     }
                 }
                 Ok(NestedBounds(acc))
@@ -379,13 +487,19 @@ mod tests {
             "entities":{"hashtags":[{"text":"Tag","indices":[0,4]}],"user_mentions":[{"screen_name":"al"}],
                         "urls":[{"expanded_url":"http://x.com/a","display_url":"x.com/a"}]}}"#;
         let view: TweetView = serde_json::from_str(json).unwrap();
-        assert!(matches!(view.text.as_ref().unwrap().0, Cow::Borrowed("hi there")));
+        assert!(matches!(
+            view.text.as_ref().unwrap().0,
+            Cow::Borrowed("hi there")
+        ));
         assert_eq!(view.user.as_ref().unwrap().id_str.as_deref(), Some("42"));
         assert_eq!(view.in_reply_to_user_id_str, None);
         let entities = view.entities.as_ref().unwrap();
         assert_eq!(entities.hashtags().collect::<Vec<_>>(), ["Tag"]);
         assert_eq!(entities.mentions().collect::<Vec<_>>(), ["al"]);
-        assert_eq!(entities.urls().collect::<Vec<_>>(), ["http://x.com/a", "x.com/a"]);
+        assert_eq!(
+            entities.urls().collect::<Vec<_>>(),
+            ["http://x.com/a", "x.com/a"]
+        );
     }
 
     #[test]
@@ -403,7 +517,12 @@ mod tests {
         assert_eq!(view.coordinates, Some((-122.1, 37.4)));
         assert_eq!(
             view.place_bounds,
-            Some(Bounds { min_lon: -122.06, min_lat: 37.33, max_lon: -121.98, max_lat: 37.42 })
+            Some(Bounds {
+                min_lon: -122.06,
+                min_lat: 37.33,
+                max_lon: -121.98,
+                max_lat: 37.42
+            })
         );
         let view: TweetView = serde_json::from_str(r#"{"coordinates":null,"place":null}"#).unwrap();
         assert_eq!((view.coordinates, view.place_bounds), (None, None));
@@ -413,7 +532,10 @@ mod tests {
     fn embedded_statuses_are_visited_outermost_first() {
         let json = r#"{"id_str":"1","retweeted_status":{"id_str":"2","quoted_status":{"id_str":"3"}},"quoted_status":{"id_str":"4"}}"#;
         let view: TweetView = serde_json::from_str(json).unwrap();
-        let ids: Vec<_> = view.with_embedded().map(|t| t.id_str.as_deref().unwrap()).collect();
+        let ids: Vec<_> = view
+            .with_embedded()
+            .map(|t| t.id_str.as_deref().unwrap())
+            .collect();
         assert_eq!(ids, ["1", "2", "3", "4"]);
     }
 }

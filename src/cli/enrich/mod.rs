@@ -39,12 +39,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let rules = rules_file::load(&args.rules)?;
     let (reader, input_name): (Box<dyn BufRead>, String) = match &args.input {
         None => (Box::new(io::stdin().lock()), "stdin".to_string()),
-        Some(path) if path.as_os_str() == "-" => (Box::new(io::stdin().lock()), "stdin".to_string()),
+        Some(path) if path.as_os_str() == "-" => {
+            (Box::new(io::stdin().lock()), "stdin".to_string())
+        }
         Some(path) => {
             let file = File::open(path).with_context(|| {
-                format!("cannot open the input {}; give a readable file of tweets, or `-` for stdin", path.display())
+                format!(
+                    "cannot open the input {}; give a readable file of tweets, or `-` for stdin",
+                    path.display()
+                )
             })?;
-            (Box::new(BufReader::with_capacity(1 << 16, file)), path.display().to_string())
+            (
+                Box::new(BufReader::with_capacity(1 << 16, file)),
+                path.display().to_string(),
+            )
         }
     };
     let enricher = Enricher::new(None, rules.rules);
@@ -53,10 +61,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     enrich_stream(reader, &input_name, &enricher, &mut out, &mut summary)?;
     match out.flush() {
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e).context("cannot write to stdout"),
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            return Err(e).context("cannot write to stdout")
+        }
         _ => {}
     }
-    eprint!("{}", summary.render(&input_name, enricher.rules(), &rules.rejected));
+    eprint!(
+        "{}",
+        summary.render(&input_name, enricher.rules(), &rules.rejected)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -74,7 +87,9 @@ fn enrich_stream(
     let mut line_number: u64 = 0;
     loop {
         line.clear();
-        let read = reader.read_until(b'\n', &mut line).with_context(|| format!("cannot read {input_name}"))?;
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("cannot read {input_name}"))?;
         if read == 0 {
             break;
         }
@@ -114,14 +129,26 @@ fn handle_item(
             return Ok(true);
         }
     };
-    let Enriched { record, matched, error } = enricher.enrich(&frame, now_ms());
+    let Enriched {
+        record,
+        matched,
+        error,
+    } = enricher.enrich(&frame, now_ms());
     if record.kind == MessageKind::Invalid {
         summary.skipped += 1;
         let why = error.map_or_else(|| "not a JSON object".to_string(), |e| e.to_string());
-        summary.problem(line, format!("{}; skipped", why.trim_end_matches("; it was kept as an invalid message")));
+        summary.problem(
+            line,
+            format!(
+                "{}; skipped",
+                why.trim_end_matches("; it was kept as an invalid message")
+            ),
+        );
         return Ok(true);
     }
-    if let Some(error @ (EnrichError::BadCreatedAt { .. } | EnrichError::UnreadableTweet { .. })) = &error {
+    if let Some(error @ (EnrichError::BadCreatedAt { .. } | EnrichError::UnreadableTweet { .. })) =
+        &error
+    {
         summary.problem(line, error);
     }
     *summary.by_kind.entry(record.kind).or_default() += 1;
@@ -146,7 +173,10 @@ fn handle_item(
 /// whitespace between tokens, so it is written as a space.
 fn write_json_line(out: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     if payload.iter().any(|&b| b == b'\n' || b == b'\r') {
-        let flat: Vec<u8> = payload.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect();
+        let flat: Vec<u8> = payload
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+            .collect();
         out.write_all(&flat)?;
     } else {
         out.write_all(payload)?;
@@ -155,5 +185,7 @@ fn write_json_line(out: &mut impl Write, payload: &[u8]) -> io::Result<()> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -19,7 +19,10 @@ pub struct RulesFile {
 #[derive(Debug)]
 pub enum Rejected {
     /// Where it is (`line 3` or `item 2`) and why the line is not JSON.
-    NotJson { at: String, reason: String },
+    NotJson {
+        at: String,
+        reason: String,
+    },
     Invalid(RuleError),
 }
 
@@ -35,7 +38,10 @@ impl fmt::Display for Rejected {
 /// Loads `path`. Fails only when the file cannot be read; bad rules are listed in `rejected`.
 pub fn load(path: &Path) -> anyhow::Result<RulesFile> {
     let text = std::fs::read_to_string(path).with_context(|| {
-        format!("cannot read the rules file {}; give a JSON or JSON-lines file of rule hashes", path.display())
+        format!(
+            "cannot read the rules file {}; give a JSON or JSON-lines file of rule hashes",
+            path.display()
+        )
     })?;
     Ok(parse(&text))
 }
@@ -44,23 +50,37 @@ pub fn load(path: &Path) -> anyhow::Result<RulesFile> {
 pub fn parse(text: &str) -> RulesFile {
     let mut file = RulesFile::default();
     let entries: Vec<(String, Result<Value, String>)> = match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(items)) => {
-            items.into_iter().enumerate().map(|(i, item)| (format!("item {}", i + 1), Ok(item))).collect()
-        }
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| (format!("item {}", i + 1), Ok(item)))
+            .collect(),
         Ok(object @ Value::Object(_)) => vec![("item 1".to_string(), Ok(object))],
         _ => text
             .lines()
             .enumerate()
             .filter(|(_, line)| !line.trim().is_empty())
-            .map(|(i, line)| (format!("line {}", i + 1), serde_json::from_str(line).map_err(|e| e.to_string())))
+            .map(|(i, line)| {
+                (
+                    format!("line {}", i + 1),
+                    serde_json::from_str(line).map_err(|e| e.to_string()),
+                )
+            })
             .collect(),
     };
     for (at, entry) in entries {
         let parsed = entry
-            .map_err(|reason| Rejected::NotJson { at: at.clone(), reason })
+            .map_err(|reason| Rejected::NotJson {
+                at: at.clone(),
+                reason,
+            })
             .and_then(|value| {
                 let fields = fields_from_json(&value).map_err(|problem| {
-                    Rejected::Invalid(RuleError { rule_id: None, source: Some(at.clone()), problem })
+                    Rejected::Invalid(RuleError {
+                        rule_id: None,
+                        source: Some(at.clone()),
+                        problem,
+                    })
                 })?;
                 parse_rule(fields, None).map_err(|mut error| {
                     error.source = Some(at.clone());
@@ -86,7 +106,11 @@ mod tests {
         let single = "{\n \"rule_id\": 1,\n \"value\": \"a\",\n \"orig_type\": \"keyword\"\n}";
         assert_eq!(parse(single).rules.len(), 1);
         let lines = "{\"rule_id\":\"1\",\"value\":\"a\",\"rule_type\":\"track\"}\n\n{\"rule_id\":\"2\",\"value\":\"b\",\"rule_type\":\"track\"}\n";
-        let ids: Vec<_> = parse(lines).rules.iter().map(|r| r.rule_id.clone()).collect();
+        let ids: Vec<_> = parse(lines)
+            .rules
+            .iter()
+            .map(|r| r.rule_id.clone())
+            .collect();
         assert_eq!(ids, ["1", "2"]);
     }
 
@@ -96,8 +120,20 @@ mod tests {
         let file = parse(lines);
         assert_eq!(file.rules.len(), 1);
         let messages: Vec<String> = file.rejected.iter().map(ToString::to_string).collect();
-        assert!(messages[0].starts_with("rule at line 2: not JSON"), "{}", messages[0]);
-        assert!(messages[1].starts_with("rule 3 (line 3): follow value \"cnn\""), "{}", messages[1]);
-        assert!(messages[2].starts_with("rule at line 4: a rule must be an object"), "{}", messages[2]);
+        assert!(
+            messages[0].starts_with("rule at line 2: not JSON"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[1].starts_with("rule 3 (line 3): follow value \"cnn\""),
+            "{}",
+            messages[1]
+        );
+        assert!(
+            messages[2].starts_with("rule at line 4: a rule must be an object"),
+            "{}",
+            messages[2]
+        );
     }
 }

@@ -27,7 +27,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(rule_count: usize) -> Summary {
-        Summary { per_rule: vec![0; rule_count], ..Summary::default() }
+        Summary {
+            per_rule: vec![0; rule_count],
+            ..Summary::default()
+        }
     }
 
     pub fn problem(&mut self, line: u64, what: impl std::fmt::Display) {
@@ -41,16 +44,32 @@ impl Summary {
     pub fn render(&self, input_name: &str, rules: &[Rule], rejected: &[Rejected]) -> String {
         let mut out = String::new();
         let written: u64 = self.by_kind.values().sum();
-        let kinds: Vec<String> = self.by_kind.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
-        let kinds = if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") };
-        let _ = writeln!(out, "traptor enrich: {written} messages written from {input_name} ({kinds})");
+        let kinds: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
+        let kinds = if kinds.is_empty() {
+            "none".to_string()
+        } else {
+            kinds.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "traptor enrich: {written} messages written from {input_name} ({kinds})"
+        );
         let _ = writeln!(out, "  skipped (bad lines): {}", self.skipped);
         let _ = writeln!(
             out,
             "  tweets: {} matched, {} unmatched (\"Not Found\")",
             self.matched_tweets, self.unmatched_tweets
         );
-        let _ = writeln!(out, "rules: {} loaded, {} rejected", rules.len(), rejected.len());
+        let _ = writeln!(
+            out,
+            "rules: {} loaded, {} rejected",
+            rules.len(),
+            rejected.len()
+        );
         for (rule, count) in rules.iter().zip(&self.per_rule) {
             let _ = writeln!(
                 out,

@@ -45,7 +45,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let fields = match build_fields(&args, now) {
         Ok(fields) => fields,
         Err(message) => return Ok(refused(message)),
@@ -60,14 +63,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let (storable, report) = match rule_store::put_rule(&mut con, &args.slot, fields).await {
             Ok(done) => done,
             Err(PutRuleError::Invalid(error)) => return Ok(refused(format!("refused: {error}"))),
-            Err(PutRuleError::Redis(e)) => return Err(e).context(redis_failure("writing the rule", &url)),
+            Err(PutRuleError::Redis(e)) => {
+                return Err(e).context(redis_failure("writing the rule", &url))
+            }
         };
         let key = &report.written[0];
-        let verb = if report.updated.is_empty() && report.replaced.is_empty() { "added" } else { "replaced" };
+        let verb = if report.updated.is_empty() && report.replaced.is_empty() {
+            "added"
+        } else {
+            "replaced"
+        };
         let rule = &storable.rule;
-        println!("{verb} rule {} in {} ({key}): {}", rule.rule_id, args.slot, rule.term.to_filter_value());
+        println!(
+            "{verb} rule {} in {} ({key}): {}",
+            rule.rule_id,
+            args.slot,
+            rule.term.to_filter_value()
+        );
         if let Some(status) = &storable.inactive {
-            eprintln!("note: its status is {status:?}: stored, but not collected until it is \"active\"");
+            eprintln!(
+                "note: its status is {status:?}: stored, but not collected until it is \"active\""
+            );
         }
         for old in &report.replaced {
             eprintln!("removed the older copy {old} of the same rule id");
@@ -98,7 +114,10 @@ fn build_fields(args: &Args, now: u64) -> Result<Vec<(String, String)>, String> 
     }
     for (name, value) in &args.fields {
         if fields.iter().any(|(existing, _)| existing == name) {
-            return Err(format!("the field {name} is given twice; give it once (as --{} or --field)", name.replace('_', "-")));
+            return Err(format!(
+                "the field {name} is given twice; give it once (as --{} or --field)",
+                name.replace('_', "-")
+            ));
         }
         fields.push((name.clone(), value.clone()));
     }
@@ -161,7 +180,15 @@ mod tests {
     }
 
     fn args(extra: &[&str]) -> Args {
-        let mut argv = vec!["add", "--slot", "track:0", "--rule-id", "123", "--value", "happy"];
+        let mut argv = vec![
+            "add",
+            "--slot",
+            "track:0",
+            "--rule-id",
+            "123",
+            "--value",
+            "happy",
+        ];
         argv.extend_from_slice(extra);
         Wrapper::try_parse_from(argv).unwrap().args
     }
@@ -175,8 +202,15 @@ mod tests {
 
     #[test]
     fn defaults_fill_what_was_not_given() {
-        let fields = build_fields(&args(&["--orig-type", "keyword", "--tag", "t"]), 1_462_899_514).unwrap();
-        let names: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let fields = build_fields(
+            &args(&["--orig-type", "keyword", "--tag", "t"]),
+            1_462_899_514,
+        )
+        .unwrap();
+        let names: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
             names,
             [
@@ -193,7 +227,11 @@ mod tests {
 
     #[test]
     fn extra_fields_may_set_defaults_but_not_repeat_flags() {
-        let fields = build_fields(&args(&["--field", "status=paused", "--field", "appid=a=b"]), 0).unwrap();
+        let fields = build_fields(
+            &args(&["--field", "status=paused", "--field", "appid=a=b"]),
+            0,
+        )
+        .unwrap();
         assert!(fields.contains(&("status".into(), "paused".into())));
         assert!(fields.contains(&("appid".into(), "a=b".into())));
         assert_eq!(fields.iter().filter(|(k, _)| k == "status").count(), 1);

@@ -32,7 +32,10 @@ pub struct RedisArgs {
 impl RedisArgs {
     /// The URL to use: the flag, else the environment, else the default.
     pub fn resolved_url(&self) -> String {
-        resolve_url(self.url.as_deref(), std::env::var(REDIS_URL_VAR).ok().as_deref())
+        resolve_url(
+            self.url.as_deref(),
+            std::env::var(REDIS_URL_VAR).ok().as_deref(),
+        )
     }
 }
 
@@ -64,8 +67,12 @@ pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
 /// Opens a connection, with an error that says where it tried and what to do.
 pub async fn connect(url: &str) -> anyhow::Result<MultiplexedConnection> {
     let address = redis_address(url);
-    let client = redis::Client::open(url)
-        .map_err(|e| anyhow::anyhow!("the Redis URL is invalid ({}); expected redis://[user:password@]host:port/db", e.category()))?;
+    let client = redis::Client::open(url).map_err(|e| {
+        anyhow::anyhow!(
+            "the Redis URL is invalid ({}); expected redis://[user:password@]host:port/db",
+            e.category()
+        )
+    })?;
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -86,7 +93,10 @@ mod tests {
 
     #[test]
     fn the_flag_beats_the_environment_which_beats_the_default() {
-        assert_eq!(resolve_url(Some("redis://a/1"), Some("redis://b/2")), "redis://a/1");
+        assert_eq!(
+            resolve_url(Some("redis://a/1"), Some("redis://b/2")),
+            "redis://a/1"
+        );
         assert_eq!(resolve_url(None, Some("redis://b/2")), "redis://b/2");
         assert_eq!(resolve_url(None, Some(" ")), DEFAULT_REDIS_URL);
         assert_eq!(resolve_url(None, None), DEFAULT_REDIS_URL);

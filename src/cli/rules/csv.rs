@@ -26,20 +26,37 @@ pub struct CsvError {
 pub fn parse(text: &str) -> Result<(Vec<CsvRecord>, Vec<CsvError>), CsvError> {
     let mut rows = split_rows(text.strip_prefix('\u{feff}').unwrap_or(text));
     if rows.is_empty() {
-        return Err(CsvError { line: 1, message: "the file is empty; expected a header row naming the fields (rule_id,value,...)".into() });
+        return Err(CsvError {
+            line: 1,
+            message:
+                "the file is empty; expected a header row naming the fields (rule_id,value,...)"
+                    .into(),
+        });
     }
     let header_row = rows.remove(0);
-    let header = header_row.cells.map_err(|message| CsvError { line: header_row.line, message })?;
-    let header: Vec<String> = header.into_iter().map(|name| name.trim().to_owned()).collect();
+    let header = header_row.cells.map_err(|message| CsvError {
+        line: header_row.line,
+        message,
+    })?;
+    let header: Vec<String> = header
+        .into_iter()
+        .map(|name| name.trim().to_owned())
+        .collect();
     if let Some(blank) = header.iter().position(String::is_empty) {
         return Err(CsvError {
             line: header_row.line,
-            message: format!("column {} of the header has no name; every column needs a field name", blank + 1),
+            message: format!(
+                "column {} of the header has no name; every column needs a field name",
+                blank + 1
+            ),
         });
     }
     for (i, name) in header.iter().enumerate() {
         if header[..i].contains(name) {
-            return Err(CsvError { line: header_row.line, message: format!("the header names the field {name:?} twice") });
+            return Err(CsvError {
+                line: header_row.line,
+                message: format!("the header names the field {name:?} twice"),
+            });
         }
     }
 
@@ -49,7 +66,10 @@ pub fn parse(text: &str) -> Result<(Vec<CsvRecord>, Vec<CsvError>), CsvError> {
         let cells = match row.cells {
             Ok(cells) => cells,
             Err(message) => {
-                errors.push(CsvError { line: row.line, message });
+                errors.push(CsvError {
+                    line: row.line,
+                    message,
+                });
                 continue;
             }
         };
@@ -73,7 +93,10 @@ pub fn parse(text: &str) -> Result<(Vec<CsvRecord>, Vec<CsvError>), CsvError> {
             .filter(|(_, value)| !value.is_empty())
             .map(|(name, value)| (name.clone(), value))
             .collect();
-        records.push(CsvRecord { line: row.line, fields });
+        records.push(CsvRecord {
+            line: row.line,
+            fields,
+        });
     }
     Ok((records, errors))
 }
@@ -130,7 +153,10 @@ fn split_rows(text: &str) -> Vec<Row> {
             }
         }
         cells.push(cell);
-        rows.push(Row { line: start_line, cells: error.map_or(Ok(cells), Err) });
+        rows.push(Row {
+            line: start_line,
+            cells: error.map_or(Ok(cells), Err),
+        });
     }
     rows
 }
@@ -150,7 +176,8 @@ fn write_row(out: &mut String, cells: &[String]) {
         if i > 0 {
             out.push(',');
         }
-        let needs_quotes = cell.contains([',', '"', '\n', '\r']) || cell.starts_with(' ') || cell.ends_with(' ');
+        let needs_quotes =
+            cell.contains([',', '"', '\n', '\r']) || cell.starts_with(' ') || cell.ends_with(' ');
         if needs_quotes {
             let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
         } else {
@@ -165,7 +192,11 @@ mod tests {
     use super::*;
 
     fn pairs(record: &CsvRecord) -> Vec<(&str, &str)> {
-        record.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+        record
+            .fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 
     #[test]
@@ -174,10 +205,24 @@ mod tests {
         let (records, errors) = parse(text).unwrap();
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(pairs(&records[0]), [("rule_id", "1"), ("value", "happy")]);
-        assert_eq!(pairs(&records[1]), [("rule_id", "2"), ("value", "a \"quoted\", value"), ("tag", "t")]);
-        assert_eq!(pairs(&records[2]), [("rule_id", "3"), ("value", "two\nlines"), ("tag", "x")]);
+        assert_eq!(
+            pairs(&records[1]),
+            [
+                ("rule_id", "2"),
+                ("value", "a \"quoted\", value"),
+                ("tag", "t")
+            ]
+        );
+        assert_eq!(
+            pairs(&records[2]),
+            [("rule_id", "3"), ("value", "two\nlines"), ("tag", "x")]
+        );
         let lines: Vec<usize> = records.iter().map(|r| r.line).collect();
-        assert_eq!(lines, [2, 3, 4, 6], "a record is known by the line it starts on");
+        assert_eq!(
+            lines,
+            [2, 3, 4, 6],
+            "a record is known by the line it starts on"
+        );
     }
 
     #[test]
@@ -186,7 +231,10 @@ mod tests {
         assert_eq!(records.iter().map(|r| r.line).collect::<Vec<_>>(), [2, 5]);
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!(errors[0].line, 3);
-        assert!(errors[0].message.contains("3 cells but the header names 2"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("3 cells but the header names 2"),
+            "{errors:?}"
+        );
         assert_eq!(errors[1].line, 6);
         assert!(errors[1].message.contains("not closed"), "{errors:?}");
     }
@@ -194,16 +242,28 @@ mod tests {
     #[test]
     fn an_unusable_header_fails_the_whole_file() {
         assert!(parse("").unwrap_err().message.contains("header"));
-        assert!(parse("rule_id,,value\n").unwrap_err().message.contains("column 2"));
-        assert!(parse("value,value\n").unwrap_err().message.contains("twice"));
+        assert!(parse("rule_id,,value\n")
+            .unwrap_err()
+            .message
+            .contains("column 2"));
+        assert!(parse("value,value\n")
+            .unwrap_err()
+            .message
+            .contains("twice"));
     }
 
     #[test]
     fn written_csv_reads_back_the_same() {
-        let header: Vec<String> = ["rule_id", "value", "description"].map(String::from).to_vec();
+        let header: Vec<String> = ["rule_id", "value", "description"]
+            .map(String::from)
+            .to_vec();
         let rows = vec![
             vec!["1".to_owned(), "plain".to_owned(), "has, comma".to_owned()],
-            vec!["2".to_owned(), " padded ".to_owned(), "quote \" and\nbreak".to_owned()],
+            vec![
+                "2".to_owned(),
+                " padded ".to_owned(),
+                "quote \" and\nbreak".to_owned(),
+            ],
         ];
         let text = write(&header, &rows);
         let (records, errors) = parse(&text).unwrap();

@@ -37,7 +37,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_slot, value_name = "TYPE:ID")]
     pub slot: Vec<SlotId>,
 
-    /// jsonl: one rule hash per line; csv: a header row of field names, one rule per row.
+    /// The output format (both carry each rule's slot in a `_slot` field).
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: Format,
 
@@ -80,10 +80,23 @@ pub fn to_jsonl(hashes: &[StoredHash]) -> String {
 
 /// A header of `_slot` and every field any rule has, then one row per rule.
 pub fn to_csv(hashes: &[StoredHash]) -> String {
-    let present: BTreeSet<&str> = hashes.iter().flat_map(|h| h.fields.iter().map(|(k, _)| k.as_str())).collect();
+    let present: BTreeSet<&str> = hashes
+        .iter()
+        .flat_map(|h| h.fields.iter().map(|(k, _)| k.as_str()))
+        .collect();
     let mut header: Vec<String> = vec![SLOT_FIELD.to_owned()];
-    header.extend(KNOWN_FIELDS.iter().filter(|name| present.contains(*name)).map(|name| name.to_string()));
-    header.extend(present.iter().filter(|name| !KNOWN_FIELDS.contains(name)).map(|name| name.to_string()));
+    header.extend(
+        KNOWN_FIELDS
+            .iter()
+            .filter(|name| present.contains(*name))
+            .map(|name| name.to_string()),
+    );
+    header.extend(
+        present
+            .iter()
+            .filter(|name| !KNOWN_FIELDS.contains(name))
+            .map(|name| name.to_string()),
+    );
     let rows: Vec<Vec<String>> = hashes
         .iter()
         .map(|hash| {
@@ -111,11 +124,29 @@ mod tests {
         let hash = |key: &str, pairs: &[(&str, &str)]| StoredHash {
             key: key.into(),
             slot: SlotId::from_rule_key(key).unwrap(),
-            fields: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            fields: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         vec![
-            hash("traptor-track:0:1", &[("tag", "t"), ("value", "a \"b\", c"), ("rule_id", "1"), ("zeta", "z")]),
-            hash("traptor-follow:2:7", &[("rule_id", "7"), ("value", "17919972"), ("orig_type", "userid")]),
+            hash(
+                "traptor-track:0:1",
+                &[
+                    ("tag", "t"),
+                    ("value", "a \"b\", c"),
+                    ("rule_id", "1"),
+                    ("zeta", "z"),
+                ],
+            ),
+            hash(
+                "traptor-follow:2:7",
+                &[
+                    ("rule_id", "7"),
+                    ("value", "17919972"),
+                    ("orig_type", "userid"),
+                ],
+            ),
         ]
     }
 
@@ -151,6 +182,9 @@ mod tests {
     #[test]
     fn csv_columns_put_the_original_fields_first() {
         let text = to_csv(&hashes());
-        assert_eq!(text.lines().next().unwrap(), "_slot,rule_id,value,orig_type,tag,zeta");
+        assert_eq!(
+            text.lines().next().unwrap(),
+            "_slot,rule_id,value,orig_type,tag,zeta"
+        );
     }
 }

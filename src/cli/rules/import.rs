@@ -16,7 +16,9 @@ use traptor_core::{Rule, SlotId, StreamType};
 use super::connection::{block_on, connect, redis_failure, NotifyArgs, RedisArgs};
 use super::input::{self, Format, InputRule, LineError};
 use super::shard::{shard, Unplaced};
-use super::{announce, copies_elsewhere, parse_slot, refused, warn_about_copies, write_stdout, SLOT_FIELD};
+use super::{
+    announce, copies_elsewhere, parse_slot, refused, warn_about_copies, write_stdout, SLOT_FIELD,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -82,14 +84,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let format = Format::for_path(args.format, &args.file);
     let (rules, mut errors) = match input::read(&text, format) {
         Ok(read) => read,
-        Err(error) => return Ok(refused(format!("{name} line {}: {}", error.line, error.message))),
+        Err(error) => {
+            return Ok(refused(format!(
+                "{name} line {}: {}",
+                error.line, error.message
+            )))
+        }
     };
     let placement = match (&args.slot, args.auto_slot) {
         (Some(slot), _) => Placement::Fixed(slot.clone()),
         (None, true) => Placement::Auto,
         (None, false) => Placement::FromSlotField,
     };
-    let Prepared { placed, errors: placement_errors, paused } = place(rules, &placement);
+    let Prepared {
+        placed,
+        errors: placement_errors,
+        paused,
+    } = place(rules, &placement);
     errors.extend(placement_errors);
     errors.sort_by_key(|e| e.line);
     for error in &errors {
@@ -102,7 +113,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(refused(if errors.is_empty() {
             format!("no rules found in {name}")
         } else {
-            format!("nothing to import from {name}: every rule ({} line(s)) has an error", errors.len())
+            format!(
+                "nothing to import from {name}: every rule ({} line(s)) has an error",
+                errors.len()
+            )
         }));
     }
     let counts = per_slot_counts(&placed);
@@ -110,31 +124,52 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         let mut out = String::new();
         for p in &placed {
-            let hash: serde_json::Map<String, serde_json::Value> =
-                p.rule.fields.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+            let hash: serde_json::Map<String, serde_json::Value> = p
+                .rule
+                .fields
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone().into()))
+                .collect();
             let key = rule_store::rule_key(&p.slot, &p.rule.rule_id);
-            out.push_str(&format!("would write {key} {}\n", serde_json::Value::Object(hash)));
+            out.push_str(&format!(
+                "would write {key} {}\n",
+                serde_json::Value::Object(hash)
+            ));
         }
         write_stdout(&out)?;
-        eprintln!("dry run: {} rule(s) valid for {counts}; {} line(s) skipped; nothing written", placed.len(), errors.len());
+        eprintln!(
+            "dry run: {} rule(s) valid for {counts}; {} line(s) skipped; nothing written",
+            placed.len(),
+            errors.len()
+        );
         return Ok(ExitCode::SUCCESS);
     }
 
     let url = args.redis.resolved_url();
     block_on(async {
         let mut con = connect(&url).await?;
-        let rules: Vec<(SlotId, Rule)> = placed.iter().map(|p| (p.slot.clone(), p.rule.clone())).collect();
+        let rules: Vec<(SlotId, Rule)> = placed
+            .iter()
+            .map(|p| (p.slot.clone(), p.rule.clone()))
+            .collect();
         let report = rule_store::put_rules(&mut con, &rules)
             .await
             .context(redis_failure("writing the rules", &url))?;
         let replaced = report.updated.len() + report.replaced.len();
-        let replaced = if replaced > 0 { format!(", {replaced} replacing a stored rule") } else { String::new() };
+        let replaced = if replaced > 0 {
+            format!(", {replaced} replacing a stored rule")
+        } else {
+            String::new()
+        };
         println!(
             "imported {} rule(s) from {name} into {counts}{replaced}; {} line(s) skipped",
             report.written.len(),
             errors.len()
         );
-        let ids: Vec<(SlotId, String)> = placed.iter().map(|p| (p.slot.clone(), p.rule.rule_id.clone())).collect();
+        let ids: Vec<(SlotId, String)> = placed
+            .iter()
+            .map(|p| (p.slot.clone(), p.rule.rule_id.clone()))
+            .collect();
         let copies = copies_elsewhere(&mut con, &ids)
             .await
             .context(redis_failure("looking for copies in other slots", &url))?;
@@ -147,11 +182,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 fn read_input(path: &PathBuf) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read the rules from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the rules from stdin")?;
         return Ok(text);
     }
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}; give a readable JSON-lines or CSV file of rules, or `-` for stdin", path.display()))
+    std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "cannot read {}; give a readable JSON-lines or CSV file of rules, or `-` for stdin",
+            path.display()
+        )
+    })
 }
 
 /// Decides each rule's slot, validates it there, drops repeated rule ids, and (for
@@ -194,7 +235,10 @@ fn place(rules: Vec<InputRule>, placement: &Placement) -> Prepared {
                 if let Some(status) = storable.inactive {
                     paused.push(LineError {
                         line,
-                        message: format!("rule {} has status {status:?}: stored, but not collected", storable.rule.rule_id),
+                        message: format!(
+                            "rule {} has status {status:?}: stored, but not collected",
+                            storable.rule.rule_id
+                        ),
                     });
                 }
                 storable.rule
@@ -206,7 +250,10 @@ fn place(rules: Vec<InputRule>, placement: &Placement) -> Prepared {
         };
         let identity = (slot.stream_type, slot.id.clone(), rule.rule_id.clone());
         if let Some(first) = first_line.get(&identity) {
-            errors.push(fail(format!("rule {} was already given on line {first}", rule.rule_id)));
+            errors.push(fail(format!(
+                "rule {} was already given on line {first}",
+                rule.rule_id
+            )));
             continue;
         }
         first_line.insert(identity, line);
@@ -216,9 +263,16 @@ fn place(rules: Vec<InputRule>, placement: &Placement) -> Prepared {
     let mut placed = if *placement == Placement::Auto {
         let unplaced = valid
             .into_iter()
-            .map(|p| Unplaced { stream_type: p.slot.stream_type, rule_id: p.rule.rule_id.clone(), item: p })
+            .map(|p| Unplaced {
+                stream_type: p.slot.stream_type,
+                rule_id: p.rule.rule_id.clone(),
+                item: p,
+            })
             .collect();
-        shard(unplaced).into_iter().map(|(slot, p)| Placed { slot, ..p }).collect()
+        shard(unplaced)
+            .into_iter()
+            .map(|(slot, p)| Placed { slot, ..p })
+            .collect()
     } else {
         valid
     };
@@ -228,7 +282,11 @@ fn place(rules: Vec<InputRule>, placement: &Placement) -> Prepared {
             .then_with(|| traptor_core::rules::compare_rule_ids(&a.rule.rule_id, &b.rule.rule_id))
             .then(a.line.cmp(&b.line))
     });
-    Prepared { placed, errors, paused }
+    Prepared {
+        placed,
+        errors,
+        paused,
+    }
 }
 
 /// Removes a field and returns its value.
@@ -243,7 +301,11 @@ fn per_slot_counts(placed: &[Placed]) -> String {
     for p in placed {
         *counts.entry(&p.slot).or_default() += 1;
     }
-    counts.iter().map(|(slot, n)| format!("{slot} ({n})")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(slot, n)| format!("{slot} ({n})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -251,11 +313,20 @@ mod tests {
     use super::*;
 
     fn rule(line: usize, pairs: &[(&str, &str)]) -> InputRule {
-        InputRule { line, fields: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+        InputRule {
+            line,
+            fields: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
     }
 
     fn summary(placed: &[Placed]) -> Vec<String> {
-        placed.iter().map(|p| format!("{}/{}", p.slot, p.rule.rule_id)).collect()
+        placed
+            .iter()
+            .map(|p| format!("{}/{}", p.slot, p.rule.rule_id))
+            .collect()
     }
 
     #[test]
@@ -265,22 +336,44 @@ mod tests {
             rule(2, &[("rule_id", "3"), ("value", "a,b")]),
             rule(3, &[("rule_id", "1"), ("value", "x"), ("orig_type", "geo")]),
             rule(4, &[("rule_id", "2"), ("value", "again")]),
-            rule(5, &[("rule_id", "1"), ("value", "sad"), ("_slot", "follow:9")]),
+            rule(
+                5,
+                &[("rule_id", "1"), ("value", "sad"), ("_slot", "follow:9")],
+            ),
         ];
-        let Prepared { placed, errors, .. } = place(rules, &Placement::Fixed(SlotId::new(StreamType::Track, "0")));
+        let Prepared { placed, errors, .. } = place(
+            rules,
+            &Placement::Fixed(SlotId::new(StreamType::Track, "0")),
+        );
         assert_eq!(summary(&placed), ["track:0/1", "track:0/2"]);
-        assert!(placed[0].rule.field("_slot").is_none(), "the slot field is never written");
+        assert!(
+            placed[0].rule.field("_slot").is_none(),
+            "the slot field is never written"
+        );
         let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
         assert_eq!(lines, [2, 3, 4]);
         assert!(errors[0].message.contains("comma"), "{errors:?}");
         assert!(errors[1].message.contains("locations rule"), "{errors:?}");
-        assert!(errors[2].message.contains("already given on line 1"), "{errors:?}");
+        assert!(
+            errors[2].message.contains("already given on line 1"),
+            "{errors:?}"
+        );
     }
 
     #[test]
     fn paused_rules_are_written_with_a_note() {
-        let rules = vec![rule(1, &[("rule_id", "1"), ("value", "happy"), ("status", "paused")])];
-        let Prepared { placed, errors, paused } = place(rules, &Placement::Fixed(SlotId::new(StreamType::Track, "0")));
+        let rules = vec![rule(
+            1,
+            &[("rule_id", "1"), ("value", "happy"), ("status", "paused")],
+        )];
+        let Prepared {
+            placed,
+            errors,
+            paused,
+        } = place(
+            rules,
+            &Placement::Fixed(SlotId::new(StreamType::Track, "0")),
+        );
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(placed[0].rule.field("status"), Some("paused"));
         assert_eq!(paused[0].line, 1);
@@ -290,7 +383,14 @@ mod tests {
     #[test]
     fn without_flags_the_slot_field_decides() {
         let rules = vec![
-            rule(1, &[("_slot", "follow:3"), ("rule_id", "7"), ("value", "17919972")]),
+            rule(
+                1,
+                &[
+                    ("_slot", "follow:3"),
+                    ("rule_id", "7"),
+                    ("value", "17919972"),
+                ],
+            ),
             rule(2, &[("rule_id", "8"), ("value", "x")]),
             rule(3, &[("_slot", "track"), ("rule_id", "9"), ("value", "x")]),
             rule(4, &[("_slot", "track:1"), ("rule_id", "7"), ("value", "x")]),
@@ -307,18 +407,33 @@ mod tests {
             .rev()
             .map(|i| {
                 let id = (100 + i).to_string();
-                rule(i as usize + 1, &[("rule_id", &id), ("value", "1,2,3,4"), ("orig_type", "geo")])
+                rule(
+                    i as usize + 1,
+                    &[("rule_id", &id), ("value", "1,2,3,4"), ("orig_type", "geo")],
+                )
             })
             .collect();
-        rules.push(rule(40, &[("rule_id", "5"), ("value", "happy"), ("rule_type", "track")]));
+        rules.push(rule(
+            40,
+            &[("rule_id", "5"), ("value", "happy"), ("rule_type", "track")],
+        ));
         rules.push(rule(41, &[("rule_id", "6"), ("value", "untyped")]));
         let Prepared { placed, errors, .. } = place(rules, &Placement::Auto);
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].line, 41);
-        assert!(errors[0].message.contains("rule_type (or orig_type)"), "{errors:?}");
+        assert!(
+            errors[0].message.contains("rule_type (or orig_type)"),
+            "{errors:?}"
+        );
         let slots = summary(&placed);
         assert_eq!(slots[0], "track:0/5");
-        assert_eq!(slots.iter().filter(|s| s.starts_with("locations:0/")).count(), 25);
+        assert_eq!(
+            slots
+                .iter()
+                .filter(|s| s.starts_with("locations:0/"))
+                .count(),
+            25
+        );
         assert_eq!(slots[1], "locations:0/100");
         assert_eq!(&slots[26..], ["locations:1/125", "locations:1/126"]);
     }

@@ -20,7 +20,9 @@ impl Format {
     /// The explicit choice, else `csv` for a `.csv` file, else `jsonl`.
     pub fn for_path(explicit: Option<Format>, path: &Path) -> Format {
         explicit.unwrap_or_else(|| {
-            let is_csv = path.extension().is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
+            let is_csv = path
+                .extension()
+                .is_some_and(|ext| ext.eq_ignore_ascii_case("csv"));
             if is_csv {
                 Format::Csv
             } else {
@@ -50,11 +52,25 @@ pub fn read(text: &str, format: Format) -> Result<(Vec<InputRule>, Vec<LineError
     match format {
         Format::Jsonl => Ok(read_jsonl(text)),
         Format::Csv => {
-            let (records, errors) =
-                csv::parse(text).map_err(|e| LineError { line: e.line, message: e.message })?;
+            let (records, errors) = csv::parse(text).map_err(|e| LineError {
+                line: e.line,
+                message: e.message,
+            })?;
             Ok((
-                records.into_iter().map(|r| InputRule { line: r.line, fields: r.fields }).collect(),
-                errors.into_iter().map(|e| LineError { line: e.line, message: e.message }).collect(),
+                records
+                    .into_iter()
+                    .map(|r| InputRule {
+                        line: r.line,
+                        fields: r.fields,
+                    })
+                    .collect(),
+                errors
+                    .into_iter()
+                    .map(|e| LineError {
+                        line: e.line,
+                        message: e.message,
+                    })
+                    .collect(),
             ))
         }
     }
@@ -73,8 +89,14 @@ fn read_jsonl(text: &str) -> (Vec<InputRule>, Vec<LineError>) {
             .map_err(|e| format!("not valid JSON ({e}); each line must be one rule object"))
             .and_then(|value| fields_from_json(&value).map_err(|problem| problem.to_string()));
         match parsed {
-            Ok(fields) => rules.push(InputRule { line: line_number, fields }),
-            Err(message) => errors.push(LineError { line: line_number, message }),
+            Ok(fields) => rules.push(InputRule {
+                line: line_number,
+                fields,
+            }),
+            Err(message) => errors.push(LineError {
+                line: line_number,
+                message,
+            }),
         }
     }
     (rules, errors)
@@ -89,7 +111,10 @@ mod tests {
         let text = "{\"rule_id\": 12347, \"value\": \"happy\"}\n\n{oops\n[1]\n{\"rule_id\": \"2\", \"value\": \"x\"}\n";
         let (rules, errors) = read(text, Format::Jsonl).unwrap();
         assert_eq!(rules.iter().map(|r| r.line).collect::<Vec<_>>(), [1, 5]);
-        assert_eq!(rules[0].fields[0], ("rule_id".to_owned(), "12347".to_owned()));
+        assert_eq!(
+            rules[0].fields[0],
+            ("rule_id".to_owned(), "12347".to_owned())
+        );
         assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [3, 4]);
         assert!(errors[0].message.contains("not valid JSON"), "{errors:?}");
         assert!(errors[1].message.contains("object"), "{errors:?}");
@@ -98,7 +123,13 @@ mod tests {
     #[test]
     fn the_format_follows_the_extension_unless_given() {
         assert_eq!(Format::for_path(None, Path::new("rules.CSV")), Format::Csv);
-        assert_eq!(Format::for_path(None, Path::new("rules.jsonl")), Format::Jsonl);
-        assert_eq!(Format::for_path(Some(Format::Csv), Path::new("rules.json")), Format::Csv);
+        assert_eq!(
+            Format::for_path(None, Path::new("rules.jsonl")),
+            Format::Jsonl
+        );
+        assert_eq!(
+            Format::for_path(Some(Format::Csv), Path::new("rules.json")),
+            Format::Csv
+        );
     }
 }

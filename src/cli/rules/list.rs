@@ -33,11 +33,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .await
             .context(redis_failure("reading the rules", &url))
     })??;
-    let text = if args.json { render_json(&hashes) } else { render_table(&hashes) };
+    let text = if args.json {
+        render_json(&hashes)
+    } else {
+        render_table(&hashes)
+    };
     write_stdout(&text)?;
     if !args.json {
         let bad = hashes.iter().filter(|h| h.validate().is_err()).count();
-        eprintln!("{} rule(s), {bad} not collected because invalid", hashes.len());
+        eprintln!(
+            "{} rule(s), {bad} not collected (invalid or paused)",
+            hashes.len()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -47,8 +54,11 @@ fn render_json(hashes: &[StoredHash]) -> String {
     let mut out = String::new();
     for hash in hashes {
         let error = hash.validate().err().map(|e| e.problem.to_string());
-        let fields: serde_json::Map<String, serde_json::Value> =
-            hash.fields.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let fields: serde_json::Map<String, serde_json::Value> = hash
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
         let line = serde_json::json!({
             "key": hash.key,
             "slot": hash.slot.to_string(),
@@ -64,11 +74,24 @@ fn render_json(hashes: &[StoredHash]) -> String {
 
 /// Columns: slot, rule id, value, orig_type, tag, status, validation (ok, or the error).
 fn render_table(hashes: &[StoredHash]) -> String {
-    let header = ["SLOT", "RULE_ID", "VALUE", "ORIG_TYPE", "TAG", "STATUS", "VALIDATION"].map(String::from);
+    let header = [
+        "SLOT",
+        "RULE_ID",
+        "VALUE",
+        "ORIG_TYPE",
+        "TAG",
+        "STATUS",
+        "VALIDATION",
+    ]
+    .map(String::from);
     let rows: Vec<[String; 7]> = hashes
         .iter()
         .map(|hash| {
-            let field = |name: &str| hash.field(name).unwrap_or("-").replace(['\n', '\r', '\t'], " ");
+            let field = |name: &str| {
+                hash.field(name)
+                    .unwrap_or("-")
+                    .replace(['\n', '\r', '\t'], " ")
+            };
             let verdict = match hash.validate() {
                 Ok(_) => "ok".to_owned(),
                 Err(error) => error.problem.to_string(),
@@ -115,21 +138,42 @@ mod tests {
         StoredHash {
             key: key.into(),
             slot: SlotId::from_rule_key(key).unwrap(),
-            fields: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            fields: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     #[test]
     fn the_table_shows_each_rule_with_its_verdict_in_aligned_columns() {
         let hashes = [
-            hash("traptor-follow:0:1", &[("rule_id", "1"), ("value", "cnn"), ("orig_type", "username")]),
-            hash("traptor-track:0:12", &[("rule_id", "12"), ("value", "happy"), ("tag", "t"), ("status", "active")]),
+            hash(
+                "traptor-follow:0:1",
+                &[
+                    ("rule_id", "1"),
+                    ("value", "cnn"),
+                    ("orig_type", "username"),
+                ],
+            ),
+            hash(
+                "traptor-track:0:12",
+                &[
+                    ("rule_id", "12"),
+                    ("value", "happy"),
+                    ("tag", "t"),
+                    ("status", "active"),
+                ],
+            ),
         ];
         let table = render_table(&hashes);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("SLOT"));
-        assert!(lines[1].contains("cnn") && lines[1].contains("not a numeric user id"), "{table}");
+        assert!(
+            lines[1].contains("cnn") && lines[1].contains("not a numeric user id"),
+            "{table}"
+        );
         assert!(lines[2].ends_with("ok"), "{table}");
         assert_eq!(lines[0].find("VALUE"), lines[1].find("cnn"), "{table}");
         assert_eq!(lines[0].find("VALUE"), lines[2].find("happy"), "{table}");
@@ -137,7 +181,10 @@ mod tests {
 
     #[test]
     fn json_lines_carry_key_slot_verdict_and_the_hash() {
-        let text = render_json(&[hash("traptor-track:0:5", &[("rule_id", "5"), ("value", "a,b")])]);
+        let text = render_json(&[hash(
+            "traptor-track:0:5",
+            &[("rule_id", "5"), ("value", "a,b")],
+        )]);
         let value: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(value["key"], "traptor-track:0:5");
         assert_eq!(value["slot"], "track:0");

@@ -78,8 +78,13 @@ pub fn parse_slot(text: &str) -> Result<SlotId, String> {
 pub fn write_stdout(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to stdout"))
+        }
         _ => Ok(()),
     }
 }
@@ -107,7 +112,10 @@ async fn announce(
                 notify.channel
             )
         })?;
-        eprintln!("notified {slot} on {} ({receivers} subscriber(s))", notify.channel);
+        eprintln!(
+            "notified {slot} on {} ({receivers} subscriber(s))",
+            notify.channel
+        );
     }
     Ok(())
 }
@@ -121,14 +129,20 @@ async fn copies_elsewhere(
     let types: BTreeSet<_> = placed.iter().map(|(slot, _)| slot.stream_type).collect();
     let wanted = |slot: &SlotId| types.contains(&slot.stream_type);
     let stored = rule_store::scan_hashes(con, &wanted).await?;
-    let placed: BTreeSet<(&SlotId, &str)> = placed.iter().map(|(slot, id)| (slot, id.trim())).collect();
-    let placed_types_ids: BTreeSet<(traptor_core::StreamType, &str)> =
-        placed.iter().map(|(slot, id)| (slot.stream_type, *id)).collect();
+    let placed: BTreeSet<(&SlotId, &str)> =
+        placed.iter().map(|(slot, id)| (slot, id.trim())).collect();
+    let placed_types_ids: BTreeSet<(traptor_core::StreamType, &str)> = placed
+        .iter()
+        .map(|(slot, id)| (slot.stream_type, *id))
+        .collect();
     Ok(stored
         .into_iter()
         .filter(|hash| {
-            let Some(id) = hash.rule_id() else { return false };
-            placed_types_ids.contains(&(hash.slot.stream_type, id)) && !placed.contains(&(&hash.slot, id))
+            let Some(id) = hash.rule_id() else {
+                return false;
+            };
+            placed_types_ids.contains(&(hash.slot.stream_type, id))
+                && !placed.contains(&(&hash.slot, id))
         })
         .collect())
 }
@@ -160,8 +174,14 @@ mod tests {
 
     #[test]
     fn slots_must_be_type_colon_id() {
-        assert_eq!(parse_slot("track:0"), Ok(SlotId::new(StreamType::Track, "0")));
-        assert_eq!(parse_slot(" follow:12 "), Ok(SlotId::new(StreamType::Follow, "12")));
+        assert_eq!(
+            parse_slot("track:0"),
+            Ok(SlotId::new(StreamType::Track, "0"))
+        );
+        assert_eq!(
+            parse_slot(" follow:12 "),
+            Ok(SlotId::new(StreamType::Follow, "12"))
+        );
         for bad in ["track", "track:", "track:0:1", "tweets:0", "track:a b"] {
             let error = parse_slot(bad).unwrap_err();
             assert!(error.contains("e.g. track:0"), "{bad}: {error}");

@@ -43,7 +43,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 args.slot
             );
         }
-        println!("removed rule {} from {} ({})", args.rule_id.trim(), args.slot, deleted.join(", "));
+        println!(
+            "removed rule {} from {} ({})",
+            args.rule_id.trim(),
+            args.slot,
+            deleted.join(", ")
+        );
         announce(&mut con, &args.notify, &BTreeSet::from([args.slot.clone()])).await?;
         Ok(ExitCode::SUCCESS)
     })?

@@ -39,12 +39,21 @@ mod tests {
 
     fn unplaced(stream_type: StreamType, ids: impl IntoIterator<Item = u32>) -> Vec<Unplaced<u32>> {
         ids.into_iter()
-            .map(|id| Unplaced { stream_type, rule_id: id.to_string(), item: id })
+            .map(|id| Unplaced {
+                stream_type,
+                rule_id: id.to_string(),
+                item: id,
+            })
             .collect()
     }
 
     fn slots_of(placed: &[(SlotId, u32)], id: u32) -> String {
-        placed.iter().find(|(_, item)| *item == id).unwrap().0.to_string()
+        placed
+            .iter()
+            .find(|(_, item)| *item == id)
+            .unwrap()
+            .0
+            .to_string()
     }
 
     #[test]
@@ -56,22 +65,39 @@ mod tests {
         let placed = shard(rules);
         assert_eq!(placed.len(), 801 + 26 + 1);
         assert_eq!(slots_of(&placed, 1), "track:0");
-        for (id, slot) in [(400, "track:0"), (401, "track:1"), (800, "track:1"), (801, "track:2")] {
-            let track: Vec<_> = placed.iter().filter(|(s, i)| s.stream_type == StreamType::Track && *i == id).collect();
+        for (id, slot) in [
+            (400, "track:0"),
+            (401, "track:1"),
+            (800, "track:1"),
+            (801, "track:2"),
+        ] {
+            let track: Vec<_> = placed
+                .iter()
+                .filter(|(s, i)| s.stream_type == StreamType::Track && *i == id)
+                .collect();
             assert_eq!(track[0].0.to_string(), slot, "rule {id}");
         }
-        let boxes: Vec<String> =
-            placed.iter().filter(|(s, _)| s.stream_type == StreamType::Locations).map(|(s, _)| s.to_string()).collect();
+        let boxes: Vec<String> = placed
+            .iter()
+            .filter(|(s, _)| s.stream_type == StreamType::Locations)
+            .map(|(s, _)| s.to_string())
+            .collect();
         assert_eq!(boxes.iter().filter(|s| *s == "locations:0").count(), 25);
         assert_eq!(boxes.iter().filter(|s| *s == "locations:1").count(), 1);
-        assert!(placed.iter().any(|(s, i)| s.to_string() == "follow:0" && *i == 5));
+        assert!(placed
+            .iter()
+            .any(|(s, i)| s.to_string() == "follow:0" && *i == 5));
     }
 
     #[test]
     fn numeric_ids_sort_as_numbers() {
         let rules: Vec<Unplaced<&str>> = ["10", "9", "abc"]
             .into_iter()
-            .map(|id| Unplaced { stream_type: StreamType::Track, rule_id: id.to_owned(), item: id })
+            .map(|id| Unplaced {
+                stream_type: StreamType::Track,
+                rule_id: id.to_owned(),
+                item: id,
+            })
             .collect();
         let order: Vec<&str> = shard(rules).into_iter().map(|(_, id)| id).collect();
         assert_eq!(order, ["9", "10", "abc"]);

@@ -89,13 +89,17 @@ impl ClientContext for DeliveryContext {
                 let (up, known) = states.counts();
                 self.stats.kafka().record_brokers(up, known);
             }
-            Err(error) => tracing::debug!(target: "librdkafka", %error, "unreadable statistics report"),
+            Err(error) => {
+                tracing::debug!(target: "librdkafka", %error, "unreadable statistics report")
+            }
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) {
-            self.stats.kafka().record_fatal(&format!("{error}: {reason}"));
+            self.stats
+                .kafka()
+                .record_fatal(&format!("{error}: {reason}"));
             tracing::error!(target: "librdkafka", %error, reason, "the Kafka producer hit a fatal error");
         } else {
             // Broker connection problems: librdkafka reconnects on its own.
@@ -122,8 +126,13 @@ struct BrokerState {
 impl BrokerStates {
     /// (brokers `UP`, brokers known), leaving out librdkafka's internal pseudo-brokers.
     fn counts(&self) -> (u64, u64) {
-        let real = self.brokers.values().filter(|b| b.source != "internal" && b.source != "logical");
-        real.fold((0, 0), |(up, known), b| (up + u64::from(b.state == "UP"), known + 1))
+        let real = self
+            .brokers
+            .values()
+            .filter(|b| b.source != "internal" && b.source != "logical");
+        real.fold((0, 0), |(up, known), b| {
+            (up + u64::from(b.state == "UP"), known + 1)
+        })
     }
 }
 

@@ -532,6 +532,17 @@ mod tests {
     }
 
     #[test]
+    fn json_rules_keep_their_field_order_for_the_output() {
+        let fields = fields_from_json(&fixture("track_rules.json")).unwrap();
+        let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["tag", "value", "status", "description", "appid", "date_added", "orig_type", "rule_type", "rule_id"]
+        );
+        assert_eq!(fields.last().unwrap().1, "12347");
+    }
+
+    #[test]
     fn normalizes_as_the_original_filter_string_test() {
         // test_ensure_traptor_builds_the_correct_filter_string
         let cases = [

@@ -137,6 +137,11 @@ impl WriterStats {
         self.retried.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A failed attempt after which the record goes to the spool (counted there).
+    pub(crate) fn record_failed_attempt(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A failed attempt after which the record is given up.
     pub(crate) fn record_failed_for_good(&self) {
         self.failed.fetch_add(1, Ordering::Relaxed);

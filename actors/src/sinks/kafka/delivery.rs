@@ -13,12 +13,26 @@ use rdkafka::message::{DeliveryResult, Message};
 use rdkafka::producer::ProducerContext;
 
 use super::retry::Retry;
+use crate::sinks::spool::{Spool, Ticket};
 use crate::sinks::WriterStats;
 
-/// Which attempt a record in flight is on (1 for the first send). Travels with the record
-/// through librdkafka as its delivery opaque.
+/// Which attempt a record in flight is on (1 for the first send), and the spool entry it was
+/// read from, if it was replayed. Travels with the record through librdkafka as its delivery
+/// opaque.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Attempt(pub u32);
+pub(crate) struct Attempt {
+    pub number: u32,
+    pub replayed_from: Option<Ticket>,
+}
+
+impl Attempt {
+    pub fn first() -> Box<Attempt> {
+        Box::new(Attempt {
+            number: 1,
+            replayed_from: None,
+        })
+    }
+}
 
 /// Failures since the last summary, so an outage gives one log line per interval rather
 /// than one per record.
@@ -43,6 +57,8 @@ pub(crate) struct DeliveryContext {
     /// 0 = never give up on a record whose error may pass.
     pub max_attempts: u32,
     pub retries: Sender<Retry>,
+    /// Where records go instead of being given up, if configured.
+    pub spool: Option<Arc<Spool>>,
 }
 
 /// A pause that doubles with each failed attempt: 100 ms, 200 ms, ... up to 30 s.
@@ -60,9 +76,15 @@ pub(crate) fn is_permanent(error: &KafkaError) -> bool {
                 | RDKafkaErrorCode::InvalidMessageSize
                 | RDKafkaErrorCode::InvalidMessage
                 | RDKafkaErrorCode::InvalidRecord
-                | RDKafkaErrorCode::PurgeQueue
-                | RDKafkaErrorCode::PurgeInflight
         )
+    )
+}
+
+/// Errors of records the sink itself took back from the producer (at shutdown).
+pub(crate) fn is_purged(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
     )
 }
 
@@ -140,39 +162,96 @@ impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Attempt>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, attempt: Box<Attempt>) {
+        let Attempt {
+            number: attempts,
+            replayed_from,
+        } = *attempt;
         let (error, message) = match result {
             Ok(_) => {
                 self.stats.record_delivered(1);
+                if let (Some(spool), Some(ticket)) = (&self.spool, replayed_from) {
+                    spool.settle(ticket);
+                }
                 return;
             }
             Err((error, message)) => (error, message),
         };
-        let Attempt(attempts) = *attempt;
+        if is_purged(error) {
+            // Taken back at shutdown: spooled if possible, never counted as a broker failure.
+            self.spool_or_give_up(message, error, attempts, replayed_from, false);
+            return;
+        }
         if self.failures.failed.fetch_add(1, Ordering::Relaxed) == 0 {
             // The first failure after a quiet spell is told at once; the rest in summaries.
             tracing::warn!(topic = message.topic(), %error, attempts, "Kafka delivery failed; the record will be retried");
         }
         self.failures.note(error);
-        let exhausted = self.max_attempts > 0 && attempts >= self.max_attempts;
-        if is_permanent(error) || exhausted {
-            self.give_up(message.topic(), message.key(), error, attempts);
+        if is_permanent(error) {
+            self.give_up(message.topic(), message.key(), error, attempts, replayed_from);
+            return;
+        }
+        if self.max_attempts > 0 && attempts >= self.max_attempts {
+            self.spool_or_give_up(message, error, attempts, replayed_from, true);
             return;
         }
         let retry = Retry {
             message: message.detach(),
             attempts,
             due: Instant::now() + backoff(attempts),
+            replayed_from,
+            to_spool: false,
         };
         match self.retries.send(retry) {
             Ok(()) => self.stats.record_retry(),
             // The sink is being dropped: nothing will send it again.
-            Err(_) => self.give_up(message.topic(), message.key(), error, attempts),
+            Err(_) => {
+                self.give_up(message.topic(), message.key(), error, attempts, replayed_from)
+            }
         }
     }
 }
 
 impl DeliveryContext {
-    fn give_up(&self, topic: &str, key: Option<&[u8]>, error: &KafkaError, attempts: u32) {
+    /// Hands a record the producer could not deliver to the retrier for spooling (the
+    /// spool is not written here: this thread must never wait for disk room), or gives it up
+    /// when there is no spool.
+    fn spool_or_give_up(
+        &self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        error: &KafkaError,
+        attempts: u32,
+        replayed_from: Option<Ticket>,
+        attempt_failed: bool,
+    ) {
+        if self.spool.is_some() {
+            let retry = Retry {
+                message: message.detach(),
+                attempts,
+                due: Instant::now(),
+                replayed_from,
+                to_spool: true,
+            };
+            if self.retries.send(retry).is_ok() {
+                if attempt_failed {
+                    self.stats.record_failed_attempt();
+                }
+                return;
+            }
+        }
+        self.give_up(message.topic(), message.key(), error, attempts, replayed_from);
+    }
+
+    fn give_up(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        error: &KafkaError,
+        attempts: u32,
+        replayed_from: Option<Ticket>,
+    ) {
+        if let (Some(spool), Some(ticket)) = (&self.spool, replayed_from) {
+            spool.settle(ticket);
+        }
         self.stats.record_failed_for_good();
         self.failures.given_up.fetch_add(1, Ordering::Relaxed);
         let key = key.map(String::from_utf8_lossy).unwrap_or_default();
@@ -220,6 +299,12 @@ mod tests {
         )));
         assert!(!is_permanent(&KafkaError::MessageProduction(
             RDKafkaErrorCode::UnknownTopicOrPartition
+        )));
+        assert!(!is_permanent(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::PurgeQueue
+        )));
+        assert!(is_purged(&KafkaError::MessageProduction(
+            RDKafkaErrorCode::PurgeInflight
         )));
     }
 }

@@ -16,6 +16,7 @@ pub mod plan;
 pub mod protocol;
 pub mod record;
 pub mod rules;
+pub mod timestamps;
 
 pub use record::{MessageKind, Record};
 pub use rules::{BoundingBox, FilterTerm, OrigType, Rule, RuleError, RuleSet, SlotId, StreamType};

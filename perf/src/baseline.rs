@@ -13,7 +13,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use crate::kafka::{OwnedRecord, TopicCounter};
+use crate::kafka::OwnedRecord;
 
 /// The producer settings traptor's Kafka sink uses (actors/src/sinks/kafka/mod.rs).
 pub fn traptor_producer_config(brokers: &str) -> ClientConfig {
@@ -48,55 +48,54 @@ impl ProducerContext for Counting {
     }
 }
 
-/// What the bare producer achieved.
-#[derive(Debug, Clone, Copy)]
-pub struct BaselineResult {
-    /// Records the broker acknowledged within the measured window (high watermarks).
-    pub records_in_window: u64,
-    pub window: Duration,
-    pub delivered: u64,
-    pub failed: u64,
+/// A bare producer that sends a pool of records round and round, in slices of time.
+pub struct BareProducer {
+    producer: BaseProducer<Counting>,
+    topic: String,
+    delivered: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    next: usize,
 }
 
-impl BaselineResult {
-    pub fn rate(&self) -> f64 {
-        crate::figures::per_second(self.records_in_window, self.window)
+impl BareProducer {
+    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<BareProducer> {
+        let context = Counting::default();
+        let (delivered, failed) = (context.delivered.clone(), context.failed.clone());
+        let producer = traptor_producer_config(brokers)
+            .create_with_context(context)
+            .context("creating the baseline producer")?;
+        Ok(BareProducer {
+            producer,
+            topic: topic.to_owned(),
+            delivered,
+            failed,
+            next: 0,
+        })
     }
-}
 
-/// Produces `pool` round and round to `topic` for `warmup + window`, counting what the broker
-/// acknowledged during `window`; then flushes.
-pub fn run(
-    brokers: &str,
-    topic: &str,
-    pool: &[OwnedRecord],
-    warmup: Duration,
-    window: Duration,
-) -> anyhow::Result<BaselineResult> {
-    if pool.is_empty() {
-        bail!("the baseline has no records to produce (the supervisor's topic was empty)");
+    /// Sends records of `pool` (continuing where the last slice stopped) for `duration`,
+    /// serving delivery reports as it goes; returns how many were handed to the producer.
+    pub fn produce_for(&mut self, pool: &[OwnedRecord], duration: Duration) -> anyhow::Result<u64> {
+        if pool.is_empty() {
+            bail!("the baseline has no records to produce (the supervisor's topic was empty)");
+        }
+        let until = Instant::now() + duration;
+        let mut sent = 0u64;
+        while Instant::now() < until {
+            // Check the clock every 64 records: a clock read per record would be measurable.
+            for _ in 0..64 {
+                let record = &pool[self.next % pool.len()];
+                self.next = self.next.wrapping_add(1);
+                self.send(record)?;
+                sent += 1;
+            }
+            self.producer.poll(Duration::ZERO);
+        }
+        Ok(sent)
     }
-    let context = Counting::default();
-    let (delivered, failed) = (context.delivered.clone(), context.failed.clone());
-    let producer: BaseProducer<Counting> = traptor_producer_config(brokers)
-        .create_with_context(context)
-        .context("creating the baseline producer")?;
-    let counter = TopicCounter::new(brokers, topic)?;
-    // Headers are rebuilt per send, as the sink does.
-    let started = Instant::now();
-    let mut measured_from: Option<(Instant, u64)> = None;
-    let mut next = 0usize;
-    let mut sent = 0u64;
-    loop {
-        let elapsed = started.elapsed();
-        if measured_from.is_none() && elapsed >= warmup {
-            measured_from = Some((Instant::now(), counter.count()?));
-        }
-        if elapsed >= warmup + window {
-            break;
-        }
-        let record = &pool[next];
-        next = (next + 1) % pool.len();
+
+    fn send(&self, record: &OwnedRecord) -> anyhow::Result<()> {
+        // Headers are rebuilt per record, as the sink does.
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
         for (key, value) in &record.headers {
             headers = headers.insert(Header {
@@ -104,37 +103,32 @@ pub fn run(
                 value: Some(value.as_slice()),
             });
         }
-        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic)
+        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.topic)
             .payload(record.payload.as_slice())
             .headers(headers);
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
         loop {
-            match producer.send(base) {
-                Ok(()) => break,
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     base = back;
-                    producer.poll(Duration::from_millis(1));
+                    self.producer.poll(Duration::from_millis(1));
                 }
                 Err((e, _)) => bail!("the baseline producer refused a record: {e}"),
             }
         }
-        sent += 1;
-        if sent.is_multiple_of(64) {
-            producer.poll(Duration::ZERO);
-        }
     }
-    let (from, count_at_start) = measured_from.expect("the window starts after the warm-up");
-    let count_at_end = counter.count()?;
-    let window = from.elapsed();
-    producer
-        .flush(Duration::from_secs(60))
-        .context("flushing the baseline producer")?;
-    Ok(BaselineResult {
-        records_in_window: count_at_end - count_at_start,
-        window,
-        delivered: delivered.load(Ordering::Relaxed),
-        failed: failed.load(Ordering::Relaxed),
-    })
+
+    /// Waits until everything sent is acknowledged; returns (delivered, failed) so far.
+    pub fn flush(&self, limit: Duration) -> anyhow::Result<(u64, u64)> {
+        self.producer
+            .flush(limit)
+            .context("flushing the baseline producer")?;
+        Ok((
+            self.delivered.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        ))
+    }
 }

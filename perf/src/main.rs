@@ -21,7 +21,12 @@ struct Cli {
     supervisor: Option<PathBuf>,
 
     /// Where configs and supervisor logs are written.
-    #[arg(long, global = true, value_name = "DIR", default_value = "/tmp/traptor-perf")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        default_value = "/tmp/traptor-perf"
+    )]
     run_dir: PathBuf,
 
     /// Redis database the benchmarks FLUSH and fill: it must be theirs alone.
@@ -75,6 +80,9 @@ struct ThroughputArgs {
     duration: u64,
     #[arg(long, default_value_t = 5)]
     warmup: u64,
+    /// Length of one alternating slice (supervisor, then bare producer), in seconds.
+    #[arg(long, default_value_t = 10)]
+    slice: u64,
     /// Records captured for the bare-producer baseline.
     #[arg(long, default_value_t = 20_000)]
     pool: usize,
@@ -167,6 +175,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         rules_per_slot: a.rules_per_slot,
         duration: secs(a.duration),
         warmup: secs(a.warmup),
+        slice: secs(a.slice.min(a.duration).max(1)),
         pool: a.pool,
     };
     let connections = |a: &ConnectionsArgs| connections::Options {
@@ -189,15 +198,22 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
     };
     match &cli.scenario {
         Scenario::Throughput(a) => emit(throughput::run(&common, &throughput(a)), "throughput")?,
-        Scenario::Connections(a) => emit(connections::run(&common, &connections(a)), "connections")?,
+        Scenario::Connections(a) => {
+            emit(connections::run(&common, &connections(a)), "connections")?
+        }
         Scenario::RuleChange(a) => emit(rule_change::run(&common, &rule_change(a)), "rule-change")?,
         Scenario::SlowKafka(a) => emit(slow_kafka::run(&common, &slow_kafka(a)), "slow-kafka")?,
-        Scenario::All { duration, pause, idle } => {
+        Scenario::All {
+            duration,
+            pause,
+            idle,
+        } => {
             let t = ThroughputArgs {
                 streams: 100,
                 rules_per_slot: 20,
                 duration: *duration,
                 warmup: 5,
+                slice: 10,
                 pool: 20_000,
             };
             emit(throughput::run(&common, &throughput(&t)), "throughput")?;

@@ -167,3 +167,72 @@ mod tests {
         assert_eq!(ticks_to_duration(250, 100), Duration::from_millis(2500));
     }
 }
+
+/// Machine-wide CPU time from the first line of `/proc/stat`, to tell whether the machine
+/// had idle cores during a measurement (it is shared: other work may take them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineSample {
+    /// Ticks spent busy (everything but idle and iowait), all cores together.
+    pub busy: u64,
+    /// Ticks in total, all cores together.
+    pub total: u64,
+}
+
+impl MachineSample {
+    pub fn read() -> anyhow::Result<MachineSample> {
+        let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+        parse_machine_stat(&text)
+    }
+
+    /// Busy share of all cores between `earlier` and `self`, in percent.
+    pub fn busy_percent_since(&self, earlier: &MachineSample) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        if total == 0 {
+            return 0.0;
+        }
+        100.0 * self.busy.saturating_sub(earlier.busy) as f64 / total as f64
+    }
+}
+
+/// The `cpu ` line of `/proc/stat`: user nice system idle iowait irq softirq steal ...
+pub fn parse_machine_stat(text: &str) -> anyhow::Result<MachineSample> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .context("/proc/stat has no `cpu ` line")?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().context("a /proc/stat cpu field is not a number"))
+        .collect::<anyhow::Result<_>>()?;
+    if values.len() < 5 {
+        bail!("/proc/stat cpu line too short: {line:?}");
+    }
+    // guest time is already counted in user: leave out the last two fields if present.
+    let total: u64 = values.iter().take(8).sum();
+    let idle = values[3] + values[4];
+    Ok(MachineSample {
+        busy: total - idle,
+        total,
+    })
+}
+
+#[cfg(test)]
+mod machine_tests {
+    use super::*;
+
+    #[test]
+    fn busy_share_leaves_out_idle_and_iowait() {
+        let a = parse_machine_stat("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3 4 5\n").unwrap();
+        let b = parse_machine_stat("cpu  250 0 100 850 100 0 0 0 0 0\n").unwrap();
+        assert_eq!(
+            a,
+            MachineSample {
+                busy: 150,
+                total: 1000
+            }
+        );
+        // 200 busy ticks out of 300.
+        assert!((b.busy_percent_since(&a) - 66.666).abs() < 0.01);
+    }
+}

@@ -158,7 +158,10 @@ mod tests {
         report.info("note|pipe", "a\nb");
         let text = report.to_markdown();
         assert!(text.starts_with("### demo\n\n- 2 streams\n"), "{text}");
-        assert!(text.contains("| rate | 10 /s | ≥ 20 /s | **NO** |"), "{text}");
+        assert!(
+            text.contains("| rate | 10 /s | ≥ 20 /s | **NO** |"),
+            "{text}"
+        );
         assert!(text.contains("| loss | 0 | 0 | yes |"), "{text}");
         assert!(text.contains("| note\\|pipe | a b |  |  |"), "{text}");
         assert!(!report.all_met());

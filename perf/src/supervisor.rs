@@ -91,12 +91,34 @@ impl SupervisorProcess {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
+    /// Freezes the process (SIGSTOP): the throughput scenario runs its baseline in the gaps,
+    /// so both share the machine's load of the moment.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        self.ensure_running()?;
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        // SAFETY: kill only sends a signal to our own child.
+        if unsafe { libc::kill(self.pid() as i32, signal) } != 0 {
+            bail!(
+                "signal {signal} to traptor-supervisor failed: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
     /// SIGTERM, then waits for the exit at most `limit` (then SIGKILL and an error).
     pub fn terminate(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
-        // SAFETY: kill only sends a signal to our own child.
-        unsafe {
-            libc::kill(self.pid() as i32, libc::SIGTERM);
-        }
+        // A paused process would only see the TERM once resumed.
+        let _ = self.signal(libc::SIGCONT);
+        self.signal(libc::SIGTERM)?;
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait()? {

@@ -23,17 +23,27 @@ impl Supervisor {
     /// Starts the binary with `config` (TOML text) written to a fresh temporary file.
     /// `base_dir` is where relative paths of the config are resolved (the file is written there).
     pub fn start(config: &str, base_dir: &Path) -> Supervisor {
+        Self::start_with_env(config, base_dir, &[])
+    }
+
+    /// Like [`Supervisor::start`], with extra environment variables for the process.
+    pub fn start_with_env(config: &str, base_dir: &Path, env: &[(&str, &str)]) -> Supervisor {
         let config_path = base_dir.join(format!("e2e-{}.toml", unique("cluster")));
         std::fs::write(&config_path, config).expect("writing the test config");
-        Self::start_with_file(&config_path, true)
+        Self::spawn(&config_path, true, env)
     }
 
     /// Starts the binary with an existing config file (not deleted afterwards unless `owned`).
     pub fn start_with_file(config_path: &Path, owned: bool) -> Supervisor {
+        Self::spawn(config_path, owned, &[])
+    }
+
+    fn spawn(config_path: &Path, owned: bool, env: &[(&str, &str)]) -> Supervisor {
         let mut child = Command::new(env!("CARGO_BIN_EXE_traptor-supervisor"))
             .arg("--config")
             .arg(config_path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -87,6 +97,19 @@ impl Supervisor {
             .status()
             .expect("running kill");
         assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    pub fn kill(&mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("waiting for traptor-supervisor");
+        thread::sleep(Duration::from_millis(200));
+        status
     }
 
     /// Sends SIGTERM and waits for the exit, at most `limit`.
@@ -166,4 +189,45 @@ pub fn enriched_tweets(lines: &[String]) -> Vec<serde_json::Value> {
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|doc| doc.get("id_str").is_some() && doc.get("traptor").is_some())
         .collect()
+}
+
+/// What traptor says it received on its connections, summed per API key name: the bytes it
+/// read and the messages (tweets among them) the writer accepted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    pub connections: u64,
+    pub bytes: u64,
+    pub messages: u64,
+    pub tweets: u64,
+}
+
+/// Sums the per-connection lines the stream logs when a connection ends (`stream ended` when
+/// the server or an error ended it, `connection closed by traptor` otherwise), read from
+/// human-format logs.
+pub fn received_per_key(stderr: &str) -> std::collections::BTreeMap<String, Received> {
+    let mut per_key: std::collections::BTreeMap<String, Received> = Default::default();
+    for line in stderr.lines() {
+        if !(line.contains("stream ended") || line.contains("connection closed by traptor")) {
+            continue;
+        }
+        let field = |name: &str| {
+            line.split_whitespace()
+                .find_map(|token| token.strip_prefix(name)?.strip_prefix('='))
+        };
+        let number = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok());
+        let (Some(key), Some(bytes), Some(messages), Some(tweets)) = (
+            field("key"),
+            number("bytes"),
+            number("messages"),
+            number("tweets"),
+        ) else {
+            panic!("a connection-end line without its counts: {line}");
+        };
+        let entry = per_key.entry(key.to_owned()).or_default();
+        entry.connections += 1;
+        entry.bytes += bytes;
+        entry.messages += messages;
+        entry.tweets += tweets;
+    }
+    per_key
 }

@@ -1,6 +1,11 @@
 //! The stream actor: thin glue that carries out what the [`Lifecycle`] decides — opening the
 //! connection (paced per API key), reading it into the writer, running timers, reporting
 //! states — and feeds back what happened.
+//!
+//! Closing an open connection never cancels its reader: the reader is asked to stop
+//! ([`StopReading`]) and finishes handing what it decoded to the writer. On `StopStream` the
+//! actor stays alive until every such handover is done (at most [`HANDOVER_LIMIT`]), so whoever
+//! waits for the stream to stop knows its records are with the writer.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,9 +24,16 @@ use super::client::{
 };
 use super::lifecycle::{Action, Event, Failure, Lifecycle, Ticket};
 use super::pacing::Pacer;
-use super::reader::{read_stream, End, Liveness, Reader, RulesUpdate};
+use super::reader::{read_stream, End, Finished, Liveness, Reader, Received, RulesUpdate, StopReading};
 use super::stats::{DropKind, StreamStats};
 use crate::messages::{StopStream, StreamState, StreamStateChanged, UpdateRules, WriteBatch};
+
+/// The `disconnect` code for "another connection with the same credentials took over".
+const DUPLICATE_STREAM: u32 = 7;
+
+/// Longest a stopping stream waits for its readers to hand their last records to the writer
+/// (the writer may be stuck on a dead sink); after it the stream stops anyway.
+pub const HANDOVER_LIMIT: Duration = Duration::from_secs(10);
 
 /// Everything one stream needs to know about its connection.
 #[derive(Debug, Clone)]
@@ -83,10 +95,22 @@ pub struct StreamActor {
     stats: Arc<StreamStats>,
     /// Built on the actor's own arbiter (`awc::Client` is `!Send`).
     client: awc::Client,
-    /// The pacing wait, connection attempt or reader of the current attempt.
+    /// The pacing wait or connection attempt in progress (cancelled on close).
     in_flight: Option<SpawnHandle>,
+    /// The reader of the open connection (asked to stop on close, never cancelled).
+    reading: Option<OpenReader>,
+    /// Readers asked to stop that are still handing their last batch to the writer.
+    handing_over: usize,
+    /// `StopStream` arrived: stop once `handing_over` is back to 0.
+    stop_when_handed_over: bool,
     liveness: Option<Rc<Liveness>>,
     rules_update: RulesUpdate,
+}
+
+/// The reader of one open connection: which attempt it belongs to and how to stop it.
+struct OpenReader {
+    ticket: Ticket,
+    stop: Rc<StopReading>,
 }
 
 impl StreamActor {
@@ -116,6 +140,9 @@ impl StreamActor {
                 stats: shared,
                 client,
                 in_flight: None,
+                reading: None,
+                handing_over: 0,
+                stop_when_handed_over: false,
                 liveness: None,
                 rules_update: RulesUpdate::default(),
             }
@@ -147,6 +174,10 @@ impl StreamActor {
             Action::Close => {
                 if let Some(handle) = self.in_flight.take() {
                     ctx.cancel_future(handle);
+                }
+                if let Some(reader) = self.reading.take() {
+                    reader.stop.request();
+                    self.handing_over += 1;
                 }
                 self.liveness = None;
             }
@@ -227,22 +258,56 @@ impl StreamActor {
             self.spec.max_frame_bytes,
             self.stats.clone(),
         );
+        let stop = StopReading::new();
         let reading = read_stream(
             body,
             reader,
             self.writer.clone(),
             liveness,
             self.rules_update.clone(),
+            stop.clone(),
         );
-        let handle = ctx.spawn(reading.into_actor(self).map(move |end, act, ctx| {
-            act.in_flight = None;
-            act.ended(ticket, end, ctx);
-        }));
-        self.in_flight = Some(handle);
+        ctx.spawn(
+            reading
+                .into_actor(self)
+                .map(move |finished, act, ctx| act.reader_finished(ticket, finished, ctx)),
+        );
+        self.reading = Some(OpenReader { ticket, stop });
     }
 
-    fn ended(&mut self, ticket: Ticket, end: End, ctx: &mut Context<Self>) {
+    /// A reader is done: either its connection ended on its own (the lifecycle decides what
+    /// next), or it was asked to stop and has now handed everything over.
+    fn reader_finished(&mut self, ticket: Ticket, finished: Finished, ctx: &mut Context<Self>) {
+        let Finished { end, received } = finished;
+        if self.reading.as_ref().is_some_and(|r| r.ticket == ticket) {
+            self.reading = None;
+            self.ended(ticket, end, received, ctx);
+            return;
+        }
+        self.handing_over = self.handing_over.saturating_sub(1);
+        let Received {
+            bytes,
+            messages,
+            tweets,
+        } = received;
+        match end {
+            End::Stopped => {
+                tracing::info!(connection = %self.spec.connection, key = %self.spec.key_name, bytes, messages, tweets, "connection closed by traptor; everything received was handed to the writer")
+            }
+            other => {
+                tracing::info!(connection = %self.spec.connection, key = %self.spec.key_name, bytes, messages, tweets, ending = ?other, "connection closed by traptor")
+            }
+        }
+        if self.stop_when_handed_over && self.handing_over == 0 {
+            ctx.stop();
+        }
+    }
+
+    fn ended(&mut self, ticket: Ticket, end: End, received: Received, ctx: &mut Context<Self>) {
+        let displaced = matches!(end, End::Disconnect { code: Some(DUPLICATE_STREAM), .. });
         let (kind, reason) = match end {
+            // Only a reader asked to stop ends so, and it is no longer the current one.
+            End::Stopped => return,
             End::Closed => (DropKind::Closed, "the server closed the stream".to_owned()),
             End::ReadError(error) => (
                 DropKind::ReadError,
@@ -263,8 +328,17 @@ impl StreamActor {
         };
         self.stats.dropped(kind);
         self.stats.set_last_error(&reason);
-        tracing::warn!(connection = %self.spec.connection, key = %self.spec.key_name, %reason, "stream ended");
-        self.feed(Event::Dropped { ticket, reason }, ctx);
+        let Received {
+            bytes,
+            messages,
+            tweets,
+        } = received;
+        tracing::warn!(connection = %self.spec.connection, key = %self.spec.key_name, %reason, bytes, messages, tweets, "stream ended");
+        if displaced {
+            self.feed(Event::Displaced { ticket, reason }, ctx);
+        } else {
+            self.feed(Event::Dropped { ticket, reason }, ctx);
+        }
     }
 
     fn timer_fired(&mut self, ticket: Ticket, ctx: &mut Context<Self>) {
@@ -347,6 +421,16 @@ impl Handler<StopStream> for StreamActor {
 
     fn handle(&mut self, _: StopStream, ctx: &mut Self::Context) {
         self.feed(Event::Stop, ctx);
-        ctx.stop();
+        if self.handing_over == 0 {
+            ctx.stop();
+            return;
+        }
+        self.stop_when_handed_over = true;
+        ctx.run_later(HANDOVER_LIMIT, |act, ctx| {
+            if act.handing_over > 0 {
+                tracing::error!(connection = %act.spec.connection, key = %act.spec.key_name, "the writer took no records for {HANDOVER_LIMIT:?}: stopping anyway; the records in hand are lost");
+            }
+            ctx.stop();
+        });
     }
 }

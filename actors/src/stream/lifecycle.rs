@@ -11,6 +11,9 @@
 //! - 401/403 park the stream in `AuthFailed`, retried on a slow fixed schedule only;
 //!   406/413/416 park it in `Rejected`, retried slowly or at once when the filter changes;
 //! - no byte at all (keep-alives included) for `stall_timeout` while streaming → reconnect;
+//! - a `disconnect` with code 7 (another connection uses the same credentials) backs off on
+//!   the HTTP schedule however long the stream lived: two clients sharing a key would
+//!   otherwise take turns kicking each other off, a reconnect storm that earns 420s;
 //! - a rule change that alters the filter reconnects (or, while waiting, is simply used by the
 //!   next attempt: it is never lost); one that only alters rule metadata is applied to the
 //!   live connection; identical rules do nothing.
@@ -50,6 +53,9 @@ pub enum Event {
     Failed { ticket: Ticket, failure: Failure },
     /// The open stream `ticket` ended: body closed, read error or a `disconnect` message.
     Dropped { ticket: Ticket, reason: String },
+    /// The open stream `ticket` was closed because another connection uses the same
+    /// credentials (`disconnect` code 7).
+    Displaced { ticket: Ticket, reason: String },
     /// The timer `ticket` (from [`Action::Wait`]) went off.
     TimerFired { ticket: Ticket },
     /// New rules for this stream.
@@ -177,6 +183,15 @@ impl Lifecycle {
                         actions.push(Action::Close);
                         self.after_drop(since, now, reason, &mut actions);
                     }
+                }
+            }
+            Event::Displaced { ticket, reason } => {
+                if self.current_attempt() == Some(ticket)
+                    && matches!(self.phase, Phase::Streaming { .. })
+                {
+                    actions.push(Action::Close);
+                    let reason = format!("{reason}; another client is using this API key");
+                    self.back_off(FailureClass::Http, reason, &mut actions);
                 }
             }
             Event::TimerFired { ticket } => self.on_timer(ticket, now, &mut actions),
@@ -357,6 +372,45 @@ fn filter_terms(rules: &[Rule]) -> BTreeSet<(StreamType, String)> {
 mod tests {
     use super::*;
     use traptor_core::rules::parse_rule;
+
+    #[test]
+    fn a_duplicate_connection_backs_off_exponentially_even_when_established() {
+        let start = Instant::now();
+        let mut machine = Lifecycle::new(Vec::new(), BackoffConfig::default(), STALL);
+        let mut waits = Vec::new();
+        let mut now = start;
+        machine.on_event(Event::Start, now);
+        for _ in 0..3 {
+            let ticket = machine.current_attempt().expect("connecting");
+            machine.on_event(Event::Connected { ticket }, now);
+            now += Duration::from_secs(60); // long established
+            let actions = machine.on_event(
+                Event::Displaced {
+                    ticket,
+                    reason: "disconnect message (code 7)".into(),
+                },
+                now,
+            );
+            assert_eq!(actions[0], Action::Close);
+            let (timer, delay) = actions
+                .iter()
+                .find_map(|a| match a {
+                    Action::Wait { ticket, delay } => Some((*ticket, *delay)),
+                    _ => None,
+                })
+                .expect("a backoff wait");
+            waits.push(delay.as_secs());
+            assert!(matches!(
+                machine.state(),
+                Some(StreamState::BackingOff { reason, .. }) if reason.contains("another client")
+            ));
+            now += delay;
+            machine.on_event(Event::TimerFired { ticket: timer }, now);
+        }
+        // However long each connection lived, a displacement is a failure: never an
+        // immediate reconnect, and the waits double.
+        assert_eq!(waits, [5, 10, 20]);
+    }
 
     const STALL: Duration = Duration::from_secs(90);
 

@@ -109,9 +109,29 @@ pub fn restart_delay(attempt: u32, max: Duration) -> Duration {
     Duration::from_secs(1u64 << exponent).min(max)
 }
 
+/// Unexpected deaths in a row once one more happened. A child that had streamed for at least
+/// `stable_after` in one go starts the count again; one that dies sooner (a crash loop, say a
+/// message that panics the reader every time) keeps counting, so its restarts back off.
+pub fn failures_after_death(previous: u32, longest_streak: Duration, stable_after: Duration) -> u32 {
+    if longest_streak >= stable_after {
+        1
+    } else {
+        previous.saturating_add(1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_child_that_streamed_long_enough_starts_the_count_again() {
+        let stable = Duration::from_secs(30);
+        assert_eq!(failures_after_death(0, Duration::ZERO, stable), 1);
+        assert_eq!(failures_after_death(3, Duration::from_secs(29), stable), 4);
+        assert_eq!(failures_after_death(3, Duration::from_secs(30), stable), 1);
+        assert_eq!(failures_after_death(u32::MAX, Duration::ZERO, stable), u32::MAX);
+    }
 
     #[test]
     fn restart_delays_double_up_to_the_cap() {

@@ -22,7 +22,7 @@ use crate::heartbeat::StreamingSlots;
 use crate::messages::{
     RulesChanged, RulesSnapshot, StopStream, StreamState, StreamStateChanged, UpdateRules,
 };
-use children::{restart_delay, ChildHandle, ChildSpec, SpawnStream};
+use children::{failures_after_death, restart_delay, ChildHandle, ChildSpec, SpawnStream};
 use reconcile::{reconcile, Running};
 use status::{epoch_seconds, rate, state_error, ConnectionStatus, StatusSnapshot};
 
@@ -39,6 +39,9 @@ pub struct SupervisorSettings {
     pub max_restart_delay: Duration,
     /// How often children are checked for a closed mailbox.
     pub liveness_interval: Duration,
+    /// A child that streamed this long in one go has proved itself: its next death restarts
+    /// after the shortest wait again. Dying sooner keeps growing the wait (a crash loop).
+    pub stable_after: Duration,
 }
 
 impl SupervisorSettings {
@@ -48,6 +51,7 @@ impl SupervisorSettings {
             status_interval: Some(Duration::from_secs(60)),
             max_restart_delay: Duration::from_secs(60),
             liveness_interval: Duration::from_secs(1),
+            stable_after: Duration::from_secs(30),
         }
     }
 }
@@ -78,6 +82,31 @@ struct Child {
     /// The tweet counter's value at the last status line, for the rate.
     tweets_at_last_status: u64,
     tweets_per_second: Option<f64>,
+    /// Since when it has been streaming, if it is.
+    streaming_since: Option<Instant>,
+    /// Its longest time streaming in one go so far.
+    longest_streak: Duration,
+}
+
+impl Child {
+    /// Its longest time streaming in one go, the current streak included.
+    fn longest_streak(&self) -> Duration {
+        let current = self.streaming_since.map_or(Duration::ZERO, |t| t.elapsed());
+        self.longest_streak.max(current)
+    }
+
+    fn set_state(&mut self, state: StreamState, at: SystemTime) {
+        match (&self.state, &state) {
+            (StreamState::Streaming, StreamState::Streaming) => {}
+            (_, StreamState::Streaming) => self.streaming_since = Some(Instant::now()),
+            _ => {
+                self.longest_streak = self.longest_streak();
+                self.streaming_since = None;
+            }
+        }
+        self.state = state;
+        self.since = at;
+    }
 }
 
 /// See the module documentation.
@@ -89,7 +118,8 @@ pub struct Supervisor {
     rule_errors: BTreeMap<SlotId, Vec<RuleError>>,
     plan: Plan,
     children: BTreeMap<ConnectionId, Child>,
-    /// Unexpected deaths in a row per connection (reset once it streams), for the backoff.
+    /// Unexpected deaths in a row per connection (see [`failures_after_death`]), for the
+    /// restart backoff.
     failures: BTreeMap<ConnectionId, u32>,
     /// Restarts per connection since start, for the status.
     restarts: BTreeMap<ConnectionId, u32>,
@@ -202,12 +232,14 @@ impl Supervisor {
                         stop_requested: false,
                         tweets_at_last_status: 0,
                         tweets_per_second: None,
+                        streaming_since: None,
+                        longest_streak: Duration::ZERO,
                     },
                 );
             }
             Err(reason) => {
                 tracing::error!(connection = %planned.id, key = %planned.key, "cannot start stream: {reason}");
-                self.schedule_restart(planned.id.clone(), ctx);
+                self.schedule_restart(planned.id.clone(), Duration::ZERO, ctx);
             }
         }
     }
@@ -223,15 +255,17 @@ impl Supervisor {
         tracing::warn!(connection = %id, key = %child.key, "stream {why}; restarting it");
         child.handle.stop.do_send(StopStream);
         self.refresh_heartbeat();
-        self.schedule_restart(id.clone(), ctx);
+        self.schedule_restart(id.clone(), child.longest_streak(), ctx);
     }
 
-    fn schedule_restart(&mut self, id: ConnectionId, ctx: &mut Context<Self>) {
+    /// Restarts the connection after a wait that grows with its deaths in a row; `streamed`
+    /// is how long the dead child streamed in one go at best.
+    fn schedule_restart(&mut self, id: ConnectionId, streamed: Duration, ctx: &mut Context<Self>) {
         if self.shutting_down || !self.restart_pending.insert(id.clone()) {
             return;
         }
         let attempt = self.failures.entry(id.clone()).or_insert(0);
-        *attempt += 1;
+        *attempt = failures_after_death(*attempt, streamed, self.settings.stable_after);
         let delay = restart_delay(*attempt, self.settings.max_restart_delay);
         tracing::info!(connection = %id, attempt = *attempt, "restarting stream in {delay:?}");
         ctx.run_later(delay, move |act, ctx| {
@@ -434,9 +468,6 @@ impl Handler<StreamStateChanged> for Supervisor {
             child.last_error = Some(error);
         }
         match &msg.state {
-            StreamState::Streaming => {
-                self.failures.remove(&msg.connection);
-            }
             StreamState::AuthFailed { reason } => {
                 tracing::error!(connection = %msg.connection, key = %msg.key_name, "API key rejected: {reason}");
             }
@@ -446,8 +477,7 @@ impl Handler<StreamStateChanged> for Supervisor {
             _ => {}
         }
         let stopped_unasked = msg.state == StreamState::Stopped && !child.stop_requested;
-        child.state = msg.state;
-        child.since = msg.at;
+        child.set_state(msg.state, msg.at);
         if stopped_unasked {
             self.child_died(&msg.connection, "stopped without being asked", ctx);
         }

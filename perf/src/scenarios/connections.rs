@@ -97,8 +97,14 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
             );
         } else {
             report.info(format!("{} idle streams: RSS", m.streams), rss);
-            report.info(format!("{} idle streams: CPU (% of one core)", m.streams), cpu);
-            report.info(format!("{} streams: reconnects", m.streams), m.reconnects.to_string());
+            report.info(
+                format!("{} idle streams: CPU (% of one core)", m.streams),
+                cpu,
+            );
+            report.info(
+                format!("{} streams: reconnects", m.streams),
+                m.reconnects.to_string(),
+            );
         }
     }
     Ok(report)

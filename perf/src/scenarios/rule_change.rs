@@ -50,8 +50,12 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     for slot in 0..slots as u32 {
         rules.put_track_rule(slot, &rotating_rule_id(slot), &rotating_phrase(slot, 0))?;
     }
-    let mut supervisor =
-        SupervisorProcess::start(&common.supervisor, &common.run_dir, "rule-change", &spec.to_toml())?;
+    let mut supervisor = SupervisorProcess::start(
+        &common.supervisor,
+        &common.run_dir,
+        "rule-change",
+        &spec.to_toml(),
+    )?;
     emulator
         .wait_for(
             &format!("{slots} open streams"),
@@ -82,7 +86,9 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         match live {
             Ok(stats) => {
                 let at_ms = connected_with(&stats, &term).expect("checked by wait_for");
-                latencies.push(Duration::from_secs_f64((at_ms - published_ms).max(0.0) / 1000.0));
+                latencies.push(Duration::from_secs_f64(
+                    (at_ms - published_ms).max(0.0) / 1000.0,
+                ));
                 // The old stream of the slot closes before the next change.
                 let _ = emulator.wait_for(
                     "the old stream to close",
@@ -119,7 +125,12 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         unexpected += connects.saturating_sub(expected);
     }
     let key_connects: u64 = truth.credentials.iter().map(|c| c.connects).sum();
-    let max_key_connects = truth.credentials.iter().map(|c| c.connects).max().unwrap_or(0);
+    let max_key_connects = truth
+        .credentials
+        .iter()
+        .map(|c| c.connects)
+        .max()
+        .unwrap_or(0);
     let refused: u64 = truth
         .credentials
         .iter()
@@ -169,7 +180,10 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         "connects (all keys) / expected; most by one key",
         format!("{key_connects} / {expected_total}; {max_key_connects}"),
     );
-    report.info("connects refused by the emulator (420/5xx)", refused.to_string());
+    report.info(
+        "connects refused by the emulator (420/5xx)",
+        refused.to_string(),
+    );
     Ok(report)
 }
 

@@ -35,8 +35,12 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     let emulator = Emulator::start(emulator_config(&spec, f64::INFINITY))?;
     spec.endpoint = emulator.url();
     common.write_rules(&spec, n, 10)?;
-    let mut supervisor =
-        SupervisorProcess::start(&common.supervisor, &common.run_dir, "slow-kafka", &spec.to_toml())?;
+    let mut supervisor = SupervisorProcess::start(
+        &common.supervisor,
+        &common.run_dir,
+        "slow-kafka",
+        &spec.to_toml(),
+    )?;
     let counter = TopicCounter::new(&common.services.kafka_brokers, &topic)?;
     emulator
         .wait_for(
@@ -50,7 +54,10 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     let sent_start = tweets_sent(&emulator.stats());
     let started = Instant::now();
     std::thread::sleep(options.before);
-    let normal_rate = per_second(tweets_sent(&emulator.stats()) - sent_start, started.elapsed());
+    let normal_rate = per_second(
+        tweets_sent(&emulator.stats()) - sent_start,
+        started.elapsed(),
+    );
     let before_pause = supervisor.sample()?;
 
     // The pause. The first seconds fill the in-flight bound; the rest shows the slowed rate.
@@ -102,11 +109,22 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         Duration::from_secs(15),
     )?;
     let check = reconcile(
-        truth.connections.iter().flat_map(|c| c.tweet_ids.iter().copied()),
+        truth
+            .connections
+            .iter()
+            .flat_map(|c| c.tweet_ids.iter().copied()),
         &readout.tweet_keys,
     );
-    let not_recorded: u64 = truth.connections.iter().map(|c| c.tweet_ids_not_recorded).sum();
-    let reconnects: u64 = truth.credentials.iter().map(|c| c.connects.saturating_sub(1)).sum();
+    let not_recorded: u64 = truth
+        .connections
+        .iter()
+        .map(|c| c.tweet_ids_not_recorded)
+        .sum();
+    let reconnects: u64 = truth
+        .credentials
+        .iter()
+        .map(|c| c.connects.saturating_sub(1))
+        .sum();
     let closed_by_emulator = truth
         .connections
         .iter()
@@ -117,7 +135,10 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         })
         .count();
 
-    let avg_record = readout.payload_bytes.checked_div(readout.records).unwrap_or(0);
+    let avg_record = readout
+        .payload_bytes
+        .checked_div(readout.records)
+        .unwrap_or(0);
     let held_kib = options.max_in_flight_records as u64 * avg_record / 1024;
     let bound_kib = before_pause.rss_kib + 2 * held_kib;
     let mut report = Report::new("Slow Kafka (broker paused)");
@@ -139,7 +160,10 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     ));
     report.info("tweets streamed before the pause", rate(normal_rate));
     report.info(
-        format!("tweets streamed while paused (after the first {:.0} s)", settle.as_secs_f64()),
+        format!(
+            "tweets streamed while paused (after the first {:.0} s)",
+            settle.as_secs_f64()
+        ),
         rate(paused_rate),
     );
     report.check(
@@ -175,7 +199,17 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         check.exact() && not_recorded == 0,
     );
     report.info("tweets verified by key", thousands(check.delivered));
-    report.check("stream reconnects", reconnects.to_string(), "0", reconnects == 0);
-    report.check("supervisor exit status", status.to_string(), "0 (clean)", status.success());
+    report.check(
+        "stream reconnects",
+        reconnects.to_string(),
+        "0",
+        reconnects == 0,
+    );
+    report.check(
+        "supervisor exit status",
+        status.to_string(),
+        "0 (clean)",
+        status.success(),
+    );
     Ok(report)
 }

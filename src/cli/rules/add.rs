@@ -148,24 +148,7 @@ fn parse_field(text: &str) -> Result<(String, String), String> {
 
 /// `YYYY-MM-DD HH:MM:SS` in UTC, the original's `date_added` format.
 fn utc_datetime(unix_secs: u64) -> String {
-    let days = (unix_secs / 86_400) as i64;
-    let secs_of_day = unix_secs % 86_400;
-    // Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        secs_of_day / 3_600,
-        secs_of_day / 60 % 60,
-        secs_of_day % 60
-    )
+    traptor_core::timestamps::utc_date_time(unix_secs as i64)
 }
 
 #[cfg(test)]

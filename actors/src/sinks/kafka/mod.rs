@@ -1,7 +1,48 @@
 //! The Kafka sink: idempotent, acknowledged by all replicas, never dropping a record on a
-//! full queue or a failed delivery, and bounded in memory by `max_in_flight_records`.
+//! full queue or a failed delivery, bounded in memory by `max_in_flight_records`, and with
+//! `[kafka.spool]` holding on disk what an outage keeps from Kafka.
+//!
+//! # Exactly once per received record, as far as the producer allows
+//! - `enable.idempotence=true` and `acks=all`: the producer numbers each record per partition,
+//!   and librdkafka's own retries (of a request whose answer was lost, across broker restarts
+//!   and reconnects) reuse that number, so the broker writes a record once however often it
+//!   is sent. Ordering per partition is kept through those retries.
+//! - A duplicate can only come from traptor sending a record *again as a new record* after
+//!   librdkafka reported it failed while it may have been written: a delivery timeout
+//!   (`message.timeout.ms`, alias `delivery.timeout.ms`) of a record that was in flight, or a
+//!   purge of in-flight records at shutdown. So traptor sets `message.timeout.ms = 0`
+//!   (never time out): through an outage of any length librdkafka holds the records and keeps
+//!   retrying them under their original sequence numbers, and nothing is ever re-sent as new.
+//!   An operator who sets a finite `message.timeout.ms` in `[kafka.producer]` trades that for
+//!   records that fail (and are retried, then spooled) after the timeout, which may duplicate.
+//! - Memory stays bounded meanwhile: the writer stops taking records once
+//!   `max_in_flight_records` await acknowledgement. If that lasts longer than
+//!   `spool.spill_after_ms`, new records go to the spool on disk instead, so the streams go on;
+//!   with no spool, the streams wait.
+//! - Records that still fail for good (a finite timeout, `max_delivery_attempts` reached) go
+//!   to the spool rather than being given up. Only errors that sending again cannot fix
+//!   (record too large, invalid) give a record up.
+//! - At shutdown, records Kafka did not take within the flush timeout are taken back from the
+//!   producer and spooled (a record taken back while in flight may have been written: it is
+//!   then delivered twice). A SIGKILL loses what is only in the producer's memory; what is in
+//!   the spool survives.
+//!
+//! # Ordering
+//! Kafka keeps order per partition, and records with one key go to one partition. traptor
+//! guarantees, for records of the same key:
+//! - records sent directly keep the order the writer received them in (idempotent producer);
+//! - once anything is in the spool, every new record is appended to the spool behind it,
+//!   and the spool is replayed oldest first, with direct sending resuming only after the last
+//!   spooled record is in the producer: so spilled records keep their order, before and after;
+//! - records still in the producer when spilling began are ahead of the spooled ones, which
+//!   is also their arrival order.
+//!
+//! Not guaranteed: a record that failed (finite timeout, retry after a transient error)
+//! and was sent again or spooled lands after records received later; and after a crash, the
+//! records delivered since the last saved replay progress (about a second) are sent again.
 
 mod delivery;
+mod replay;
 mod retry;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,11 +54,12 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use traptor_core::Record;
 
 use self::delivery::{Attempt, DeliveryContext, FailureLog};
 use self::retry::RetryControl;
+use super::spool::{Spool, SpoolSettings, SpooledRecord};
 use super::{Sink, SinkError, WriterStats};
 use crate::config::KafkaConfig;
 
@@ -35,6 +77,13 @@ pub struct KafkaSink {
     closing: Arc<AtomicBool>,
     retry_control: Arc<RetryControl>,
     retrier: Option<JoinHandle<()>>,
+    spool: Option<Arc<Spool>>,
+    replayer: Option<JoinHandle<()>>,
+    stop_replayer: Arc<AtomicBool>,
+    /// Since when the in-flight bound (or the producer's queue) has been full.
+    full_since: Option<Instant>,
+    /// Whether the current spill was logged.
+    spill_told: bool,
 }
 
 impl KafkaSink {
@@ -43,6 +92,20 @@ impl KafkaSink {
         stats: Arc<WriterStats>,
         closing: Arc<AtomicBool>,
     ) -> Result<Self, SinkError> {
+        let spool = match &config.spool.dir {
+            Some(dir) => {
+                let settings = SpoolSettings {
+                    dir: dir.clone(),
+                    max_bytes: config.spool.max_bytes,
+                    segment_bytes: config.spool.segment_bytes,
+                };
+                let spool = Spool::open(settings, stats.clone()).map_err(|e| {
+                    SinkError::Setup(format!("cannot open the spool at {}: {e}", dir.display()))
+                })?;
+                Some(Arc::new(spool))
+            }
+            None => None,
+        };
         let (retries, queue) = mpsc::channel();
         let failures = Arc::new(FailureLog::default());
         let context = DeliveryContext {
@@ -50,6 +113,7 @@ impl KafkaSink {
             failures: failures.clone(),
             max_attempts: config.max_delivery_attempts,
             retries,
+            spool: spool.clone(),
         };
         let producer: ThreadedProducer<DeliveryContext> = producer_config(config)
             .create_with_context(context)
@@ -61,8 +125,27 @@ impl KafkaSink {
             retry_control.clone(),
             stats.clone(),
             failures,
+            spool.clone(),
         )
         .map_err(|e| SinkError::Setup(format!("cannot start the Kafka retry thread: {e}")))?;
+        let stop_replayer = Arc::new(AtomicBool::new(false));
+        let replayer = match &spool {
+            Some(spool) => Some(
+                replay::Replayer {
+                    producer: producer.clone(),
+                    spool: spool.clone(),
+                    stats: stats.clone(),
+                    max_in_flight: config.max_in_flight_records.max(1) as u64,
+                    closing: closing.clone(),
+                    stop: stop_replayer.clone(),
+                }
+                .spawn()
+                .map_err(|e| {
+                    SinkError::Setup(format!("cannot start the spool replay thread: {e}"))
+                })?,
+            ),
+            None => None,
+        };
         Ok(KafkaSink {
             producer,
             config: config.clone(),
@@ -70,6 +153,11 @@ impl KafkaSink {
             closing,
             retry_control,
             retrier: Some(retrier),
+            spool,
+            replayer,
+            stop_replayer,
+            full_since: None,
+            spill_told: false,
         })
     }
 
@@ -77,19 +165,50 @@ impl KafkaSink {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// Hands one record to librdkafka, waiting for room while its queue is full.
-    fn enqueue(&self, record: &Record) {
-        let topic = self.config.topic_for(record.kind);
+    fn max_in_flight(&self) -> u64 {
+        self.config.max_in_flight_records.max(1) as u64
+    }
+
+    /// Whether Kafka has kept the in-flight bound (or its queue) full for longer than the
+    /// spool's `spill_after_ms`: new records then go to the spool.
+    fn stuck(&mut self) -> bool {
+        if self.spool.is_none() {
+            return false;
+        }
+        if self.stats.in_flight() < self.max_in_flight() {
+            self.full_since = None;
+            return false;
+        }
+        let since = *self.full_since.get_or_insert_with(Instant::now);
+        since.elapsed() >= self.config.spool.spill_after()
+    }
+
+    /// Whether the next record goes to the spool: something is already spooled (it must be
+    /// sent first), or Kafka has not taken records for too long.
+    fn must_spool(&mut self) -> bool {
+        let spooling = self.spool.as_ref().map(|spool| spool.is_spooling());
+        match spooling {
+            Some(spooling) => spooling || self.stuck(),
+            None => false,
+        }
+    }
+
+    /// Hands one record to librdkafka, waiting for room while its queue is full. Returns
+    /// false, without enqueueing, when the queue stayed full longer than the spool allows
+    /// (`may_spill`): the record is then for the spool.
+    fn enqueue(&mut self, record: &Record, may_spill: bool) -> bool {
+        let topic = self.config.topic_for(record.kind).to_owned();
         let mut base: BaseRecord<'_, [u8], [u8], Box<Attempt>> =
-            BaseRecord::with_opaque_to(topic, Box::new(Attempt(1)))
+            BaseRecord::with_opaque_to(&topic, Attempt::first())
                 .payload(record.payload.as_slice())
                 .headers(headers_for(record));
         if let Some(key) = &record.key {
             base = base.key(key.as_bytes());
         }
+        let mut full_since: Option<Instant> = None;
         loop {
             match self.producer.send(base) {
-                Ok(()) => return,
+                Ok(()) => return true,
                 Err((error, returned)) if is_queue_full(&error) => {
                     if self.closing() {
                         self.stats.record_given_up(1);
@@ -98,7 +217,14 @@ impl KafkaSink {
                             key = record.key.as_deref(),
                             "shutting down while Kafka's queue is full: record not delivered"
                         );
-                        return;
+                        return true;
+                    }
+                    let since = *full_since.get_or_insert_with(Instant::now);
+                    if may_spill
+                        && self.spool.is_some()
+                        && since.elapsed() >= self.config.spool.spill_after()
+                    {
+                        return false;
                     }
                     base = returned;
                     // The producer's polling thread serves deliveries meanwhile.
@@ -108,17 +234,93 @@ impl KafkaSink {
                     self.stats.record_given_up(1);
                     tracing::error!(topic, key = record.key.as_deref(), %error,
                         bytes = record.payload.len(), "Kafka refused the record: it will not be delivered");
-                    return;
+                    return true;
                 }
             }
         }
     }
 
-    /// Returns once fewer than `max_in_flight_records` records await acknowledgement.
-    fn wait_for_room(&self) {
-        let max = self.config.max_in_flight_records.max(1) as u64;
-        while self.stats.in_flight() >= max && !self.closing() {
+    /// Writes `records` (already counted as queued) to the spool, waiting while it is full.
+    /// If the spool cannot be written, they are handed to the producer instead: the streams
+    /// then wait, as without a spool, but nothing is lost.
+    fn spool_records(&mut self, records: &[Record]) {
+        let Some(spool) = self.spool.clone() else { return };
+        if !self.spill_told {
+            self.spill_told = true;
+            tracing::warn!(spool = %spool.dir().display(), in_flight = self.stats.in_flight(),
+                "Kafka is not taking records: new records go to the spool until it does");
+        }
+        let spooled: Vec<SpooledRecord> = records.iter().map(|r| self.spooled(r)).collect();
+        let (appended, failure) = match spool.append_waiting(&spooled, &self.closing) {
+            Ok(()) => (records.len(), None),
+            Err(error) => (error.appended(), Some(error)),
+        };
+        self.stats.record_spooled(appended as u64);
+        let rest = &records[appended..];
+        match failure {
+            None => {}
+            Some(error @ super::spool::AppendError::Full { .. }) => {
+                self.stats.record_given_up(rest.len() as u64);
+                tracing::error!(records = rest.len(), %error, "records not delivered");
+            }
+            Some(error) => {
+                tracing::error!(spool = %spool.dir().display(), %error, records = rest.len(),
+                    "cannot write to the spool: holding records in memory instead (streams wait)");
+                for record in rest {
+                    self.enqueue(record, false);
+                }
+                self.wait_for_room(false);
+            }
+        }
+    }
+
+    /// A record as the spool keeps it: with the topic and headers it will be sent with.
+    fn spooled(&self, record: &Record) -> SpooledRecord {
+        let mut headers = vec![(
+            MESSAGE_TYPE_HEADER.to_owned(),
+            Some(record.kind.as_str().as_bytes().to_vec()),
+        )];
+        if let Some(slot) = &record.slot {
+            headers.push((SLOT_HEADER.to_owned(), Some(slot.to_string().into_bytes())));
+        }
+        SpooledRecord {
+            kind: Some(record.kind),
+            topic: self.config.topic_for(record.kind).to_owned(),
+            key: record.key.as_ref().map(|k| k.as_bytes().to_vec()),
+            headers,
+            payload: record.payload.clone(),
+        }
+    }
+
+    /// Returns once fewer than `max_in_flight_records` records await acknowledgement, or (with
+    /// a spool and `may_spill`) once the bound has been reached for longer than
+    /// `spill_after_ms`, so that the next records go to the spool.
+    fn wait_for_room(&mut self, may_spill: bool) {
+        let max = self.max_in_flight();
+        loop {
+            if self.stats.in_flight() < max {
+                self.full_since = None;
+                return;
+            }
+            if self.closing() || (may_spill && self.stuck()) {
+                return;
+            }
+            self.full_since.get_or_insert_with(Instant::now);
             std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// At shutdown, takes back from the producer what Kafka did not take and spools it.
+    fn spool_what_is_left(&mut self, deadline: Instant) {
+        let Some(spool) = self.spool.clone() else { return };
+        let left = self.stats.in_flight();
+        tracing::warn!(records = left, spool = %spool.dir().display(),
+            "Kafka did not take every record in time: moving them to the spool for the next run");
+        self.retry_control.spool_all.store(true, Ordering::Release);
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        while self.stats.in_flight() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -129,33 +331,70 @@ impl Sink for KafkaSink {
     }
 
     fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
-        for record in records {
+        let mut next = 0;
+        while next < records.len() {
+            if self.must_spool() {
+                self.stats.record_queued((records.len() - next) as u64);
+                self.spool_records(&records[next..]);
+                return Ok(());
+            }
             self.stats.record_queued(1);
-            self.enqueue(record);
+            if !self.enqueue(&records[next], true) {
+                self.stats.record_queued((records.len() - next - 1) as u64);
+                self.spool_records(&records[next..]);
+                return Ok(());
+            }
+            next += 1;
         }
-        self.wait_for_room();
+        if self.spool.as_ref().is_some_and(|s| !s.is_spooling()) {
+            self.spill_told = false;
+        }
+        self.wait_for_room(true);
         Ok(())
     }
 
     fn flush(&mut self, timeout: Duration) -> usize {
         let deadline = Instant::now() + timeout;
+        // With a spool, keep some of the time to move what Kafka did not take to disk.
+        let deliver_until = match (&self.spool, self.closing()) {
+            (Some(_), true) => deadline - (timeout / 4).min(Duration::from_secs(5)),
+            _ => deadline,
+        };
         self.retry_control.hurry.store(true, Ordering::Release);
         loop {
             let now = Instant::now();
-            if self.stats.in_flight() == 0 || now >= deadline {
+            if self.stats.in_flight() == 0 || now >= deliver_until {
                 break;
             }
-            let slice = (deadline - now).min(Duration::from_millis(100));
+            let slice = (deliver_until - now).min(Duration::from_millis(100));
             // A timeout here only means some records are still in flight; the loop re-checks.
             let _ = self.producer.flush(slice);
         }
         self.retry_control.hurry.store(false, Ordering::Release);
+        if self.stats.in_flight() > 0 && self.closing() {
+            self.spool_what_is_left(deadline);
+        }
+        if let Some(spool) = &self.spool {
+            spool.save_progress();
+            if let Err(error) = spool.sync() {
+                tracing::error!(spool = %spool.dir().display(), %error, "cannot sync the spool to disk");
+            }
+            let (records, bytes) = spool.pending();
+            if records > 0 {
+                tracing::info!(spool = %spool.dir().display(), records, bytes,
+                    "records wait in the spool");
+            }
+        }
         self.stats.in_flight() as usize
     }
 }
 
 impl Drop for KafkaSink {
     fn drop(&mut self) {
+        self.stop_replayer.store(true, Ordering::Release);
+        if let Some(replayer) = self.replayer.take() {
+            let _ = replayer.join();
+        }
         self.retry_control.stop.store(true, Ordering::Release);
         if let Some(retrier) = self.retrier.take() {
             let _ = retrier.join();
@@ -180,6 +419,9 @@ fn producer_config(config: &KafkaConfig) -> ClientConfig {
         .set("client.id", "traptor")
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        // Never time a record out: librdkafka holds it through an outage and retries it under
+        // its original sequence number, so it cannot be written twice (see the module doc).
+        .set("message.timeout.ms", "0")
         .set("compression.type", config.compression.as_str())
         // Broker states for readiness (`/readyz`); an operator's own setting wins.
         .set("statistics.interval.ms", "5000");

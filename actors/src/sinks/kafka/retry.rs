@@ -1,5 +1,6 @@
-//! The retrier: a thread that sends failed records again once their backoff has passed, and
-//! sums up delivery failures in the log.
+//! The retrier: a thread that sends failed records again once their backoff has passed,
+//! writes to the spool the records that are not to be sent again now (attempts exhausted, or
+//! taken back at shutdown), and sums up delivery failures in the log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -7,10 +8,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use traptor_core::MessageKind;
 
 use super::delivery::{Attempt, DeliveryContext, FailureLog};
+use super::MESSAGE_TYPE_HEADER;
+use crate::sinks::spool::{Spool, SpooledRecord, Ticket};
 use crate::sinks::WriterStats;
 
 /// A record whose last delivery attempt failed, waiting to be sent again.
@@ -19,6 +23,10 @@ pub(crate) struct Retry {
     /// Attempts made so far.
     pub attempts: u32,
     pub due: Instant,
+    /// The spool entry the record was replayed from, settled once the record is safe.
+    pub replayed_from: Option<Ticket>,
+    /// Write it to the spool rather than send it again.
+    pub to_spool: bool,
 }
 
 /// How often failures are summed up in the log while they last.
@@ -30,6 +38,9 @@ pub(crate) struct RetryControl {
     pub stop: AtomicBool,
     /// Send everything now, ignoring backoff (while flushing).
     pub hurry: AtomicBool,
+    /// Spool every record awaiting a retry instead of sending it (at shutdown, when Kafka
+    /// did not take them in time).
+    pub spool_all: AtomicBool,
 }
 
 pub(crate) fn spawn(
@@ -38,6 +49,7 @@ pub(crate) fn spawn(
     control: Arc<RetryControl>,
     stats: Arc<WriterStats>,
     failures: Arc<FailureLog>,
+    spool: Option<Arc<Spool>>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("kafka-retrier".to_owned())
@@ -48,6 +60,7 @@ pub(crate) fn spawn(
                 control,
                 stats,
                 failures,
+                spool,
                 pending: Vec::new(),
             }
             .run()
@@ -60,6 +73,7 @@ struct Retrier {
     control: Arc<RetryControl>,
     stats: Arc<WriterStats>,
     failures: Arc<FailureLog>,
+    spool: Option<Arc<Spool>>,
     pending: Vec<Retry>,
 }
 
@@ -80,6 +94,11 @@ impl Retrier {
             }
         }
         self.pending.extend(self.queue.try_iter());
+        if self.spool.is_some() {
+            // Last chance: whatever awaits a retry goes to the spool rather than be lost.
+            self.control.spool_all.store(true, Ordering::Release);
+            self.send_due();
+        }
         if !self.pending.is_empty() {
             let count = self.pending.len() as u64;
             self.stats.record_given_up(count);
@@ -91,12 +110,20 @@ impl Retrier {
         self.summarize();
     }
 
-    /// Sends every record whose backoff has passed (all of them when hurried).
+    /// Spools what is bound for the spool, and sends every record whose backoff has passed
+    /// (all of them when hurried).
     fn send_due(&mut self) {
         let now = Instant::now();
         let hurry = self.control.hurry.load(Ordering::Acquire);
+        let spool_all = self.spool.is_some() && self.control.spool_all.load(Ordering::Acquire);
         let mut waiting = Vec::with_capacity(self.pending.len());
         for retry in std::mem::take(&mut self.pending) {
+            if retry.to_spool || spool_all {
+                if let Some(retry) = self.spool(retry) {
+                    waiting.push(retry);
+                }
+                continue;
+            }
             if !hurry && retry.due > now {
                 waiting.push(retry);
                 continue;
@@ -108,11 +135,42 @@ impl Retrier {
         self.pending = waiting;
     }
 
+    /// Writes the record to the spool; gives it back when the spool is full. A spool that
+    /// cannot be written sends the record again instead: late, but not lost.
+    fn spool(&self, retry: Retry) -> Option<Retry> {
+        let spool = self.spool.as_ref()?;
+        match spool.try_append(std::slice::from_ref(&spooled_record(&retry.message))) {
+            Ok(1) => {
+                self.stats.record_spooled(1);
+                if let Some(ticket) = retry.replayed_from {
+                    spool.settle(ticket);
+                }
+                None
+            }
+            Ok(_) => Some(Retry {
+                due: Instant::now() + Duration::from_millis(100),
+                ..retry
+            }),
+            Err(error) => {
+                tracing::error!(spool = %spool.dir().display(), %error,
+                    "cannot write a failed record to the spool; sending it to Kafka again instead");
+                self.resend(Retry {
+                    to_spool: false,
+                    ..retry
+                })
+            }
+        }
+    }
+
     /// Enqueues the record again; gives it back when the producer's queue is full.
     fn resend(&self, retry: Retry) -> Option<Retry> {
         let message = &retry.message;
+        let attempt = Box::new(Attempt {
+            number: retry.attempts + 1,
+            replayed_from: retry.replayed_from,
+        });
         let mut record: BaseRecord<'_, [u8], [u8], Box<Attempt>> =
-            BaseRecord::with_opaque_to(message.topic(), Box::new(Attempt(retry.attempts + 1)));
+            BaseRecord::with_opaque_to(message.topic(), attempt);
         if let Some(payload) = message.payload() {
             record = record.payload(payload);
         }
@@ -130,6 +188,9 @@ impl Retrier {
             }),
             Err((error, _)) => {
                 self.stats.record_given_up(1);
+                if let (Some(spool), Some(ticket)) = (&self.spool, retry.replayed_from) {
+                    spool.settle(ticket);
+                }
                 let key = message
                     .key()
                     .map(String::from_utf8_lossy)
@@ -180,5 +241,30 @@ impl Retrier {
                 "Kafka deliveries failed; retrying"
             );
         }
+    }
+}
+
+/// A message the producer gave back, as the spool keeps it.
+fn spooled_record(message: &OwnedMessage) -> SpooledRecord {
+    let headers: Vec<(String, Option<Vec<u8>>)> = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let kind = headers
+        .iter()
+        .find(|(name, _)| name == MESSAGE_TYPE_HEADER)
+        .and_then(|(_, value)| value.as_deref())
+        .and_then(|value| MessageKind::ALL.into_iter().find(|k| k.as_str().as_bytes() == value));
+    SpooledRecord {
+        kind,
+        topic: message.topic().to_owned(),
+        key: message.key().map(<[u8]>::to_vec),
+        headers,
+        payload: message.payload().unwrap_or_default().to_vec(),
     }
 }

@@ -1,0 +1,282 @@
+//! Process faults of `traptor-supervisor`, end to end against the in-process emulator:
+//!
+//! - a panic injected into one stream's processing restarts that stream only, with a growing
+//!   wait, and the process and the other streams carry on (no services needed: rules from a
+//!   file, records to standard output);
+//! - SIGKILL, then a restart: streaming resumes, nothing already in Kafka is written twice, and
+//!   what was lost is only what was in flight at the kill (needs Redis and Kafka).
+
+mod e2e_common;
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use e2e_common::{unique, Supervisor};
+use traptor_core::oauth::Credentials;
+use traptor_firehose::{Fault, FaultKind, Firehose, FirehoseConfig, FirehoseHandle, Stats};
+
+fn credentials(i: usize) -> Credentials {
+    Credentials {
+        consumer_key: format!("rel-consumer-key-{i}"),
+        consumer_secret: format!("rel-consumer-secret-{i}"),
+        access_token: format!("rel-access-token-{i}"),
+        access_token_secret: format!("rel-access-token-secret-{i}"),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Three keys, three slots (one stream each), rules in a file.
+struct World {
+    emulator: FirehoseHandle,
+    dir: PathBuf,
+    keys: Vec<(String, Credentials)>,
+}
+
+impl World {
+    fn new(rate: f64) -> World {
+        let keys: Vec<(String, Credentials)> = (0..3)
+            .map(|i| (format!("key{i}"), credentials(i)))
+            .collect();
+        let config = FirehoseConfig {
+            keys: keys.iter().map(|(_, c)| c.clone()).collect(),
+            rate,
+            seed: 11,
+            keepalive: Duration::from_millis(500),
+            hit_ratio: 1.0,
+            connect_limit: 1000,
+            ..FirehoseConfig::default()
+        };
+        let emulator = runtime()
+            .block_on(Firehose::start(config))
+            .expect("starting the emulator");
+        let dir = std::env::temp_dir().join(unique("traptor-reliability"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rule = |id: &str, value: &str, kind: &str, orig: &str| {
+            format!(
+                r#"{{"rule_id": "{id}", "tag": "rel", "value": "{value}", "rule_type": "{kind}", "orig_type": "{orig}", "status": "active"}}"#
+            )
+        };
+        let rules = format!(
+            r#"{{"track:0": [{}], "track:1": [{}], "follow:0": [{}]}}"#,
+            rule("1", "alpha", "track", "keyword"),
+            rule("2", "beta", "track", "keyword"),
+            rule("3", "783214", "follow", "userid"),
+        );
+        std::fs::write(dir.join("rules.json"), rules).unwrap();
+        World {
+            emulator,
+            dir,
+            keys,
+        }
+    }
+
+    /// The config: file rules, the given `[sink]`/`[kafka]` text, this world's keys.
+    fn config(&self, sink: &str) -> String {
+        let mut text = format!(
+            r#"
+[rules]
+source = "file"
+path = "rules.json"
+
+{sink}
+
+[log]
+level = "info"
+status_interval_secs = 0
+
+[stream]
+endpoint = "{endpoint}"
+stall_timeout_secs = 10
+connects_per_key_per_minute = 60
+"#,
+            endpoint = self.emulator.url(),
+        );
+        for (name, c) in &self.keys {
+            text.push_str(&format!(
+                "\n[[keys]]\nname = \"{name}\"\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\naccess_token = \"{}\"\naccess_token_secret = \"{}\"\n",
+                c.consumer_key, c.consumer_secret, c.access_token, c.access_token_secret
+            ));
+        }
+        text
+    }
+
+    fn start(&self, sink: &str, env: &[(&str, &str)]) -> Supervisor {
+        Supervisor::start_with_env(&self.config(sink), &self.dir, env)
+    }
+
+    fn stats(&self) -> Stats {
+        self.emulator.stats()
+    }
+
+    fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        supervisor: &Supervisor,
+        check: impl Fn(&Stats) -> bool,
+    ) {
+        let deadline = Instant::now() + limit;
+        while !check(&self.stats()) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; emulator log: {:#?}\nsupervisor stderr:\n{}",
+                self.stats().log,
+                supervisor.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Accepted connections per credential label.
+fn connects(stats: &Stats) -> BTreeMap<String, u64> {
+    stats
+        .credentials
+        .iter()
+        .map(|c| (c.credential.clone(), c.connects))
+        .collect()
+}
+
+/// Tweets handed to the sockets per credential label.
+fn tweets_sent(stats: &Stats) -> BTreeMap<String, usize> {
+    let mut sent = BTreeMap::new();
+    for connection in &stats.connections {
+        *sent.entry(connection.credential.clone()).or_default() += connection.tweet_ids.len();
+    }
+    sent
+}
+
+fn open_of(stats: &Stats, label: &str) -> usize {
+    stats
+        .open_connections()
+        .filter(|c| c.credential == label)
+        .count()
+}
+
+/// The reader panics on a frame of this size or more (debug builds only); the emulator's
+/// oversized-frame fault sends one, to one key's connection only.
+const PANIC_FRAME_BYTES: usize = 200_000;
+
+#[test]
+fn a_panic_in_one_stream_restarts_that_stream_only_with_a_growing_wait() {
+    let world = World::new(30.0);
+    let threshold = PANIC_FRAME_BYTES.to_string();
+    let mut supervisor = world.start(
+        "[sink]\nkind = \"stdout\"",
+        &[("TRAPTOR_TEST_PANIC_ON_FRAME_BYTES", threshold.as_str())],
+    );
+    world.wait_for(Duration::from_secs(20), "three streams", &supervisor, |s| {
+        s.open_connections().count() == 3
+    });
+    let victim = "key1";
+    let victim_key = world.keys[1].1.consumer_key.clone();
+    // A few seconds of streaming first, so the others' progress can be measured.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = world.stats();
+
+    // Three panics in a row, each soon after the restart: the waits must grow (1 s, 2 s, 4 s
+    // with the supervisor's restart schedule; its liveness check adds up to 1 s).
+    let mut waits = Vec::new();
+    for round in 1..=3u64 {
+        let connects_before = connects(&world.stats())[victim];
+        let injected_at = world.stats().uptime_ms;
+        let reached = world.emulator.inject(Fault::for_key(
+            victim_key.clone(),
+            FaultKind::OversizedFrame {
+                bytes: PANIC_FRAME_BYTES + 50_000,
+            },
+        ));
+        assert_eq!(reached, 1, "the fault reaches only the victim's connection");
+        world.wait_for(
+            Duration::from_secs(20),
+            "the victim restarted and streaming",
+            &supervisor,
+            |s| connects(s)[victim] == connects_before + 1 && open_of(s, victim) == 1,
+        );
+        let stats = world.stats();
+        let reconnect = stats
+            .attempts_of(victim)
+            .filter(|e| e.status == 200)
+            .last()
+            .expect("the victim's reconnect");
+        waits.push(reconnect.at_ms.saturating_sub(injected_at));
+        assert!(supervisor.running(), "the process stays up after round {round}");
+    }
+    eprintln!("waits from each panic to the restarted stream's connect: {waits:?} ms");
+    for (wait, (min, max)) in waits
+        .iter()
+        .zip([(1_000, 3_500), (2_000, 4_500), (4_000, 6_500)])
+    {
+        assert!(
+            (min..max).contains(wait),
+            "waits {waits:?} ms; expected about 1 s, 2 s, 4 s (+ up to 1 s liveness check)"
+        );
+    }
+    let stderr = supervisor.stderr();
+    assert_eq!(
+        stderr.matches("fault injection: a frame of").count(),
+        3,
+        "each round was one panic of the victim's reader"
+    );
+    let restarts: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("restarting stream in"))
+        .collect();
+    assert_eq!(restarts.len(), 3, "the supervisor saw each death:\n{stderr}");
+    for (line, wait) in restarts.iter().zip(["in 1s", "in 2s", "in 4s"]) {
+        assert!(
+            line.contains(wait) && line.contains("connection=track:1"),
+            "{line}"
+        );
+    }
+
+    // The other streams never reconnected and kept delivering.
+    let after = world.stats();
+    for other in ["key0", "key2"] {
+        assert_eq!(
+            connects(&after)[other],
+            connects(&before)[other],
+            "{other} reconnected"
+        );
+        let (sent_before, sent_after) = (tweets_sent(&before)[other], tweets_sent(&after)[other]);
+        assert!(
+            sent_after >= sent_before + 50,
+            "{other} kept streaming: {sent_before} → {sent_after} tweets"
+        );
+    }
+    // Their tweets reached the sink: every tweet of theirs the emulator sent before the last
+    // round is on standard output.
+    let out: BTreeSet<String> = e2e_common::enriched_tweets(&supervisor.stdout())
+        .iter()
+        .filter_map(|doc| doc["id_str"].as_str().map(str::to_owned))
+        .collect();
+    for connection in before
+        .connections
+        .iter()
+        .filter(|c| c.credential != victim)
+    {
+        let missing = connection
+            .tweet_ids
+            .iter()
+            .filter(|id| !out.contains(&id.to_string()))
+            .count();
+        assert_eq!(missing, 0, "connection {} lost tweets", connection.id);
+    }
+
+    let status = supervisor.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status}; stderr:\n{}", supervisor.stderr());
+}

@@ -22,6 +22,9 @@ use traptor_firehose::generate::{
 };
 
 const TWEETS: usize = 2_000;
+/// Tweets outside these sizes (a retweet of a quote can pass 9 KB) are drawn again, to keep the
+/// corpus at the 2–6 KB of the target.
+const SIZES: std::ops::RangeInclusive<usize> = 2_000..=6_144;
 const TRACK_PHRASES: usize = 400;
 const FOLLOW_IDS: usize = 5_000;
 const SEED: u64 = 0x7261_7074_6f72;
@@ -181,8 +184,11 @@ fn corpus() -> Corpus {
     let mut generator = TweetGenerator::new(SEED, options);
     let mut tweets = Vec::with_capacity(TWEETS);
     let mut retweets_or_quotes = 0;
-    for _ in 0..TWEETS {
+    while tweets.len() < TWEETS {
         let tweet = generator.next_tweet(&targets.plant(&mut rng));
+        if !SIZES.contains(&tweet.json.len()) {
+            continue;
+        }
         let text = std::str::from_utf8(&tweet.json).expect("generated tweets are UTF-8");
         retweets_or_quotes += usize::from(tweet.facts.is_retweet || text.contains("\"quoted_status\""));
         tweets.push(tweet.json);

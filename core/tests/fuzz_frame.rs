@@ -50,13 +50,18 @@ fn decode_checked(max: usize, chunks: &[&[u8]]) -> Result<Decoded, TestCaseError
         })
         .collect();
     for frame in &frames {
-        prop_assert!(!frame.is_empty() && frame.len() <= max, "frame of {} bytes", frame.len());
+        prop_assert!(
+            !frame.is_empty() && frame.len() <= max,
+            "frame of {} bytes",
+            frame.len()
+        );
         prop_assert!(!frame.contains(&b'\n'));
     }
     let stats = decoder.stats();
     prop_assert_eq!(stats.bytes_in, total as u64);
     prop_assert_eq!(stats.frames as usize, frames.len());
-    let errors = items.iter().filter(|i| matches!(i, Item::Error(_))).count() + usize::from(finished.is_some());
+    let errors = items.iter().filter(|i| matches!(i, Item::Error(_))).count()
+        + usize::from(finished.is_some());
     prop_assert_eq!(stats.errors as usize, errors);
     Ok(Decoded { items, frames })
 }
@@ -68,7 +73,7 @@ fn stream_bytes(max_len: usize) -> impl Strategy<Value = Vec<u8>> {
             4 => any::<u8>(),
             2 => Just(b'\n'),
             2 => Just(b'\r'),
-            2 => (b'0'..=b'9'),
+            2 => b'0'..=b'9',
             1 => Just(b' '),
             1 => Just(b'{'),
         ],
@@ -220,7 +225,11 @@ proptest! {
 /// with its true size, and the message after it is intact.
 #[test]
 fn a_huge_line_is_skipped_with_bounded_memory() {
-    for (size, chunk) in [(3 << 20, 64 << 10), (DEFAULT_MAX_FRAME_BYTES + 1, 7), (DEFAULT_MAX_FRAME_BYTES + 2, 4096)] {
+    for (size, chunk) in [
+        (3 << 20, 64 << 10),
+        (DEFAULT_MAX_FRAME_BYTES + 1, 7),
+        (DEFAULT_MAX_FRAME_BYTES + 2, 4096),
+    ] {
         let mut stream = vec![b'a'; size];
         stream.extend_from_slice(b"\r\n{\"after\":1}\r\n");
         let mut decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);

@@ -72,26 +72,43 @@ fn slot_type() -> impl Strategy<Value = Option<StreamType>> {
 /// Longest error message allowed for inputs whose values are at most `longest_value` bytes.
 /// Messages quote the offending value, so they grow with it, but never beyond a few copies.
 fn error_bound(fields: &[(String, String)]) -> usize {
-    let longest = fields.iter().map(|(k, v)| k.len().max(v.len())).max().unwrap_or(0);
+    let longest = fields
+        .iter()
+        .map(|(k, v)| k.len().max(v.len()))
+        .max()
+        .unwrap_or(0);
     // `{:?}` may escape every byte of a value (e.g. `\0`, `\u{200b}`): up to 10 bytes each.
     512 + 3 * 10 * longest
 }
 
 /// Checks one parse: the rule agrees with its fields, or the error is clear.
-fn check_parse(fields: Vec<(String, String)>, slot: Option<StreamType>) -> Result<(), TestCaseError> {
+fn check_parse(
+    fields: Vec<(String, String)>,
+    slot: Option<StreamType>,
+) -> Result<(), TestCaseError> {
     match parse_rule(fields.clone(), slot) {
         Ok(rule) => {
             prop_assert!(!rule.rule_id.is_empty());
             prop_assert_eq!(rule.rule_id.trim(), rule.rule_id.as_str());
             prop_assert_eq!(&rule.fields, &fields, "fields are kept verbatim, in order");
-            prop_assert_eq!(Some(rule.value.as_str()), fields.iter().find(|(k, _)| k == "value").map(|(_, v)| v.as_str()));
+            prop_assert_eq!(
+                Some(rule.value.as_str()),
+                fields
+                    .iter()
+                    .find(|(k, _)| k == "value")
+                    .map(|(_, v)| v.as_str())
+            );
             if let Some(slot) = slot {
                 prop_assert_eq!(rule.stream_type, slot);
             }
             prop_assert_eq!(rule.term.stream_type(), rule.stream_type);
             match &rule.term {
                 FilterTerm::Phrase(phrase) => {
-                    prop_assert!(!phrase.is_empty() && phrase.len() <= MAX_TRACK_PHRASE_BYTES, "{:?}", phrase);
+                    prop_assert!(
+                        !phrase.is_empty() && phrase.len() <= MAX_TRACK_PHRASE_BYTES,
+                        "{:?}",
+                        phrase
+                    );
                     prop_assert!(!phrase.contains(','));
                     prop_assert_eq!(phrase.trim(), phrase.as_str());
                     prop_assert!(!phrase.contains("  "));
@@ -102,20 +119,41 @@ fn check_parse(fields: Vec<(String, String)>, slot: Option<StreamType>) -> Resul
                 }
                 FilterTerm::Box(area) => {
                     prop_assert!(area.sw_lon < area.ne_lon && area.sw_lat < area.ne_lat);
-                    prop_assert!((-180.0..=180.0).contains(&area.sw_lon) && (-180.0..=180.0).contains(&area.ne_lon));
-                    prop_assert!((-90.0..=90.0).contains(&area.sw_lat) && (-90.0..=90.0).contains(&area.ne_lat));
+                    prop_assert!(
+                        (-180.0..=180.0).contains(&area.sw_lon)
+                            && (-180.0..=180.0).contains(&area.ne_lon)
+                    );
+                    prop_assert!(
+                        (-90.0..=90.0).contains(&area.sw_lat)
+                            && (-90.0..=90.0).contains(&area.ne_lat)
+                    );
                 }
             }
             // The output fragment is valid JSON holding every field as stored.
             let json = collection_rule_json(&rule);
-            let value: serde_json::Value = serde_json::from_slice(&json)
-                .map_err(|e| TestCaseError::fail(format!("collection rule JSON is invalid ({e}): {}", String::from_utf8_lossy(&json))))?;
+            let value: serde_json::Value = serde_json::from_slice(&json).map_err(|e| {
+                TestCaseError::fail(format!(
+                    "collection rule JSON is invalid ({e}): {}",
+                    String::from_utf8_lossy(&json)
+                ))
+            })?;
             let object = value.as_object().unwrap();
             for (name, stored) in &fields {
                 if name != "rule_tag" && name != "rule_value" {
                     // With duplicate names the last one wins in the parsed object.
-                    let last = fields.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v).unwrap();
-                    prop_assert_eq!(object[name].as_str(), Some(last.as_str()), "field {:?} (stored {:?})", name, stored);
+                    let last = fields
+                        .iter()
+                        .rev()
+                        .find(|(k, _)| k == name)
+                        .map(|(_, v)| v)
+                        .unwrap();
+                    prop_assert_eq!(
+                        object[name].as_str(),
+                        Some(last.as_str()),
+                        "field {:?} (stored {:?})",
+                        name,
+                        stored
+                    );
                 }
             }
             prop_assert_eq!(object["rule_value"].as_str(), Some(rule.value.as_str()));
@@ -263,7 +301,12 @@ fn megabyte_values_are_handled() {
         ("rule_id", huge('7')),
         ("tag", huge('t')),
     ] {
-        for slot in [None, Some(StreamType::Track), Some(StreamType::Follow), Some(StreamType::Locations)] {
+        for slot in [
+            None,
+            Some(StreamType::Track),
+            Some(StreamType::Follow),
+            Some(StreamType::Locations),
+        ] {
             let mut fields = vec![
                 ("rule_id".to_owned(), "1".to_owned()),
                 ("value".to_owned(), "x".to_owned()),
@@ -274,8 +317,10 @@ fn megabyte_values_are_handled() {
                 None => fields.push((name.to_owned(), value.clone())),
             }
             let shown = format!("{name} of {} bytes, slot {slot:?}", value.len());
-            dog.run("parse_rule (1 MB)", shown.as_bytes(), || check_parse(fields, slot))
-                .unwrap_or_else(|e| panic!("{shown}: {e}"));
+            dog.run("parse_rule (1 MB)", shown.as_bytes(), || {
+                check_parse(fields, slot)
+            })
+            .unwrap_or_else(|e| panic!("{shown}: {e}"));
         }
     }
 }

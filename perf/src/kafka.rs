@@ -69,8 +69,20 @@ impl TopicCounter {
         })
     }
 
-    /// Records acknowledged so far, all partitions together.
+    /// Records acknowledged so far, all partitions together. A broker that was just resumed
+    /// may answer "not leader" for a while: retried for up to 30 s.
     pub fn count(&self) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.count_once() {
+                Ok(total) => return Ok(total),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    fn count_once(&self) -> anyhow::Result<u64> {
         let mut total = 0u64;
         for &partition in &self.partitions {
             let (low, high) = self

@@ -88,13 +88,10 @@ fn process(f: &mut Families, report: &StatusReport) {
 fn stream(f: &mut Families, c: &ConnectionReport) {
     let part = c.part.to_string();
     let labels: [(&'static str, &str); 3] = [("slot", &c.slot), ("part", &part), ("key", &c.key)];
-    let with = |name: &'static str, value: &str| {
-        let mut all = labels.to_vec();
-        all.push((name, value));
-        // The extra label's value must outlive the call: owned copies.
-        all.into_iter()
-            .map(|(k, v)| (k, v.to_owned()))
-            .collect::<Vec<(&'static str, String)>>()
+    // The connection's labels plus one more (`state`, `reason`, `code` or `type`).
+    let with = |name: &'static str, value: &str| -> Vec<(&'static str, String)> {
+        let own = labels.iter().map(|(k, v)| (*k, v.to_string()));
+        own.chain([(name, value.to_owned())]).collect()
     };
 
     let states = f.gauge(

@@ -1,18 +1,22 @@
 //! One serde pass over a streaming message: its top-level keys, which say what it is, and the
 //! tweet view that matching and enrichment read.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::matching::json_skim::{Scan, Stop};
 use crate::matching::tweet::{Key, Text, TweetView};
+use crate::matching::tweet_skim::Skim;
 use crate::record::MessageKind;
 
 /// What a message's single parse yields.
 #[derive(Debug, Default)]
 pub struct Message<'a> {
-    /// Every top-level key, in document order.
+    /// The top-level keys, in document order: every key when serde read the message; when it
+    /// was skimmed, only those that decide its kind and `traptor` (all that enrichment asks).
     pub keys: Vec<Key<'a>>,
     /// The tweet fields (empty for control messages).
     pub tweet: TweetView<'a>,
@@ -20,11 +24,49 @@ pub struct Message<'a> {
     pub deleted_status: Option<Text<'a>>,
     /// `status_withheld.id`: the withheld tweet, used as the record key.
     pub withheld_status: Option<u64>,
+    /// The kind, when the reading already worked it out.
+    known_kind: Option<MessageKind>,
 }
 
-impl Message<'_> {
+impl<'a> Message<'a> {
+    /// Reads a frame with the [`Skim`] scanner: the message serde would give (but for the
+    /// keys that matter to nothing, see [`Message::keys`]), or a
+    /// [`Stop`] that sends the frame down the serde path. Control messages that carry a record
+    /// key (`delete`, `status_withheld`) are left to serde.
+    pub fn skim(frame: &'a [u8]) -> Scan<Message<'a>> {
+        let mut skim = Skim::new(frame);
+        skim.scanner.begin_object()?;
+        let mut message = Message {
+            keys: Vec::with_capacity(8),
+            ..Message::default()
+        };
+        let mut first = true;
+        while let Some(key) = skim.scanner.next_key(first)? {
+            first = false;
+            if !skim.tweet_field(&mut message.tweet, key, 0)? {
+                if key == b"delete" || key == b"status_withheld" {
+                    return Err(Stop::Unsure);
+                }
+                skim.scanner.skip_value()?;
+            }
+            if key == b"traptor" || deciding_name(key).is_some() {
+                message.keys.push(Key(Cow::Borrowed(key)));
+            }
+        }
+        skim.scanner.finish()?;
+        let names = message
+            .keys
+            .iter()
+            .filter_map(|k| deciding_name(k.as_bytes()));
+        message.known_kind = Some(kind_of_keys(names));
+        Ok(message)
+    }
+
     /// The kind the top-level keys give.
     pub fn kind(&self) -> MessageKind {
+        if let Some(kind) = self.known_kind {
+            return kind;
+        }
         kind_of_keys(
             self.keys
                 .iter()
@@ -35,6 +77,32 @@ impl Message<'_> {
     pub fn has_key(&self, name: &str) -> bool {
         self.keys.iter().any(|k| k.as_bytes() == name.as_bytes())
     }
+}
+
+/// The top-level keys that decide a message's kind in `kind_of_keys`; any other key counts as
+/// "other", which decides nothing. Classifying only these keeps a tweet's seventy-odd keys out
+/// of the classifier. (A test checks that this list and the classifier agree.)
+const DECIDING_KEYS: [&str; 11] = [
+    "limit",
+    "delete",
+    "scrub_geo",
+    "status_withheld",
+    "user_withheld",
+    "disconnect",
+    "warning",
+    "id_str",
+    "text",
+    "full_text",
+    "user",
+];
+
+/// The name in [`DECIDING_KEYS`] equal to a skimmed key, if any.
+#[inline]
+fn deciding_name(key: &[u8]) -> Option<&'static str> {
+    DECIDING_KEYS
+        .iter()
+        .copied()
+        .find(|name| name.len() == key.len() && name.as_bytes() == key)
 }
 
 /// The single place where top-level keys become a message kind.
@@ -161,6 +229,48 @@ mod tests {
             (m.kind(), m.withheld_status),
             (MessageKind::StatusWithheld, Some(1234567890))
         );
+    }
+
+    #[test]
+    fn skimming_gives_the_kind_serde_reading_gives() {
+        let fixtures = format!(
+            "{}/../tests/fixtures/traptor-v4",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&fixtures).unwrap() {
+            let frame = std::fs::read(entry.unwrap().path()).unwrap();
+            let Ok(serde) = serde_json::from_slice::<Message>(&frame) else {
+                continue;
+            };
+            let Ok(skimmed) = Message::skim(&frame) else {
+                continue; // left to serde
+            };
+            assert_eq!(skimmed.kind(), serde.kind());
+            checked += 1;
+        }
+        assert!(checked >= 4, "only {checked} fixtures were skimmed");
+        // Each deciding key, alone and beside the keys of a tweet, decides as the classifier does.
+        for key in DECIDING_KEYS {
+            for others in [&[][..], &["id_str", "text"], &["text"], &["id_str"]] {
+                let json = std::iter::once(key)
+                    .chain(others.iter().copied())
+                    .map(|k| match k {
+                        "id_str" | "text" | "full_text" => format!("\"{k}\":\"v\""),
+                        _ => format!("\"{k}\":{{}}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let frame = format!("{{\"other\":1,{json}}}");
+                let names = std::iter::once("other")
+                    .chain(std::iter::once(key))
+                    .chain(others.iter().copied());
+                match Message::skim(frame.as_bytes()) {
+                    Ok(skimmed) => assert_eq!(skimmed.kind(), kind_of_keys(names), "{frame}"),
+                    Err(_) => assert!(matches!(key, "delete" | "status_withheld"), "{frame}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -50,6 +50,9 @@ use crate::rules::{Rule, SlotId};
 use message::{kind_of_keys, Message, TopLevelKeys};
 use output::TraptorFields;
 
+/// Room for the `traptor` object besides its rules (its fixed fields come to about 250 bytes).
+const TRAPTOR_OBJECT_SIZE: usize = 320;
+
 /// Why a message could not be enriched as a tweet. The message is still written.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EnrichError {
@@ -120,13 +123,21 @@ impl Enricher {
 
     /// Turns one frame of the stream into its output record. Never panics, never drops it.
     pub fn enrich(&self, frame: &[u8], received_at_ms: i64) -> Enriched {
-        let as_is = |kind: MessageKind, key: Option<String>, error: Option<EnrichError>| Enriched {
-            record: self.record(kind, key, frame.to_vec(), received_at_ms),
-            matched: Vec::new(),
-            error,
-        };
-        if let Err(e) = std::str::from_utf8(frame) {
-            return as_is(
+        match Message::skim(frame) {
+            Ok(message) => self.enrich_message(frame, &message, received_at_ms),
+            // Invalid frames, odd field types and control messages with keys: serde's reading
+            // decides, and its errors name what is wrong.
+            Err(_) => self.enrich_with_serde(frame, received_at_ms),
+        }
+    }
+
+    /// [`Enricher::enrich`] with serde reading the frame: the reference the fast path must
+    /// agree with, and the path for every frame the fast path leaves alone.
+    pub(crate) fn enrich_with_serde(&self, frame: &[u8], received_at_ms: i64) -> Enriched {
+        if let Err(e) = utf8(frame) {
+            return self.as_is(
+                frame,
+                received_at_ms,
                 MessageKind::Invalid,
                 None,
                 Some(EnrichError::InvalidUtf8 {
@@ -138,19 +149,52 @@ impl Enricher {
             Ok(message) => message,
             Err(error) => return self.enrich_unparsed(frame, received_at_ms, error),
         };
+        // Keys are read as raw bytes, which lets control characters through; JSON forbids them.
+        if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(frame) {
+            return self.as_is(
+                frame,
+                received_at_ms,
+                MessageKind::Invalid,
+                None,
+                Some(EnrichError::InvalidJson {
+                    reason: error.to_string(),
+                }),
+            );
+        }
+        self.enrich_message(frame, &message, received_at_ms)
+    }
+
+    fn enrich_message(&self, frame: &[u8], message: &Message<'_>, received_at_ms: i64) -> Enriched {
+        let as_is = |kind: MessageKind, key: Option<String>| {
+            self.as_is(frame, received_at_ms, kind, key, None)
+        };
         match message.kind() {
-            MessageKind::Tweet => self.enrich_tweet(frame, &message, received_at_ms),
+            MessageKind::Tweet => self.enrich_tweet(frame, message, received_at_ms),
             MessageKind::Delete => as_is(
                 MessageKind::Delete,
-                message.deleted_status.map(|t| t.0.into_owned()),
-                None,
+                message.deleted_status.as_ref().map(|t| t.0.to_string()),
             ),
             MessageKind::StatusWithheld => as_is(
                 MessageKind::StatusWithheld,
                 message.withheld_status.map(|id| id.to_string()),
-                None,
             ),
-            kind => as_is(kind, None, None),
+            kind => as_is(kind, None),
+        }
+    }
+
+    /// The frame written unchanged.
+    fn as_is(
+        &self,
+        frame: &[u8],
+        received_at_ms: i64,
+        kind: MessageKind,
+        key: Option<String>,
+        error: Option<EnrichError>,
+    ) -> Enriched {
+        Enriched {
+            record: self.record(kind, key, frame.to_vec(), received_at_ms),
+            matched: Vec::new(),
+            error,
         }
     }
 
@@ -246,12 +290,18 @@ impl Enricher {
             received_at: received_at.as_deref(),
         };
         let rules_len: usize = matched_rules.iter().map(|r| r.len() + 1).sum();
-        let mut traptor = Vec::with_capacity(256 + rules_len);
-        output::write_traptor_object(&mut traptor, &fields, &matched_rules);
-        let mut payload = Vec::with_capacity(frame.len() + traptor.len() + 16);
         if !has_traptor {
-            output::splice_traptor(&mut payload, frame, &traptor);
-        } else if output::rewrite_with_traptor(&mut payload, frame, &traptor).is_err() {
+            // The common case: one buffer, sized once, and the object written straight into it.
+            let mut payload = Vec::with_capacity(frame.len() + TRAPTOR_OBJECT_SIZE + rules_len);
+            output::splice_traptor_with(&mut payload, frame, |out| {
+                output::write_traptor_object(out, &fields, &matched_rules)
+            });
+            return payload;
+        }
+        let mut traptor = Vec::with_capacity(TRAPTOR_OBJECT_SIZE + rules_len);
+        output::write_traptor_object(&mut traptor, &fields, &matched_rules);
+        let mut payload = Vec::with_capacity(frame.len() + traptor.len() + 32);
+        if output::rewrite_with_traptor(&mut payload, frame, &traptor).is_err() {
             // Unreachable for a frame that already parsed as an object; keep it unchanged.
             payload = frame.to_vec();
         }
@@ -275,5 +325,16 @@ impl Enricher {
     }
 }
 
+/// `std::str::from_utf8`, with a SIMD check first: tweets are mostly ASCII with some non-ASCII
+/// text, where std's check slows to a byte at a time.
+fn utf8(frame: &[u8]) -> Result<&str, std::str::Utf8Error> {
+    match simdutf8::basic::from_utf8(frame) {
+        Ok(text) => Ok(text),
+        Err(_) => std::str::from_utf8(frame),
+    }
+}
+
+#[cfg(test)]
+mod differential_tests;
 #[cfg(test)]
 mod tests;

@@ -129,6 +129,15 @@ pub fn write_traptor_object(
 /// Appends `object` (whitespace trimmed) with `"traptor":<traptor>` added as its last member.
 /// `object` must be a JSON object without a top-level `traptor` key.
 pub fn splice_traptor(out: &mut Vec<u8>, object: &[u8], traptor: &[u8]) {
+    splice_traptor_with(out, object, |out| out.extend_from_slice(traptor));
+}
+
+/// [`splice_traptor`] with the `traptor` value written by `write_value` straight into `out`.
+pub fn splice_traptor_with(
+    out: &mut Vec<u8>,
+    object: &[u8],
+    write_value: impl FnOnce(&mut Vec<u8>),
+) {
     let end = object
         .iter()
         .rposition(|&b| b == b'}')
@@ -146,7 +155,7 @@ pub fn splice_traptor(out: &mut Vec<u8>, object: &[u8], traptor: &[u8]) {
         out.push(b',');
     }
     out.extend_from_slice(b"\"traptor\":");
-    out.extend_from_slice(traptor);
+    write_value(out);
     out.push(b'}');
 }
 

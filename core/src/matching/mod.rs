@@ -9,9 +9,12 @@
 
 mod fast_hash;
 pub mod follow;
+pub mod json_skim;
 pub mod locations;
+mod term_table;
 pub mod track;
 pub mod tweet;
+pub mod tweet_skim;
 
 use crate::rules::{FilterTerm, Rule};
 

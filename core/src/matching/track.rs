@@ -46,13 +46,13 @@
 //! present are checked. The cost per tweet depends on the tweet, not on the number of phrases.
 
 use super::fast_hash::FxHashMap;
+use super::term_table::TermTable;
 use super::tweet::TweetView;
 
 /// The track phrases of a rule set, indexed by term.
 #[derive(Debug, Default, Clone)]
 pub struct TrackIndex {
-    term_ids: FxHashMap<Box<str>, u32>,
-    longest_term: usize,
+    terms: TermTable,
     phrases: Vec<Phrase>,
     phrase_ids: FxHashMap<Box<str>, u32>,
     /// For each term id, the phrases anchored on it.
@@ -104,12 +104,10 @@ impl TrackIndex {
             return;
         }
         let mut present: Vec<u32> = Vec::new();
-        for_each_form(tweet, &mut |form| {
-            if form.len() <= self.longest_term {
-                if let Some(&id) = self.term_ids.get(form) {
-                    if !present.contains(&id) {
-                        present.push(id);
-                    }
+        forms(tweet, &mut |form: &str| {
+            if let Some(id) = self.terms.get(form.as_bytes()) {
+                if !present.contains(&id) {
+                    present.push(id);
                 }
             }
         });
@@ -125,21 +123,25 @@ impl TrackIndex {
     }
 
     fn term_id(&mut self, term: &str) -> u32 {
-        if let Some(&id) = self.term_ids.get(term) {
-            return id;
+        let id = self.terms.insert(term);
+        if id as usize == self.anchored.len() {
+            self.anchored.push(Vec::new());
         }
-        let id = self.anchored.len() as u32;
-        self.term_ids.insert(term.into(), id);
-        self.anchored.push(Vec::new());
-        self.longest_term = self.longest_term.max(term.len());
         id
     }
 }
 
 /// Calls `emit` with every lowercased form of `tweet` (see the module doc). Forms may repeat.
 pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
-    let mut lower = String::new();
-    let mut prefixed = String::new();
+    forms(tweet, emit)
+}
+
+/// [`for_each_form`], inlined into its caller's loop.
+#[inline]
+fn forms<F: FnMut(&str) + ?Sized>(tweet: &TweetView<'_>, emit: &mut F) {
+    // Sized for a long tweet's text, so that they are allocated once per tweet.
+    let mut lower = String::with_capacity(1024);
+    let mut prefixed = String::with_capacity(64);
     for status in tweet.with_embedded() {
         // A truncated `text` is a prefix of the extended full text: reading both is wasted work.
         let extended_text = status
@@ -155,15 +157,14 @@ pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
             .into_iter()
             .flatten()
         {
-            if lower_into(&mut lower, text) {
-                for chunk in lower.split_ascii_whitespace() {
+            lower_into(&mut lower, text);
+            for_each_chunk(&lower, |chunk, all_word| {
+                if all_word {
+                    emit(chunk);
+                } else {
                     chunk_forms(chunk, emit);
                 }
-            } else {
-                for chunk in lower.split_whitespace() {
-                    chunk_forms(chunk, emit);
-                }
-            }
+            });
         }
         if let Some(name) = status.user.as_ref().and_then(|u| u.screen_name.as_deref()) {
             marked_forms('@', name, &mut lower, &mut prefixed, emit);
@@ -185,30 +186,77 @@ pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
 
 /// Lowercases into a reused buffer, as `str::to_lowercase` does (the rules are lowercased with
 /// it): per character, except around a capital sigma, whose lowercase depends on its context.
-/// Returns whether the text is ASCII; if so, its whitespace is ASCII whitespace only (a vertical
-/// tab, whitespace for `str::split_whitespace`, is turned into a space).
-fn lower_into(buf: &mut String, text: &str) -> bool {
+fn lower_into(buf: &mut String, text: &str) {
     buf.clear();
-    if text.is_ascii() {
-        buf.push_str(text);
-        buf.make_ascii_lowercase();
-        if buf.contains('\x0b') {
-            *buf = buf.replace('\x0b', " ");
-        }
-        return true;
-    }
-    for c in text.chars() {
-        if c.is_ascii() {
-            buf.push(c.to_ascii_lowercase());
-        } else if c == 'Σ' {
+    let mut rest = text;
+    loop {
+        // ASCII runs are copied and lowercased in bulk, the rest a character at a time.
+        let run = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        let start = buf.len();
+        buf.push_str(&rest[..run]);
+        buf[start..].make_ascii_lowercase();
+        let Some(c) = rest[run..].chars().next() else {
+            return;
+        };
+        if c == 'Σ' {
             buf.clear();
             buf.push_str(&text.to_lowercase());
-            return false;
+            return;
+        }
+        if has_no_case(c) {
+            buf.push(c);
         } else {
             buf.extend(c.to_lowercase());
         }
+        rest = &rest[run + c.len_utf8()..];
     }
-    false
+}
+
+/// Characters of blocks without case (CJK, kana, Hangul, emoji and other symbols): their
+/// lowercase is themselves, and checking that is cheaper than the case tables' search.
+#[inline]
+fn has_no_case(c: char) -> bool {
+    matches!(c, '\u{2E80}'..='\u{A63F}' | '\u{AC00}'..='\u{D7FF}' | '\u{1F000}'..)
+}
+
+/// Calls `each(chunk, all_word)` for every run of `text` between whitespace (as
+/// `str::split_whitespace` splits), saying whether the chunk is only ASCII word characters.
+#[inline]
+fn for_each_chunk(text: &str, mut each: impl FnMut(&str, bool)) {
+    let bytes = text.as_bytes();
+    let mut start = None;
+    let mut all_word = true;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let (space, len, word) = if b.is_ascii() {
+            (
+                matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'),
+                1,
+                is_ascii_word(b),
+            )
+        } else {
+            let c = text[i..].chars().next().expect("a char starts here");
+            (c.is_whitespace(), c.len_utf8(), false)
+        };
+        if space {
+            if let Some(s) = start.take() {
+                each(&text[s..i], all_word);
+            }
+        } else if start.is_none() {
+            start = Some(i);
+            all_word = word;
+        } else {
+            all_word &= word;
+        }
+        i += len;
+    }
+    if let Some(s) = start {
+        each(&text[s..], all_word);
+    }
 }
 
 fn is_word(c: char) -> bool {
@@ -219,16 +267,40 @@ fn is_word(c: char) -> bool {
     }
 }
 
-fn chunk_forms(chunk: &str, emit: &mut dyn FnMut(&str)) {
-    if chunk
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
-        emit(chunk);
-        return;
-    }
+/// The forms of a chunk that is not only ASCII word characters (those are their own form).
+fn chunk_forms<F: FnMut(&str) + ?Sized>(chunk: &str, emit: &mut F) {
+    let bytes = chunk.as_bytes();
     let raw = without_scheme_and_www(chunk);
     emit(raw);
+    if !chunk.is_ascii() {
+        return unicode_chunk_forms(chunk, emit);
+    }
+    // The same as the Unicode path below, on bytes.
+    let start = bytes
+        .iter()
+        .position(|&b| is_ascii_word(b) || b == b'#' || b == b'@')
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|&b| is_ascii_word(b))
+        .map_or(start, |i| (i + 1).max(start));
+    let trimmed = &chunk[start..end];
+    if !trimmed.is_empty() && trimmed != chunk {
+        emit(without_scheme_and_www(trimmed));
+    }
+    for run in chunk.split(|c: char| !is_ascii_word(c as u8)) {
+        if !run.is_empty() && run != trimmed {
+            emit(run);
+        }
+    }
+}
+
+#[inline]
+fn is_ascii_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn unicode_chunk_forms<F: FnMut(&str) + ?Sized>(chunk: &str, emit: &mut F) {
     let trimmed = chunk
         .trim_start_matches(|c: char| !is_word(c) && c != '#' && c != '@')
         .trim_end_matches(|c: char| !is_word(c));
@@ -243,12 +315,12 @@ fn chunk_forms(chunk: &str, emit: &mut dyn FnMut(&str)) {
 }
 
 /// `#tag` and `tag`, or `@name` and `name`.
-fn marked_forms(
+fn marked_forms<F: FnMut(&str) + ?Sized>(
     mark: char,
     name: &str,
     lower: &mut String,
     prefixed: &mut String,
-    emit: &mut dyn FnMut(&str),
+    emit: &mut F,
 ) {
     lower_into(lower, name);
     prefixed.clear();
@@ -258,7 +330,7 @@ fn marked_forms(
     emit(lower);
 }
 
-fn url_forms(url: &str, emit: &mut dyn FnMut(&str)) {
+fn url_forms<F: FnMut(&str) + ?Sized>(url: &str, emit: &mut F) {
     let canonical = without_scheme_and_www(url);
     emit(canonical);
     let no_slash = canonical.trim_end_matches('/');
@@ -279,11 +351,18 @@ fn url_forms(url: &str, emit: &mut dyn FnMut(&str)) {
 
 /// `https://www.example.com/a` → `example.com/a`; other text is returned as is.
 fn without_scheme_and_www(text: &str) -> &str {
-    let rest = match text.find("://") {
+    let rest = match scheme_separator(text.as_bytes()) {
         Some(i) if i > 0 && text[..i].bytes().all(|b| b.is_ascii_alphabetic()) => &text[i + 3..],
         _ => text,
     };
     rest.strip_prefix("www.").unwrap_or(rest)
+}
+
+/// The first `://` in `bytes` (`str::find` sets up a substring searcher per call: too slow for
+/// every chunk of every tweet).
+#[inline]
+fn scheme_separator(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b':', bytes).find(|&i| bytes[i + 1..].starts_with(b"//"))
 }
 
 #[cfg(test)]
@@ -314,6 +393,34 @@ mod tests {
 
     fn matches_text(term: &str, text: &str) -> bool {
         !matched(&[term], &text_tweet(text)).is_empty()
+    }
+
+    #[test]
+    fn chunks_split_as_split_whitespace_does() {
+        for text in [
+            "",
+            "  a  b\tc\n",
+            "x\x0by\x0cz\u{a0}w\u{3000}v\u{2028}u\u{85}t",
+            "ok.\u{1F600} #tag, café\u{200B}x",
+        ] {
+            let mut chunks = Vec::new();
+            for_each_chunk(text, |c, all_word| {
+                assert_eq!(all_word, c.bytes().all(is_ascii_word), "{c:?}");
+                chunks.push(c.to_string());
+            });
+            assert_eq!(
+                chunks,
+                text.split_whitespace().collect::<Vec<_>>(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn characters_taken_as_caseless_are() {
+        for c in ('\u{0}'..=char::MAX).filter(|&c| has_no_case(c)) {
+            assert!(c.to_lowercase().eq([c]), "{c:?} has a lowercase");
+        }
     }
 
     // The contract's examples table, row by row.

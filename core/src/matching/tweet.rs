@@ -365,7 +365,7 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    fn point(lon: f64, lat: f64) -> Bounds {
+    pub(crate) fn point(lon: f64, lat: f64) -> Bounds {
         Bounds {
             min_lon: lon,
             min_lat: lat,
@@ -374,7 +374,7 @@ impl Bounds {
         }
     }
 
-    fn include(self, other: Bounds) -> Bounds {
+    pub(crate) fn include(self, other: Bounds) -> Bounds {
         Bounds {
             min_lon: self.min_lon.min(other.min_lon),
             min_lat: self.min_lat.min(other.min_lat),

@@ -1,7 +1,7 @@
 //! Scenario 2, connection scale: how long until N streams (N keys, N slots) all stream, and
 //! what N idle streams (keep-alives only) cost the supervisor in memory and CPU.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -120,40 +120,26 @@ fn measure(common: &Common, options: &Options, n: usize) -> anyhow::Result<Measu
     spec.endpoint = emulator.url();
     common.write_rules(&spec, n, 1)?;
 
-    let started = Instant::now();
+    // Times come from the emulator's own accept timestamps (ms since it started).
+    let spawned_ms = emulator.stats().uptime_ms;
     let mut supervisor = SupervisorProcess::start(
         &common.supervisor,
         &common.run_dir,
         &format!("connections-{n}"),
         &spec.to_toml(),
     )?;
-    let mut first_open = None;
     let stats = emulator
         .wait_for(
             &format!("{n} open streams"),
             Duration::from_secs(300),
             Duration::from_millis(20),
-            |s| {
-                let open = s.open_connections().count();
-                if open > 0 && first_open.is_none() {
-                    first_open = Some(started.elapsed());
-                }
-                open == n
-            },
+            |s| s.open_connections().count() == n,
         )
         .with_context(|| format!("supervisor log: {}", supervisor.log_path().display()))?;
-    let all_open = started.elapsed();
-    // The emulator timestamps each accept: use the last one rather than the polling moment.
-    let all_open = stats
-        .open_connections()
-        .map(|c| c.opened_at_ms)
-        .max()
-        .map(|last_ms| {
-            let emulator_age = Duration::from_millis(stats.uptime_ms);
-            let last = Duration::from_millis(last_ms);
-            all_open.saturating_sub(emulator_age.saturating_sub(last))
-        })
-        .unwrap_or(all_open);
+    let since_spawn = |ms: u64| Duration::from_millis(ms.saturating_sub(spawned_ms));
+    let opened: Vec<u64> = stats.open_connections().map(|c| c.opened_at_ms).collect();
+    let first_open = since_spawn(opened.iter().copied().min().unwrap_or(spawned_ms));
+    let all_open = since_spawn(opened.iter().copied().max().unwrap_or(spawned_ms));
 
     std::thread::sleep(Duration::from_secs(5));
     let before = supervisor.sample()?;
@@ -169,7 +155,7 @@ fn measure(common: &Common, options: &Options, n: usize) -> anyhow::Result<Measu
     emulator.stop();
     Ok(Measured {
         streams: n,
-        first_open: first_open.unwrap_or(all_open),
+        first_open,
         all_open,
         rss_kib: after.rss_kib,
         peak_rss_kib: after.peak_rss_kib,

@@ -140,7 +140,7 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         .checked_div(readout.records)
         .unwrap_or(0);
     let held_kib = options.max_in_flight_records as u64 * avg_record / 1024;
-    let bound_kib = before_pause.rss_kib + 2 * held_kib;
+    let bound_kib = before_pause.rss_kib + held_kib;
     let mut report = Report::new("Slow Kafka (broker paused)");
     report.setup(format!(
         "{n} API keys and track slots of 10 rules; emulator in load mode (waits for slow \
@@ -153,10 +153,11 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         options.after.as_secs_f64()
     ));
     report.setup(format!(
-        "memory bound used for the check: RSS before the pause + 2 × max_in_flight_records × \
-         average record ({} B): records are held once by the stream batches/producer queue \
-         and once more in librdkafka's batches",
-        thousands(avg_record)
+        "memory bound used for the check: RSS before the pause + max_in_flight_records × the \
+         average record ({} B) = {} + {}: what the writer may hold unacknowledged",
+        thousands(avg_record),
+        mib(before_pause.rss_kib),
+        mib(held_kib)
     ));
     report.info("tweets streamed before the pause", rate(normal_rate));
     report.info(

@@ -1,0 +1,700 @@
+//! A validating JSON scanner for the enrichment hot path.
+//!
+//! Enrichment reads a dozen fields of a 2–6 KB tweet and must still reject any frame that is not
+//! JSON. A serde pass does both but pays for its generality on every one of a tweet's hundreds
+//! of values. [`Scanner`] walks the bytes once: it skips values it is not asked for, checking
+//! them exactly as `serde_json::from_slice::<serde::de::IgnoredAny>` does (same grammar for
+//! numbers, strings, escapes and literals, same whitespace, no depth limit on skipped values),
+//! and hands out the raw bytes of the values its caller reads.
+//!
+//! Strings are also checked to be UTF-8 (as a `&str` input would be), so an accepted frame is
+//! UTF-8 as a whole: outside strings, JSON has only ASCII.
+//!
+//! A scan ends in [`Stop::Invalid`] when serde_json would reject the bytes, and in
+//! [`Stop::Unsure`] when the caller met something it leaves to serde (an escaped key, a value
+//! of an unexpected type, nesting deeper than it handles). Both send the frame down the serde
+//! path, so the scanner only has to be right about what it accepts.
+
+/// Why a scan stopped before the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// serde_json rejects the input.
+    Invalid,
+    /// The input may be valid but is left to serde (see the module doc).
+    Unsure,
+}
+
+pub type Scan<T> = Result<T, Stop>;
+
+/// Nesting of typed values (not skipped ones) past which the caller leaves the frame to serde,
+/// well below serde_json's recursion limit of 128.
+pub const MAX_TYPED_DEPTH: usize = 32;
+
+/// What a string literal spans in the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawString {
+    /// First byte after the opening quote.
+    pub start: usize,
+    /// The closing quote.
+    pub end: usize,
+    /// The literal has at least one backslash escape.
+    pub escaped: bool,
+    /// Every byte of the literal is ASCII.
+    pub ascii: bool,
+}
+
+/// A stack of booleans, in one word up to 64 deep (a skipped value rarely nests deeper).
+#[derive(Default)]
+struct BitStack {
+    bits: u64,
+    depth: usize,
+    deeper: Vec<bool>,
+}
+
+impl BitStack {
+    #[inline]
+    fn push(&mut self, value: bool) {
+        if self.depth >= 64 {
+            self.deeper.push(value);
+        } else {
+            self.bits = (self.bits << 1) | u64::from(value);
+        }
+        self.depth += 1;
+    }
+
+    #[inline]
+    fn pop(&mut self) {
+        self.depth -= 1;
+        if self.depth >= 64 {
+            self.deeper.pop();
+        } else {
+            self.bits >>= 1;
+        }
+    }
+
+    #[inline]
+    fn last(&self) -> Option<bool> {
+        match self.depth {
+            0 => None,
+            d if d > 64 => self.deeper.last().copied(),
+            _ => Some(self.bits & 1 == 1),
+        }
+    }
+}
+
+/// A position in a JSON document being scanned.
+pub struct Scanner<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+const ONES: u64 = u64::MAX / 255;
+const HIGHS: u64 = ONES << 7;
+
+/// Bytes that end the fast part of a string scan: `"`, `\` and control characters.
+#[inline(always)]
+fn special_bytes(chunk: u64) -> u64 {
+    let control = chunk.wrapping_sub(ONES * 0x20) & !chunk;
+    let quote = chunk ^ (ONES * u64::from(b'"'));
+    let quote = quote.wrapping_sub(ONES) & !quote;
+    let backslash = chunk ^ (ONES * u64::from(b'\\'));
+    let backslash = backslash.wrapping_sub(ONES) & !backslash;
+    (control | quote | backslash) & HIGHS
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(bytes: &'a [u8]) -> Scanner<'a> {
+        Scanner { bytes, pos: 0 }
+    }
+
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The next byte that is not whitespace (`None` at the end), not consumed.
+    #[inline(always)]
+    pub fn peek(&mut self) -> Option<u8> {
+        loop {
+            let b = *self.bytes.get(self.pos)?;
+            if b > b' ' || !matches!(b, b' ' | b'\n' | b'\t' | b'\r') {
+                return Some(b);
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// Consumes `byte` (after whitespace) or fails with [`Stop::Invalid`].
+    #[inline(always)]
+    pub fn expect(&mut self, byte: u8) -> Scan<()> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(Stop::Invalid)
+        }
+    }
+
+    /// After the last value: only whitespace may follow.
+    pub fn finish(&mut self) -> Scan<()> {
+        match self.peek() {
+            None => Ok(()),
+            Some(_) => Err(Stop::Invalid),
+        }
+    }
+
+    /// Consumes `null` if it comes next; `Ok(false)` leaves anything else unread.
+    #[inline]
+    pub fn null(&mut self) -> Scan<bool> {
+        if self.peek() != Some(b'n') {
+            return Ok(false);
+        }
+        self.literal(b"null")?;
+        Ok(true)
+    }
+
+    /// Reads a string literal (the next value must be one, else [`Stop::Unsure`]: a value of
+    /// another type, which the caller's serde fallback reports).
+    #[inline]
+    pub fn string(&mut self) -> Scan<RawString> {
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                self.string_body()
+            }
+            Some(_) => Err(Stop::Unsure),
+            None => Err(Stop::Invalid),
+        }
+    }
+
+    /// Starts an object (`{` consumed) or fails: [`Stop::Unsure`] when another value is there.
+    #[inline]
+    pub fn begin_object(&mut self) -> Scan<()> {
+        self.begin(b'{')
+    }
+
+    /// Starts an array (`[` consumed) or fails: [`Stop::Unsure`] when another value is there.
+    #[inline]
+    pub fn begin_array(&mut self) -> Scan<()> {
+        self.begin(b'[')
+    }
+
+    fn begin(&mut self, open: u8) -> Scan<()> {
+        match self.peek() {
+            Some(b) if b == open => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(_) => Err(Stop::Unsure),
+            None => Err(Stop::Invalid),
+        }
+    }
+
+    /// The next key of an object being read (`first` for the one right after `{`), with its
+    /// `:` consumed; `None` at the closing `}`. Keys with escapes are left to serde.
+    #[inline]
+    pub fn next_key(&mut self, first: bool) -> Scan<Option<&'a [u8]>> {
+        // Compact JSON: `,"key":` (or `"key":` first), the key short, ASCII and unescaped.
+        let quote = self.pos + usize::from(!first);
+        if (first || self.bytes.get(self.pos) == Some(&b','))
+            && self.bytes.get(quote) == Some(&b'"')
+        {
+            if let Some(end) = short_key_end(self.bytes, quote + 1) {
+                self.pos = end + 2;
+                return Ok(Some(&self.bytes[quote + 1..end]));
+            }
+        }
+        match self.peek() {
+            Some(b'}') => {
+                self.pos += 1;
+                return Ok(None);
+            }
+            Some(b',') if !first => self.pos += 1,
+            _ if first => {}
+            _ => return Err(Stop::Invalid),
+        }
+        if self.peek() != Some(b'"') {
+            return Err(Stop::Invalid);
+        }
+        self.pos += 1;
+        let key = self.string_body()?;
+        if key.escaped {
+            return Err(Stop::Unsure);
+        }
+        let name = &self.bytes[key.start..key.end];
+        if !key.ascii {
+            check_utf8(name)?;
+        }
+        self.expect(b':')?;
+        Ok(Some(name))
+    }
+
+    /// Moves to the next element of an array being read: `true` when there is one.
+    #[inline]
+    pub fn next_element(&mut self, first: bool) -> Scan<bool> {
+        match self.peek() {
+            Some(b']') => {
+                self.pos += 1;
+                Ok(false)
+            }
+            Some(b',') if !first => {
+                self.pos += 1;
+                Ok(true)
+            }
+            Some(_) if first => Ok(true),
+            _ => Err(Stop::Invalid),
+        }
+    }
+
+    /// Reads a number and returns its text; [`Stop::Unsure`] when another value is there.
+    pub fn number(&mut self) -> Scan<&'a [u8]> {
+        match self.peek() {
+            Some(b'-' | b'0'..=b'9') => {
+                let start = self.pos;
+                self.skip_number()?;
+                Ok(&self.bytes[start..self.pos])
+            }
+            Some(_) => Err(Stop::Unsure),
+            None => Err(Stop::Invalid),
+        }
+    }
+
+    /// Skips one value of any type, checking it as serde_json's `IgnoredAny` does.
+    pub fn skip_value(&mut self) -> Scan<()> {
+        // Enclosing containers, `true` for objects; skipped values have no depth limit.
+        let mut stack = BitStack::default();
+        loop {
+            // A value starts here.
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    self.skip_string()?;
+                }
+                Some(b'{') => {
+                    self.pos += 1;
+                    if self.peek() == Some(b'}') {
+                        self.pos += 1;
+                    } else {
+                        stack.push(true);
+                        self.key_and_colon()?;
+                        continue;
+                    }
+                }
+                Some(b'[') => {
+                    self.pos += 1;
+                    if self.peek() == Some(b']') {
+                        self.pos += 1;
+                    } else {
+                        stack.push(false);
+                        continue;
+                    }
+                }
+                Some(b'-' | b'0'..=b'9') => self.skip_number()?,
+                Some(b'n') => self.literal(b"null")?,
+                Some(b't') => self.literal(b"true")?,
+                Some(b'f') => self.literal(b"false")?,
+                _ => return Err(Stop::Invalid),
+            }
+            // A value ended: close containers until one has another member.
+            loop {
+                let Some(in_object) = stack.last() else {
+                    return Ok(());
+                };
+                match self.peek() {
+                    Some(b',') => {
+                        self.pos += 1;
+                        if in_object {
+                            self.key_and_colon()?;
+                        }
+                        break;
+                    }
+                    Some(b'}') if in_object => {
+                        self.pos += 1;
+                        stack.pop();
+                    }
+                    Some(b']') if !in_object => {
+                        self.pos += 1;
+                        stack.pop();
+                    }
+                    _ => return Err(Stop::Invalid),
+                }
+            }
+        }
+    }
+
+    /// Skips the remaining elements of an array whose `[` (and maybe some elements) were read.
+    pub fn skip_rest_of_array(&mut self, mut first: bool) -> Scan<()> {
+        while self.next_element(first)? {
+            self.skip_value()?;
+            first = false;
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn key_and_colon(&mut self) -> Scan<()> {
+        if self.bytes.get(self.pos) == Some(&b'"') {
+            if let Some(end) = short_key_end(self.bytes, self.pos + 1) {
+                self.pos = end + 2;
+                return Ok(());
+            }
+        }
+        if self.peek() != Some(b'"') {
+            return Err(Stop::Invalid);
+        }
+        self.pos += 1;
+        self.skip_string()?;
+        self.expect(b':')
+    }
+
+    #[inline]
+    fn literal(&mut self, word: &[u8]) -> Scan<()> {
+        if self.bytes[self.pos..].starts_with(word) {
+            self.pos += word.len();
+            Ok(())
+        } else {
+            Err(Stop::Invalid)
+        }
+    }
+
+    #[inline]
+    fn skip_string(&mut self) -> Scan<()> {
+        let raw = self.string_body()?;
+        if raw.ascii {
+            return Ok(());
+        }
+        check_utf8(&self.bytes[raw.start..raw.end])
+    }
+
+    /// The text of a string read with [`Scanner::string`], checked to be UTF-8 (the one check
+    /// of these bytes: the frame as a whole is not checked on this path).
+    #[inline]
+    pub fn str(&self, raw: RawString) -> Scan<&'a str> {
+        let bytes = &self.bytes[raw.start..raw.end];
+        if raw.ascii {
+            debug_assert!(bytes.is_ascii());
+            // SAFETY: the scan saw only bytes below 0x80 in the literal, and ASCII is UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
+        std::str::from_utf8(bytes).map_err(|_| Stop::Unsure)
+    }
+
+    /// The literal of a string read with [`Scanner::string`], quotes included.
+    pub fn literal_bytes(&self, raw: RawString) -> &'a [u8] {
+        &self.bytes[raw.start - 1..=raw.end]
+    }
+
+    /// Scans a string whose opening quote was consumed, up to and past its closing quote. Its
+    /// bytes are not checked to be UTF-8: callers do that, on the strings they keep or skip.
+    #[inline]
+    fn string_body(&mut self) -> Scan<RawString> {
+        let start = self.pos;
+        let mut escaped = false;
+        let mut ascii = true;
+        let bytes = self.bytes;
+        let mut pos = self.pos;
+        loop {
+            let (stop, high) = skip_plain(bytes, pos);
+            pos = stop;
+            ascii &= !high;
+            let Some(&b) = bytes.get(pos) else {
+                return Err(Stop::Invalid);
+            };
+            match b {
+                b'"' => {
+                    self.pos = pos + 1;
+                    return Ok(RawString {
+                        start,
+                        end: pos,
+                        escaped,
+                        ascii,
+                    });
+                }
+                b'\\' => {
+                    escaped = true;
+                    pos = escape_end(bytes, pos + 1)?;
+                }
+                0..=0x1f => return Err(Stop::Invalid),
+                _ => pos += 1,
+            }
+        }
+    }
+
+    fn skip_number(&mut self) -> Scan<()> {
+        let bytes = self.bytes;
+        let mut pos = self.pos;
+        if bytes.get(pos) == Some(&b'-') {
+            pos += 1;
+        }
+        match bytes.get(pos) {
+            Some(b'0') => {
+                pos += 1;
+                if matches!(bytes.get(pos), Some(b'0'..=b'9')) {
+                    return Err(Stop::Invalid);
+                }
+            }
+            Some(b'1'..=b'9') => pos = digits_end(bytes, pos + 1),
+            _ => return Err(Stop::Invalid),
+        }
+        if bytes.get(pos) == Some(&b'.') {
+            let end = digits_end(bytes, pos + 1);
+            if end == pos + 1 {
+                return Err(Stop::Invalid);
+            }
+            pos = end;
+        }
+        if matches!(bytes.get(pos), Some(b'e' | b'E')) {
+            pos += 1;
+            if matches!(bytes.get(pos), Some(b'+' | b'-')) {
+                pos += 1;
+            }
+            let end = digits_end(bytes, pos);
+            if end == pos {
+                return Err(Stop::Invalid);
+            }
+            pos = end;
+        }
+        self.pos = pos;
+        Ok(())
+    }
+}
+
+/// The first position at or after `pos` holding `"`, `\\` or a control character (or the end),
+/// and whether a non-ASCII byte came before it.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn skip_plain(bytes: &[u8], mut pos: usize) -> (usize, bool) {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    let mut high = 0;
+    while pos + 16 <= bytes.len() {
+        // SAFETY: SSE2 is part of the x86_64 baseline, and the 16 bytes read are in bounds
+        // (checked just above); `loadu` has no alignment requirement.
+        let (special, high_bits) = unsafe {
+            let chunk = _mm_loadu_si128(bytes.as_ptr().add(pos) as *const __m128i);
+            let quote = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'"' as i8));
+            let backslash = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'\\' as i8));
+            let control = _mm_cmpeq_epi8(_mm_min_epu8(chunk, _mm_set1_epi8(0x1f)), chunk);
+            let special = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+            (
+                _mm_movemask_epi8(special) as u32,
+                _mm_movemask_epi8(chunk) as u32,
+            )
+        };
+        if special != 0 {
+            let before = special.trailing_zeros();
+            high |= high_bits & ((1 << before) - 1);
+            return (pos + before as usize, high != 0);
+        }
+        high |= high_bits;
+        pos += 16;
+    }
+    let (pos, tail_high) = skip_plain_words(bytes, pos);
+    (pos, high != 0 || tail_high)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn skip_plain(bytes: &[u8], pos: usize) -> (usize, bool) {
+    skip_plain_words(bytes, pos)
+}
+
+/// The closing quote of a key starting at `start` when the key is plain ASCII, shorter than 16
+/// bytes and directly followed by `:`; `None` sends the caller to the general path.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn short_key_end(bytes: &[u8], start: usize) -> Option<usize> {
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    if start + 16 > bytes.len() {
+        return None;
+    }
+    // SAFETY: SSE2 is part of the x86_64 baseline, and the 16 bytes read are in bounds
+    // (checked just above); `loadu` has no alignment requirement.
+    let (special, high) = unsafe {
+        let chunk = _mm_loadu_si128(bytes.as_ptr().add(start) as *const __m128i);
+        let quote = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'\\' as i8));
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(chunk, _mm_set1_epi8(0x1f)), chunk);
+        let special = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+        (
+            _mm_movemask_epi8(special) as u32,
+            _mm_movemask_epi8(chunk) as u32,
+        )
+    };
+    if special == 0 {
+        return None;
+    }
+    let len = special.trailing_zeros();
+    let end = start + len as usize;
+    let plain = high & ((1 << len) - 1) == 0;
+    (plain && bytes[end] == b'"' && bytes.get(end + 1) == Some(&b':')).then_some(end)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn short_key_end(_bytes: &[u8], _start: usize) -> Option<usize> {
+    None
+}
+
+/// [`skip_plain`] eight bytes at a time, then byte by byte.
+#[inline(always)]
+fn skip_plain_words(bytes: &[u8], mut pos: usize) -> (usize, bool) {
+    let mut high = 0;
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let special = special_bytes(word);
+        if special != 0 {
+            let before = special.trailing_zeros() / 8;
+            // The bytes before the special one, as a mask of their bits.
+            let mask = (1u64 << (before * 8)).wrapping_sub(1);
+            high |= word & HIGHS & mask;
+            return (pos + before as usize, high != 0);
+        }
+        high |= word & HIGHS;
+        pos += 8;
+    }
+    let mut tail_high = false;
+    while let Some(&b) = bytes.get(pos) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            break;
+        }
+        tail_high |= !b.is_ascii();
+        pos += 1;
+    }
+    (pos, high != 0 || tail_high)
+}
+
+/// Non-UTF-8 bytes in a string: serde_json from a `&[u8]` would accept them, but enrichment
+/// reports such a frame as not UTF-8, on the serde path, which checks the whole frame first.
+#[inline]
+fn check_utf8(bytes: &[u8]) -> Scan<()> {
+    if std::str::from_utf8(bytes).is_ok() {
+        Ok(())
+    } else {
+        Err(Stop::Unsure)
+    }
+}
+
+#[inline]
+fn digits_end(bytes: &[u8], mut pos: usize) -> usize {
+    while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
+        pos += 1;
+    }
+    pos
+}
+
+/// The end of an escape whose backslash is just before `pos`.
+#[inline]
+fn escape_end(bytes: &[u8], pos: usize) -> Scan<usize> {
+    match bytes.get(pos) {
+        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => Ok(pos + 1),
+        Some(b'u') => match bytes.get(pos + 1..pos + 5) {
+            Some(hex) if hex.iter().all(u8::is_ascii_hexdigit) => Ok(pos + 5),
+            _ => Err(Stop::Invalid),
+        },
+        _ => Err(Stop::Invalid),
+    }
+}
+
+/// Whether `bytes` is UTF-8 and one JSON value (surrounded by whitespace at most), as
+/// `std::str::from_utf8` and then serde_json's `from_str::<IgnoredAny>` decide.
+pub fn is_valid_json(bytes: &[u8]) -> bool {
+    let mut scanner = Scanner::new(bytes);
+    scanner.skip_value().and_then(|()| scanner.finish()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde_accepts(bytes: &[u8]) -> bool {
+        std::str::from_utf8(bytes).is_ok()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok()
+    }
+
+    #[test]
+    fn agrees_with_serde_on_edge_cases() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b" ",
+            b"{}",
+            b" { } ",
+            b"[]",
+            b"[ ]",
+            b"[1,]",
+            b"[,1]",
+            b"{\"a\":1,}",
+            b"{\"a\" : 1 , \"b\":[true,false,null]}",
+            b"{\"a\"1}",
+            b"{1:2}",
+            b"\"x\"",
+            b"\"x",
+            b"\"a\\\"b\"",
+            b"\"\\u00e9\\uD83D\\uDE00\"",
+            b"\"\\ud800\"",
+            b"\"\\u00g0\"",
+            b"\"\\u00\"",
+            b"\"\\x\"",
+            b"\"tab\there\"",
+            b"\"\x7f\xff\"",
+            b"0",
+            b"-0",
+            b"01",
+            b"-",
+            b"1.",
+            b"1.5e",
+            b"1.5e+",
+            b"1.5E-3",
+            b"1e400",
+            b"-12.5e+10",
+            b"nul",
+            b"null",
+            b"nulll",
+            b"tru",
+            b"false ",
+            b"{} {}",
+            b"[[[[[[[[[[]]]]]]]]]]",
+            b"[[[[[[[[[[]]]]]]]]]",
+            b"{\"a\":{\"b\":{\"c\":[1,{\"d\":\"e\"}]}}}",
+            b"{\"a\":{\"b\":{\"c\":[1,{\"d\":\"e\"}]}}",
+            b"\t\n\r{}\r\n",
+            b"\x0c{}",
+        ];
+        for case in cases {
+            assert_eq!(
+                is_valid_json(case),
+                serde_accepts(case),
+                "{:?}",
+                String::from_utf8_lossy(case)
+            );
+        }
+    }
+
+    #[test]
+    fn skipped_values_have_no_depth_limit() {
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        assert!(is_valid_json(deep.as_bytes()));
+        assert!(serde_accepts(deep.as_bytes()));
+    }
+
+    #[test]
+    fn reading_keys_and_strings_reports_their_spans() {
+        let json = br#"{"id_str":"12","text":"a\nb","n":null}"#;
+        let mut s = Scanner::new(json);
+        s.begin_object().unwrap();
+        assert_eq!(s.next_key(true).unwrap(), Some(&b"id_str"[..]));
+        let id = s.string().unwrap();
+        assert_eq!((&json[id.start..id.end], id.escaped), (&b"12"[..], false));
+        assert_eq!(s.next_key(false).unwrap(), Some(&b"text"[..]));
+        assert!(s.string().unwrap().escaped);
+        assert_eq!(s.next_key(false).unwrap(), Some(&b"n"[..]));
+        assert_eq!(s.string(), Err(Stop::Unsure), "null is not a string");
+        assert!(s.null().unwrap());
+        assert_eq!(s.next_key(false).unwrap(), None);
+        assert_eq!(s.finish(), Ok(()));
+    }
+}

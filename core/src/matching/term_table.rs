@@ -1,0 +1,165 @@
+//! The track terms of a rule set, looked up by the tokens of every tweet.
+//!
+//! A tweet yields a hundred or more tokens and holds only a few of the rules' terms, so nearly
+//! every lookup is a miss. [`TermTable`] makes a miss cheap: one pass of a multiply-rotate hash
+//! over the token, then one bit of a 64 Kbit filter (8 KB, resident in L1/L2) that is set only
+//! for the terms' hashes. The few tokens that pass probe an open-addressing table and are
+//! compared byte for byte with the term, so a hash collision never makes a false match.
+
+/// Terms with dense ids, and a filter and table keyed by their hash.
+#[derive(Debug, Clone)]
+pub struct TermTable {
+    terms: Vec<Box<str>>,
+    longest: usize,
+    filter: Box<[u64]>,
+    /// (hash, term id); `EMPTY` ids mark free slots. Always at most half full.
+    slots: Box<[(u64, u32)]>,
+}
+
+const FILTER_BITS: u32 = 16;
+const EMPTY: u32 = u32::MAX;
+const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl Default for TermTable {
+    fn default() -> TermTable {
+        TermTable {
+            terms: Vec::new(),
+            longest: 0,
+            filter: vec![0; 1 << (FILTER_BITS - 6)].into_boxed_slice(),
+            slots: vec![(0, EMPTY); 16].into_boxed_slice(),
+        }
+    }
+}
+
+impl TermTable {
+    /// The id of `term`, added if new. Ids are dense, from 0.
+    pub fn insert(&mut self, term: &str) -> u32 {
+        if let Some(id) = self.get(term.as_bytes()) {
+            return id;
+        }
+        let id = self.terms.len() as u32;
+        self.terms.push(term.into());
+        self.longest = self.longest.max(term.len());
+        if self.terms.len() * 2 > self.slots.len() {
+            self.rebuild(self.slots.len() * 2);
+        } else {
+            self.place(term.as_bytes(), id);
+        }
+        id
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// The id of the term equal to `token`, if any.
+    #[inline]
+    pub fn get(&self, token: &[u8]) -> Option<u32> {
+        if token.len() > self.longest || token.is_empty() {
+            return None;
+        }
+        let hash = hash(token);
+        let bit = (hash >> (64 - FILTER_BITS)) as usize;
+        if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            let (h, id) = self.slots[i];
+            if id == EMPTY {
+                return None;
+            }
+            if h == hash && self.terms[id as usize].as_bytes() == token {
+                return Some(id);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn rebuild(&mut self, size: usize) {
+        self.slots = vec![(0, EMPTY); size].into_boxed_slice();
+        self.filter.fill(0);
+        for id in 0..self.terms.len() {
+            let term = self.terms[id].clone();
+            self.place(term.as_bytes(), id as u32);
+        }
+    }
+
+    fn place(&mut self, term: &[u8], id: u32) {
+        let hash = hash(term);
+        let bit = (hash >> (64 - FILTER_BITS)) as usize;
+        self.filter[bit / 64] |= 1 << (bit % 64);
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        while self.slots[i].1 != EMPTY {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (hash, id);
+    }
+}
+
+/// A hash of every byte of `bytes`, eight at a time (the last eight overlapping when needed).
+#[inline]
+fn hash(bytes: &[u8]) -> u64 {
+    let len = bytes.len();
+    let mut h = len as u64;
+    let mut add = |word: u64| h = (h.rotate_left(5) ^ word).wrapping_mul(K);
+    if len < 8 {
+        let mut word = [0u8; 8];
+        word[..len].copy_from_slice(bytes);
+        add(u64::from_le_bytes(word));
+    } else {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            add(u64::from_le_bytes(chunk.try_into().expect("eight bytes")));
+        }
+        if !chunks.remainder().is_empty() {
+            let last: [u8; 8] = bytes[len - 8..].try_into().expect("eight bytes");
+            add(u64::from_le_bytes(last));
+        }
+    }
+    // Spread the low bits' entropy to the top bits the filter uses.
+    h ^ (h >> 29)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_exactly_the_inserted_terms() {
+        let mut table = TermTable::default();
+        let words: Vec<String> = (0..2_000).map(|i| format!("term{i}")).collect();
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(table.insert(w), i as u32);
+        }
+        assert_eq!(table.insert("term7"), 7, "a repeated term keeps its id");
+        assert_eq!(table.len(), 2_000);
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(table.get(w.as_bytes()), Some(i as u32), "{w}");
+        }
+        for miss in [
+            "",
+            "term",
+            "term2000",
+            "Term1",
+            "a-much-longer-token-than-any-term",
+        ] {
+            assert_eq!(table.get(miss.as_bytes()), None, "{miss}");
+        }
+    }
+
+    #[test]
+    fn long_terms_differing_only_inside_are_told_apart() {
+        let mut table = TermTable::default();
+        let a = "example.com/aaaaaaaaaaaaaaaa/path";
+        let b = "example.com/aaaaaaaabaaaaaaa/path";
+        table.insert(a);
+        assert_eq!(table.get(a.as_bytes()), Some(0));
+        assert_eq!(table.get(b.as_bytes()), None);
+        table.insert(b);
+        assert_eq!(table.get(b.as_bytes()), Some(1));
+    }
+}

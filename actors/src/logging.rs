@@ -28,8 +28,11 @@ pub fn init_logging(format: LogFormat, level: &str) {
     drop(result);
 }
 
+const QUIET_DEPENDENCIES: &str = "actix_server=warn";
+
 /// The filter from `RUST_LOG` if it is set and valid, else from the configured level, else
-/// `info` (the config loader has already refused an invalid level).
+/// `info` (the config loader has already refused an invalid level). The embedded HTTP servers'
+/// start and stop lines are kept to warnings unless `RUST_LOG` asks for them.
 fn log_filter(rust_log: Option<&str>, level: &str) -> EnvFilter {
     if let Some(directives) = rust_log.filter(|d| !d.trim().is_empty()) {
         match EnvFilter::builder().parse(directives) {
@@ -38,8 +41,8 @@ fn log_filter(rust_log: Option<&str>, level: &str) -> EnvFilter {
         }
     }
     EnvFilter::builder()
-        .parse(level)
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .parse(format!("{level},{QUIET_DEPENDENCIES}"))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_DEPENDENCIES}")))
 }
 
 #[cfg(test)]
@@ -49,13 +52,13 @@ mod tests {
     #[test]
     fn rust_log_overrides_the_configured_level() {
         assert_eq!(log_filter(Some("debug"), "warn").to_string(), "debug");
-        assert_eq!(log_filter(None, "warn").to_string(), "warn");
-        assert_eq!(log_filter(Some(""), "warn").to_string(), "warn");
+        assert_eq!(log_filter(None, "warn").to_string(), "actix_server=warn,warn");
+        assert_eq!(log_filter(Some(""), "warn").to_string(), "actix_server=warn,warn");
     }
 
     #[test]
     fn an_invalid_filter_falls_back() {
-        assert_eq!(log_filter(Some("info,=["), "warn").to_string(), "warn");
-        assert_eq!(log_filter(None, "info,=[").to_string(), "info");
+        assert_eq!(log_filter(Some("info,=["), "warn").to_string(), "actix_server=warn,warn");
+        assert_eq!(log_filter(None, "info,=[").to_string(), "actix_server=warn,info");
     }
 }

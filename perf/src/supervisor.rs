@@ -2,6 +2,7 @@
 //! config file, its output kept in the run directory, stopped with SIGTERM.
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -44,6 +45,9 @@ impl SupervisorProcess {
         let config_path = dir.join(format!("{name}.toml"));
         std::fs::write(&config_path, config)
             .with_context(|| format!("writing {}", config_path.display()))?;
+        // The config holds (made-up) API secrets: readable by its owner only, as traptor asks.
+        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("chmod 600 {}", config_path.display()))?;
         let log = dir.join(format!("{name}.log"));
         let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = Command::new(binary)

@@ -24,6 +24,7 @@ pub enum Stop {
     Unsure,
 }
 
+/// The result of a scanning step.
 pub type Scan<T> = Result<T, Stop>;
 
 /// Nesting of typed values (not skipped ones) past which the caller leaves the frame to serde,
@@ -105,10 +106,6 @@ fn special_bytes(chunk: u64) -> u64 {
 impl<'a> Scanner<'a> {
     pub fn new(bytes: &'a [u8]) -> Scanner<'a> {
         Scanner { bytes, pos: 0 }
-    }
-
-    pub fn position(&self) -> usize {
-        self.pos
     }
 
     /// The next byte that is not whitespace (`None` at the end), not consumed.

@@ -40,10 +40,11 @@
 //! as whole whitespace- or punctuation-delimited runs.
 //!
 //! # Cost
-//! Every term of every phrase gets a number in one hash table. A tweet's forms are looked up in
-//! that table (forms longer than the longest term are skipped), giving the few terms present.
-//! Each phrase is filed under one *anchor* term (its longest), so only phrases whose anchor is
-//! present are checked. The cost per tweet depends on the tweet, not on the number of phrases.
+//! Every term of every phrase gets a number in a `TermTable`, whose bit filter turns away
+//! nearly every token of a tweet before any table probe. Each phrase is filed under one
+//! *anchor* term (its longest), so only phrases whose anchor is present are checked. Text is
+//! lowercased into one buffer per tweet and split in a single pass over its bytes. The cost per
+//! tweet depends on the tweet, not on the number of phrases.
 
 use super::fast_hash::FxHashMap;
 use super::term_table::TermTable;

@@ -1,6 +1,8 @@
 //! A borrowed view of the parts of a tweet that matching and enrichment read.
 //!
-//! The view is filled by one serde pass over the original bytes. Strings borrow from the input
+//! The view is filled by one pass over the original bytes: on the hot path by the scanner of
+//! [`super::tweet_skim`], otherwise (and as the reference it is tested against) by the serde
+//! `Deserialize` impls below. Strings borrow from the input
 //! when they carry no escapes ([`Text`]), everything the view does not name is skipped with
 //! [`IgnoredAny`], and geometry is reduced to numbers while parsing, so a tweet costs a handful
 //! of small allocations (entity lists) and no copy of its text.

@@ -331,7 +331,12 @@ impl Spool {
                         // and the next spill starts a fresh one.
                         self.seal_active(&mut state);
                     }
-                    let seg = state.segments.get_mut(&id).expect("still there");
+                    let Some(seg) = state.segments.get_mut(&id) else {
+                        // Sealed, settled and deleted on the spot.
+                        cursor.open = None;
+                        self.publish(&state);
+                        continue;
+                    };
                     if !seg.sealed {
                         return Ok(None);
                     }

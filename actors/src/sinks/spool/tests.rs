@@ -14,9 +14,10 @@ fn record(n: u32) -> SpooledRecord {
     SpooledRecord {
         kind: Some(MessageKind::Tweet),
         topic: "tweets".to_owned(),
-        key: Some(n.to_string().into_bytes()),
+        // Fixed width, so every record has the same size on disk.
+        key: Some(format!("{n:05}").into_bytes()),
         headers: vec![("traptor.message_type".to_owned(), Some(b"tweet".to_vec()))],
-        payload: format!("{{\"id\":{n},\"text\":\"{}\"}}", "x".repeat(200)).into_bytes(),
+        payload: format!("{{\"id\":{n:05},\"text\":\"{}\"}}", "x".repeat(200)).into_bytes(),
     }
 }
 
@@ -74,7 +75,7 @@ fn records_come_back_in_order_and_segments_go_once_delivered() {
     assert_eq!(read[5].1, record(5), "records come back whole");
 
     // Delivered out of order (as across partitions): nothing goes before its segment is done.
-    for (ticket, _) in read.iter().rev().skip(1) {
+    for (ticket, _) in read.iter().skip(1).rev() {
         spool.settle(*ticket);
     }
     assert_eq!(spool.pending().0, 1);

@@ -40,7 +40,16 @@ const SYLLABLES: &[&str] = &[
 ];
 /// Non-ASCII rule terms, so that the unicode path of matching is measured too.
 const UNICODE_TERMS: &[&str] = &[
-    "café", "niño", "über", "façade", "touché", "größe", "école", "señor", "привет", "東京",
+    "café",
+    "niño",
+    "über",
+    "façade",
+    "touché",
+    "größe",
+    "école",
+    "señor",
+    "привет",
+    "東京",
 ];
 /// Centres of the 25 location boxes (longitude, latitude); each box is 0.6° wide.
 const CITIES: &[(f64, f64)] = &[
@@ -144,7 +153,10 @@ impl Targets {
                 ("orig_type", orig_type.to_string()),
                 ("rule_type", rule_type.to_string()),
             ];
-            let fields = fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let fields = fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
             rules.push(parse_rule(fields, None).expect("a valid bench rule"));
         };
         for phrase in &self.phrases {
@@ -190,7 +202,8 @@ fn corpus() -> Corpus {
             continue;
         }
         let text = std::str::from_utf8(&tweet.json).expect("generated tweets are UTF-8");
-        retweets_or_quotes += usize::from(tweet.facts.is_retweet || text.contains("\"quoted_status\""));
+        retweets_or_quotes +=
+            usize::from(tweet.facts.is_retweet || text.contains("\"quoted_status\""));
         tweets.push(tweet.json);
     }
     let bytes = tweets.iter().map(Vec::len).sum();

@@ -214,7 +214,10 @@ fn a_panic_in_one_stream_restarts_that_stream_only_with_a_growing_wait() {
             .last()
             .expect("the victim's reconnect");
         waits.push(reconnect.at_ms.saturating_sub(injected_at));
-        assert!(supervisor.running(), "the process stays up after round {round}");
+        assert!(
+            supervisor.running(),
+            "the process stays up after round {round}"
+        );
     }
     eprintln!("waits from each panic to the restarted stream's connect: {waits:?} ms");
     for (wait, (min, max)) in waits
@@ -236,7 +239,11 @@ fn a_panic_in_one_stream_restarts_that_stream_only_with_a_growing_wait() {
         .lines()
         .filter(|l| l.contains("restarting stream in"))
         .collect();
-    assert_eq!(restarts.len(), 3, "the supervisor saw each death:\n{stderr}");
+    assert_eq!(
+        restarts.len(),
+        3,
+        "the supervisor saw each death:\n{stderr}"
+    );
     for (line, wait) in restarts.iter().zip(["in 1s", "in 2s", "in 4s"]) {
         assert!(
             line.contains(wait) && line.contains("connection=track:1"),
@@ -264,11 +271,7 @@ fn a_panic_in_one_stream_restarts_that_stream_only_with_a_growing_wait() {
         .iter()
         .filter_map(|doc| doc["id_str"].as_str().map(str::to_owned))
         .collect();
-    for connection in before
-        .connections
-        .iter()
-        .filter(|c| c.credential != victim)
-    {
+    for connection in before.connections.iter().filter(|c| c.credential != victim) {
         let missing = connection
             .tweet_ids
             .iter()
@@ -278,5 +281,118 @@ fn a_panic_in_one_stream_restarts_that_stream_only_with_a_growing_wait() {
     }
 
     let status = supervisor.terminate(Duration::from_secs(15));
-    assert!(status.success(), "{status}; stderr:\n{}", supervisor.stderr());
+    assert!(
+        status.success(),
+        "{status}; stderr:\n{}",
+        supervisor.stderr()
+    );
+}
+
+/// Tweets a connection sends in this long may still be in flight (socket buffers, the
+/// reader's hands, the producer's queue) at a SIGKILL.
+const IN_FLIGHT_WINDOW: Duration = Duration::from_secs(2);
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn sigkill_loses_at_most_what_was_in_flight_and_a_restart_resumes_without_duplicates() {
+    let rate = 30.0;
+    let world = World::new(rate);
+    let brokers = support::kafka_brokers();
+    let topic = support::unique_topic("traptor-sigkill");
+    runtime().block_on(support::create_topic(&brokers, &topic, 3));
+    let sink = format!(
+        "[sink]\nkind = \"kafka\"\n\n[kafka]\nbootstrap_servers = \"{brokers}\"\ntopic = \"{topic}\"\n\n[kafka.spool]\ndir = \"spool\""
+    );
+
+    let mut first = world.start(&sink, &[]);
+    world.wait_for(Duration::from_secs(20), "three streams", &first, |s| {
+        s.open_connections().count() == 3
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    first.kill();
+    // What the emulator had sent when the process died (its connections close right after).
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = world.stats();
+    let killed_ids: BTreeSet<u64> = killed
+        .connections
+        .iter()
+        .flat_map(|c| c.tweet_ids.iter().copied())
+        .collect();
+
+    let mut second = world.start(&sink, &[]);
+    world.wait_for(Duration::from_secs(30), "three new streams", &second, |s| {
+        s.open_connections().count() == 3 && s.connections.len() == 6
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let status = second.terminate(Duration::from_secs(20));
+    assert!(status.success(), "{status}; stderr:\n{}", second.stderr());
+
+    let received = e2e_common::received_per_key(&second.stderr());
+    let expected = killed_ids.len() as u64 + received.values().map(|r| r.messages).sum::<u64>();
+    let records = runtime().block_on(support::consume_all(
+        &brokers,
+        &topic,
+        expected as usize,
+        Duration::from_secs(20),
+    ));
+    let mut in_kafka: BTreeMap<u64, usize> = BTreeMap::new();
+    for (key, payload) in &records {
+        let doc: serde_json::Value = serde_json::from_slice(payload).unwrap();
+        if doc.get("id_str").is_some() {
+            *in_kafka
+                .entry(key.as_deref().unwrap().parse().unwrap())
+                .or_default() += 1;
+        }
+    }
+    let duplicates: Vec<_> = in_kafka.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "written twice: {duplicates:?}");
+
+    // The killed run: what is missing is only the newest tweets of each connection.
+    let per_connection = rate / 3.0;
+    let window = (per_connection * IN_FLIGHT_WINDOW.as_secs_f64()).ceil() as usize;
+    let mut lost = 0;
+    for connection in &killed.connections {
+        let ids = &connection.tweet_ids;
+        let missing: Vec<usize> = (0..ids.len())
+            .filter(|&i| !in_kafka.contains_key(&ids[i]))
+            .collect();
+        if let Some(&oldest) = missing.first() {
+            assert!(
+                ids.len() - oldest <= window,
+                "connection {}: tweet #{oldest} of {} is missing, older than the last {IN_FLIGHT_WINDOW:?}",
+                connection.id,
+                ids.len()
+            );
+        }
+        lost += missing.len();
+        eprintln!(
+            "killed run, connection {} ({}): {} tweets sent, {} missing from Kafka",
+            connection.id,
+            connection.credential,
+            ids.len(),
+            missing.len()
+        );
+    }
+    eprintln!(
+        "SIGKILL lost {lost} of {} tweets sent to the killed process",
+        killed_ids.len()
+    );
+
+    // The second run lost nothing it received.
+    for (label, got) in &received {
+        let of_key = world
+            .stats()
+            .connections
+            .iter()
+            .filter(|c| &c.credential == label && c.id > killed.connections.len() as u64)
+            .flat_map(|c| &c.tweet_ids)
+            .filter(|id| in_kafka.contains_key(id))
+            .count() as u64;
+        assert_eq!(of_key, got.tweets, "{label}: the restarted run lost tweets");
+    }
+    assert_eq!(
+        received.len(),
+        3,
+        "every stream of the restarted run delivered"
+    );
 }

@@ -46,7 +46,10 @@ struct TestRedis {
 impl TestRedis {
     fn from_env() -> TestRedis {
         let url = support::redis_url();
-        let info = redis::Client::open(url.as_str()).unwrap().get_connection_info().clone();
+        let info = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection_info()
+            .clone();
         let port = match info.addr() {
             redis::ConnectionAddr::Tcp(_, port) => *port,
             other => panic!("the test Redis must be TCP, not {other:?}"),
@@ -110,7 +113,10 @@ impl TestRedis {
             if ping.is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "Redis on {port} did not answer PING");
+            assert!(
+                Instant::now() < deadline,
+                "Redis on {port} did not answer PING"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -136,7 +142,9 @@ impl TestRedis {
         let _: () = redis::cmd("FLUSHALL").query(&mut scratch).unwrap();
         fill(&mut scratch);
         let _: () = redis::cmd("SAVE").query(&mut scratch).unwrap();
-        let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").query::<()>(&mut scratch);
+        let _ = redis::cmd("SHUTDOWN")
+            .arg("NOSAVE")
+            .query::<()>(&mut scratch);
         let _ = std::fs::remove_file(self.dir.join("redis-scratch.pid"));
     }
 }
@@ -212,7 +220,12 @@ fn wait_for(
 }
 
 /// Polls `check` every 100 ms until it holds; fails with the supervisor's logs after `limit`.
-fn poll_until(limit: Duration, what: &str, supervisor: &Supervisor, mut check: impl FnMut() -> bool) {
+fn poll_until(
+    limit: Duration,
+    what: &str,
+    supervisor: &Supervisor,
+    mut check: impl FnMut() -> bool,
+) {
     let deadline = Instant::now() + limit;
     while !check() {
         assert!(
@@ -295,9 +308,13 @@ connects_per_key_per_minute = 60
         ));
     }
     let mut supervisor = Supervisor::start(&config, &std::env::temp_dir());
-    wait_for(&emulator, Duration::from_secs(20), "both streams", &supervisor, |s| {
-        open_tracks(s) == [vec!["alpha"], vec!["beta"]]
-    });
+    wait_for(
+        &emulator,
+        Duration::from_secs(20),
+        "both streams",
+        &supervisor,
+        |s| open_tracks(s) == [vec!["alpha"], vec!["beta"]],
+    );
     poll_until(Duration::from_secs(10), "a heartbeat", &supervisor, || {
         con.exists::<_, bool>("track:0:heartbeat").unwrap_or(false)
     });
@@ -312,8 +329,16 @@ connects_per_key_per_minute = 60
     let sent_at_stop = tweets_sent(&emulator.stats());
     std::thread::sleep(outage.saturating_sub(down_at.elapsed()));
     let during = emulator.stats();
-    assert_eq!(connects(&during), connects(&before), "no stream reconnected");
-    assert_eq!(open_tracks(&during), [vec!["alpha"], vec!["beta"]], "no stream stopped");
+    assert_eq!(
+        connects(&during),
+        connects(&before),
+        "no stream reconnected"
+    );
+    assert_eq!(
+        open_tracks(&during),
+        [vec!["alpha"], vec!["beta"]],
+        "no stream stopped"
+    );
     let sent_during_outage = tweets_sent(&during) - sent_at_stop;
     assert!(
         sent_during_outage as f64 >= 20.0 * outage.as_secs_f64() * 0.5,
@@ -350,10 +375,15 @@ connects_per_key_per_minute = 60
         "only the changed slot's stream reconnected: {connects_before:?} → {connects_after:?}"
     );
     let mut con = redis.connection();
-    poll_until(Duration::from_secs(10), "heartbeats again", &supervisor, || {
-        con.exists::<_, bool>("track:0:heartbeat").unwrap_or(false)
-            && con.exists::<_, bool>("track:1:heartbeat").unwrap_or(false)
-    });
+    poll_until(
+        Duration::from_secs(10),
+        "heartbeats again",
+        &supervisor,
+        || {
+            con.exists::<_, bool>("track:0:heartbeat").unwrap_or(false)
+                && con.exists::<_, bool>("track:1:heartbeat").unwrap_or(false)
+        },
+    );
     let heartbeat_after = back_at.elapsed();
     eprintln!(
         "outage {outage:?}: {sent_during_outage} tweets sent meanwhile; changed rules applied {resynced_after:?} \
@@ -361,7 +391,11 @@ connects_per_key_per_minute = 60
     );
 
     let status = supervisor.terminate(Duration::from_secs(15));
-    assert!(status.success(), "{status}; stderr:\n{}", supervisor.stderr());
+    assert!(
+        status.success(),
+        "{status}; stderr:\n{}",
+        supervisor.stderr()
+    );
 
     // Nothing was lost across the outage: per key, Kafka holds exactly the tweets traptor
     // received (see e2e_cluster for why that is the ground truth).

@@ -230,9 +230,11 @@ proptest! {
         which in prop::sample::select(vec!["cluster.toml", "demo.toml"]),
         mutations in prop::collection::vec(mutation(), 1..8),
     ) {
+        // No panic, no hang. (Secrets are checked on the config built for it below: here a
+        // mutation may rename a secret option, which `misspelled_secret_options_stay_hidden`
+        // covers deterministically.)
         let text = mutate(shipped(which).as_bytes(), &mutations);
-        let outcome = load_checked("config (mutated shipped)", &text)?;
-        assert_no_secret(&text, &outcome)?;
+        load_checked("config (mutated shipped)", &text)?;
     }
 
     /// Any edit around literal secrets (a typo in an option name, a lost quote, a duplicated
@@ -255,4 +257,24 @@ fn a_config_with_literal_secrets_loads_and_hides_them() {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     assert!(shown.contains("<redacted>"), "{shown}");
+}
+
+/// Known gap, kept failing until fixed (see RELIABILITY.md): `[kafka.producer]` values are
+/// hidden by their option's name (`password`, `secret`, ...), so a misspelled secret option
+/// loads and its value is shown in full by `Debug` (librdkafka refuses the name only later).
+#[test]
+fn misspelled_secret_options_stay_hidden() {
+    for name in [
+        "sasl.pasword",
+        "sasl.passwd",
+        "ssl.key.passphrase",
+        "sasl_password",
+    ] {
+        let text = literal_secrets_config().replace("\"sasl.password\"", &format!("\"{name}\""));
+        let outcome = visible_outcome(&text);
+        assert!(
+            !outcome.contains(KAFKA_PASSWORD),
+            "{name}: the value is shown: {outcome}"
+        );
+    }
 }

@@ -86,8 +86,10 @@ struct Peaks {
 impl Peaks {
     fn see(&self, stats: &WriterStatsSnapshot) {
         self.in_flight.fetch_max(stats.in_flight, Ordering::Relaxed);
-        self.spool_bytes.fetch_max(stats.spool_bytes, Ordering::Relaxed);
-        self.spool_records.fetch_max(stats.spool_records, Ordering::Relaxed);
+        self.spool_bytes
+            .fetch_max(stats.spool_bytes, Ordering::Relaxed);
+        self.spool_records
+            .fetch_max(stats.spool_records, Ordering::Relaxed);
     }
 }
 
@@ -227,7 +229,9 @@ fn kill_kafka() {
 }
 
 async fn blocking(f: fn()) {
-    tokio::task::spawn_blocking(f).await.expect("broker control panicked");
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("broker control panicked");
 }
 
 /// Streams records through an outage made by `outage` (which must end with the broker up),
@@ -238,7 +242,11 @@ async fn outage_test(name: &str, records_per_second: u64, outage: impl FnOnce() 
     support::create_topic(&brokers, &topic, PARTITIONS).await;
     let spool = tempfile::tempdir().unwrap();
     const MAX_IN_FLIGHT: usize = 2_000;
-    let writer = start_writer(&SinkConfig::Kafka, &config(&brokers, &topic, spool.path(), MAX_IN_FLIGHT)).unwrap();
+    let writer = start_writer(
+        &SinkConfig::Kafka,
+        &config(&brokers, &topic, spool.path(), MAX_IN_FLIGHT),
+    )
+    .unwrap();
     let peaks = Arc::new(Peaks::default());
     let done = Arc::new(AtomicBool::new(false));
     watch(&writer, peaks.clone(), done.clone());
@@ -258,7 +266,9 @@ async fn outage_test(name: &str, records_per_second: u64, outage: impl FnOnce() 
     };
     tokio::time::sleep(Duration::from_secs(3)).await;
     let started = Instant::now();
-    tokio::task::spawn_blocking(outage).await.expect("the outage panicked");
+    tokio::task::spawn_blocking(outage)
+        .await
+        .expect("the outage panicked");
     let outage_took = started.elapsed();
     // Keep streaming a little while Kafka is back, then stop.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -271,14 +281,21 @@ async fn outage_test(name: &str, records_per_second: u64, outage: impl FnOnce() 
     assert_eq!(stats.given_up, 0, "{stats:?}");
     assert_eq!(stats.queued, sent, "{stats:?}");
     let (lost, duplicated) = assert_exactly_once(&brokers, &topic, sent).await;
+    // The writer checks the bound after each batch (20 records) and the replayer before each
+    // record, so the two together may pass it by about a batch while replay ends.
     assert!(
-        peaks.in_flight.load(Ordering::Relaxed) <= MAX_IN_FLIGHT as u64 + 20,
+        peaks.in_flight.load(Ordering::Relaxed) <= MAX_IN_FLIGHT as u64 + 2 * 20,
         "the in-flight bound held: {peaks:?}"
     );
     assert_eq!(
         std::fs::read_dir(spool.path())
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "seg"))
+            .filter(|e| e
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "seg"))
             .count(),
         0,
         "every segment deleted once delivered"
@@ -358,22 +375,35 @@ async fn records_that_time_out_are_spooled_and_delivered_once_kafka_is_back() {
     stream(writer.clone(), 1, COUNT - 1, 50, Duration::from_millis(5)).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     while writer.stats().in_flight > 0 {
-        assert!(Instant::now() < deadline, "records never reached the spool: {:?}", writer.stats());
+        assert!(
+            Instant::now() < deadline,
+            "records never reached the spool: {:?}",
+            writer.stats()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let during = writer.stats();
     assert_eq!(during.spool_records, COUNT - 1, "{during:?}");
     assert!(during.spool_bytes > (COUNT - 1) * 400, "{during:?}");
-    assert!(during.failed > 0, "some records failed and were spooled, not given up: {during:?}");
+    assert!(
+        during.failed > 0,
+        "some records failed and were spooled, not given up: {during:?}"
+    );
     assert_eq!(during.given_up, 0, "{during:?}");
 
     blocking(support::start_kafka).await;
     let after = drained(&writer, Duration::from_secs(120)).await;
     assert_eq!(writer.shutdown(Duration::from_secs(30)).await, 0);
-    assert_eq!((after.spool_records, after.spool_bytes), (0, 0), "{after:?}");
-    assert_eq!(after.replayed, COUNT - 1, "{after:?}");
-    assert_eq!(after.delivered, COUNT, "{after:?}");
     assert_exactly_once(&brokers, &topic, COUNT).await;
+    assert_eq!(
+        (after.spool_records, after.spool_bytes),
+        (0, 0),
+        "{after:?}"
+    );
+    // The first record may have gone through the spool too, on a slow start.
+    assert!(after.spooled >= COUNT - 1, "{after:?}");
+    assert_eq!(after.replayed, after.spooled, "{after:?}");
+    assert_eq!((after.delivered, after.given_up), (COUNT, 0), "{after:?}");
     eprintln!("FIGURES spool: {during:?} then {after:?}");
 }
 
@@ -414,7 +444,13 @@ async fn a_spool_left_by_a_killed_writer_is_replayed_by_the_next() {
 
     blocking(support::stop_kafka).await;
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "killed_writer_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "killed_writer_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_DIR, spool.path())
         .env(CHILD_TOPIC, &topic)
         .stdout(Stdio::piped())
@@ -426,13 +462,21 @@ async fn a_spool_left_by_a_killed_writer_is_replayed_by_the_next() {
         stdout
             .lines()
             .map_while(Result::ok)
-            .find_map(|line| line.strip_prefix("SPOOLED ").map(|n| n.parse::<u64>().unwrap()))
+            // The test harness may print its own text before ours on the same line.
+            .find_map(|line| {
+                let (_, n) = line.split_once("SPOOLED ")?;
+                n.trim().parse::<u64>().ok()
+            })
     })
     .await
     .unwrap();
     child.kill().expect("SIGKILL to the writer child");
     child.wait().unwrap();
-    assert_eq!(spooled, Some(CHILD_RECORDS), "the child spooled every record");
+    assert_eq!(
+        spooled,
+        Some(CHILD_RECORDS),
+        "the child spooled every record"
+    );
 
     blocking(support::start_kafka).await;
     let config = config(&brokers, &topic, spool.path(), 500);
@@ -440,11 +484,18 @@ async fn a_spool_left_by_a_killed_writer_is_replayed_by_the_next() {
     let at_start = writer.stats();
     // Reported at start. Replay may already have begun: what left the spool was delivered.
     assert!(at_start.spool_records > 0, "{at_start:?}");
-    assert!(at_start.spool_records + at_start.delivered >= CHILD_RECORDS, "{at_start:?}");
+    assert!(
+        at_start.spool_records + at_start.delivered >= CHILD_RECORDS,
+        "{at_start:?}"
+    );
     assert!(at_start.spool_bytes > 0, "{at_start:?}");
     let after = drained(&writer, Duration::from_secs(120)).await;
     assert_eq!(writer.shutdown(Duration::from_secs(30)).await, 0);
-    assert_eq!((after.replayed, after.delivered), (CHILD_RECORDS, CHILD_RECORDS), "{after:?}");
+    assert_eq!(
+        (after.replayed, after.delivered),
+        (CHILD_RECORDS, CHILD_RECORDS),
+        "{after:?}"
+    );
     assert_exactly_once(&brokers, &topic, CHILD_RECORDS).await;
     eprintln!("FIGURES restart: at start {at_start:?}, after {after:?}");
 }

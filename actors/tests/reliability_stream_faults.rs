@@ -148,9 +148,20 @@ async fn two_connections_with_the_same_key_get_code_7_and_do_not_storm() {
         .iter()
         .filter(|c| c.close_reason.as_deref() == Some("duplicate_credentials"))
         .count();
-    assert!(duplicates >= 1, "the emulator kicked a connection with code 7");
-    let disconnects = first.stream.stats.snapshot().drops_of(DropKind::DisconnectMessage)
-        + second.stream.stats.snapshot().drops_of(DropKind::DisconnectMessage);
+    assert!(
+        duplicates >= 1,
+        "the emulator kicked a connection with code 7"
+    );
+    let disconnects = first
+        .stream
+        .stats
+        .snapshot()
+        .drops_of(DropKind::DisconnectMessage)
+        + second
+            .stream
+            .stats
+            .snapshot()
+            .drops_of(DropKind::DisconnectMessage);
     assert!(disconnects >= 1);
     let code_7 = first
         .records()
@@ -166,18 +177,28 @@ async fn two_connections_with_the_same_key_get_code_7_and_do_not_storm() {
         "same key twice: {attempts} connects in 3 s; gaps {:?} ms",
         gaps(&stats.log)
     );
-    assert!(attempts <= 8, "{attempts} connects in 3 s: a reconnect storm");
+    assert!(
+        attempts <= 8,
+        "{attempts} connects in 3 s: a reconnect storm"
+    );
     let gaps = gaps(&stats.log);
     assert!(
         gaps[1..].iter().all(|g| *g >= 240),
         "after the first displacement no two connects come closer than the first HTTP wait: {gaps:?}"
     );
     // After each displacement the displaced stream waits at least the first HTTP backoff.
-    let displaced = first.states().into_iter().chain(second.states()).filter(|s| {
-        matches!(s, StreamState::BackingOff { delay, reason }
+    let displaced = first
+        .states()
+        .into_iter()
+        .chain(second.states())
+        .filter(|s| {
+            matches!(s, StreamState::BackingOff { delay, reason }
             if reason.contains("another client") && *delay >= Duration::from_millis(250))
-    });
-    assert!(displaced.count() >= 1, "the displaced stream backs off on the HTTP schedule");
+        });
+    assert!(
+        displaced.count() >= 1,
+        "the displaced stream backs off on the HTTP schedule"
+    );
     first.stream.addr.send(StopStream).await.unwrap();
     second.stream.addr.send(StopStream).await.unwrap();
     emulator.stop().await;
@@ -238,7 +259,10 @@ async fn invalid_credentials_never_earn_a_420_over_simulated_hours() {
             .iter()
             .take_while(|e| e.at_ms < entry.at_ms + window)
             .count();
-        assert!(in_window <= 1, "{in_window} attempts within one connect window");
+        assert!(
+            in_window <= 1,
+            "{in_window} attempts within one connect window"
+        );
     }
     assert!(h
         .states()

@@ -89,7 +89,7 @@ async fn a_disconnect_message_on_an_established_stream_reconnects_at_once() {
     let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
     wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
     sleep(Duration::from_millis(500)).await; // past `established_after`
-    // Code 12 (reconnect requested); code 7, a duplicate connection, backs off instead.
+                                             // Code 12 (reconnect requested); code 7, a duplicate connection, backs off instead.
     emulator.inject(Fault::all(FaultKind::Disconnect { code: 12 }));
     wait_until("streaming again", PATIENCE, || {
         h.count_state("streaming") == 2

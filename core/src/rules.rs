@@ -290,6 +290,7 @@ pub enum RuleProblem {
     EmptyPhrase,
     PhraseTooLong(usize),
     PhraseHasComma,
+    PhraseHasControlCharacter,
     NotAUserId(String),
     BadBox(String),
     Inactive(String),
@@ -315,6 +316,9 @@ impl fmt::Display for RuleProblem {
             ),
             RuleProblem::PhraseHasComma => f.write_str(
                 "the track phrase contains a comma, which the streaming API reads as OR; store each phrase as its own rule",
+            ),
+            RuleProblem::PhraseHasControlCharacter => f.write_str(
+                "the track phrase contains a control character (a NUL, tab or line break); remove it",
             ),
             RuleProblem::NotAUserId(v) => write!(
                 f,
@@ -350,6 +354,16 @@ impl fmt::Display for RuleError {
 
 impl std::error::Error for RuleError {}
 
+/// At most 64 characters of a stored value, for error messages: a huge bad value must not
+/// become a huge log line on every resync.
+fn excerpt(value: &str) -> String {
+    const MAX: usize = 64;
+    match value.char_indices().nth(MAX) {
+        None => value.to_owned(),
+        Some((cut, _)) => format!("{}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
 /// Turns a JSON field value into the string Redis would hold (`rule_id` may arrive as a number).
 pub fn field_to_string(value: &serde_json::Value) -> String {
     match value {
@@ -378,11 +392,11 @@ pub fn parse_rule(fields: Vec<(String, String)>, slot_type: Option<StreamType>) 
 
     let orig_type = match get("orig_type").map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(t) => Some(t.parse::<OrigType>().map_err(|_| fail(RuleProblem::UnknownType(t.to_owned())))?),
+        Some(t) => Some(t.parse::<OrigType>().map_err(|_| fail(RuleProblem::UnknownType(excerpt(t))))?),
     };
     let declared_type = match get("rule_type").map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(t) => Some(t.parse::<StreamType>().map_err(|_| fail(RuleProblem::UnknownType(t.to_owned())))?),
+        Some(t) => Some(t.parse::<StreamType>().map_err(|_| fail(RuleProblem::UnknownType(excerpt(t))))?),
     };
     let stream_type = slot_type
         .or(declared_type)
@@ -401,7 +415,7 @@ pub fn parse_rule(fields: Vec<(String, String)>, slot_type: Option<StreamType>) 
 
     if let Some(status) = get("status").map(str::trim) {
         if !status.is_empty() && !status.eq_ignore_ascii_case("active") {
-            return Err(fail(RuleProblem::Inactive(status.to_owned())));
+            return Err(fail(RuleProblem::Inactive(excerpt(status))));
         }
     }
 
@@ -413,7 +427,7 @@ pub fn parse_rule(fields: Vec<(String, String)>, slot_type: Option<StreamType>) 
                 .parse::<u64>()
                 .ok()
                 .filter(|_| trimmed.bytes().all(|b| b.is_ascii_digit()))
-                .ok_or_else(|| fail(RuleProblem::NotAUserId(value.clone())))?;
+                .ok_or_else(|| fail(RuleProblem::NotAUserId(excerpt(&value))))?;
             FilterTerm::UserId(id)
         }
         StreamType::Locations => FilterTerm::Box(BoundingBox::parse(&value).map_err(fail)?),
@@ -443,6 +457,9 @@ pub fn normalize_phrase(value: &str, orig_type: Option<OrigType>) -> Result<Stri
     }
     if phrase.contains(',') {
         return Err(RuleProblem::PhraseHasComma);
+    }
+    if phrase.chars().any(char::is_control) {
+        return Err(RuleProblem::PhraseHasControlCharacter);
     }
     if phrase.len() > MAX_TRACK_PHRASE_BYTES {
         return Err(RuleProblem::PhraseTooLong(phrase.len()));
@@ -580,6 +597,7 @@ mod tests {
             (fields(&[("rule_id", "7"), ("value", "  ")]), StreamType::Track, "empty"),
             (fields(&[("rule_id", "7"), ("value", &long)]), StreamType::Track, "61 bytes"),
             (fields(&[("rule_id", "7"), ("value", "a,b")]), StreamType::Track, "comma"),
+            (fields(&[("rule_id", "7"), ("value", "a\0b")]), StreamType::Track, "control character"),
             (fields(&[("rule_id", "7"), ("value", "cnn")]), StreamType::Follow, "not a numeric user id"),
             (fields(&[("rule_id", "7"), ("value", "-12")]), StreamType::Follow, "not a numeric user id"),
             (fields(&[("rule_id", "7"), ("value", "1,2,3")]), StreamType::Locations, "four numbers"),
@@ -599,6 +617,15 @@ mod tests {
                 assert!(text.starts_with("rule 7"), "{text}");
             }
         }
+    }
+
+    #[test]
+    fn errors_quote_only_an_excerpt_of_a_huge_value() {
+        let huge = "9x".repeat(500_000);
+        let err = parse_rule(fields(&[("rule_id", "7"), ("value", &huge)]), Some(StreamType::Follow)).unwrap_err();
+        let text = err.to_string();
+        assert!(text.len() < 300, "{} bytes", text.len());
+        assert!(text.contains("(1000000 bytes)"), "{text}");
     }
 
     #[test]

@@ -329,7 +329,9 @@ fn the_cluster_example_parses_with_its_variables_set() {
 #[test]
 fn the_demo_rules_load_without_errors() {
     let config = ClusterConfig::load(example("demo.toml")).unwrap();
-    let RulesConfig::File { path } = &config.rules else { panic!("the demo reads its rules from a file") };
+    let RulesConfig::File { path } = &config.rules else {
+        panic!("the demo reads its rules from a file")
+    };
     let slots = crate::rules_file::load_rules_file(path).unwrap();
     let names: Vec<String> = slots.keys().map(|slot| slot.to_string()).collect();
     assert_eq!(names, ["track:0", "follow:0", "locations:0"]);
@@ -337,7 +339,10 @@ fn the_demo_rules_load_without_errors() {
         assert!(rules.errors.is_empty(), "{slot}: {:?}", rules.errors);
         assert!(!rules.rules.is_empty(), "{slot}");
     }
-    assert!(config.keys.len() >= slots.len(), "one key per demo connection");
+    assert!(
+        config.keys.len() >= slots.len(),
+        "one key per demo connection"
+    );
 }
 
 #[test]

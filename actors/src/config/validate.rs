@@ -382,7 +382,11 @@ impl Checker<'_, '_> {
 
     /// `[kafka.spool]` limits that let every record the streams may produce fit on disk.
     fn spool(&self, spool: &super::SpoolConfig, max_frame_bytes: usize) -> Result<(), ConfigError> {
-        if spool.dir.as_ref().is_some_and(|dir| dir.as_os_str().is_empty()) {
+        if spool
+            .dir
+            .as_ref()
+            .is_some_and(|dir| dir.as_os_str().is_empty())
+        {
             return Err(self.invalid(
                 "kafka.spool",
                 None,
@@ -391,7 +395,12 @@ impl Checker<'_, '_> {
             ));
         }
         if spool.segment_bytes < 4096 {
-            return Err(self.invalid("kafka.spool", None, "segment_bytes", "must be at least 4096"));
+            return Err(self.invalid(
+                "kafka.spool",
+                None,
+                "segment_bytes",
+                "must be at least 4096",
+            ));
         }
         if spool.max_bytes < spool.segment_bytes {
             return Err(self.invalid(

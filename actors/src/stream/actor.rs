@@ -24,7 +24,9 @@ use super::client::{
 };
 use super::lifecycle::{Action, Event, Failure, Lifecycle, Ticket};
 use super::pacing::Pacer;
-use super::reader::{read_stream, End, Finished, Liveness, Reader, Received, RulesUpdate, StopReading};
+use super::reader::{
+    read_stream, End, Finished, Liveness, Reader, Received, RulesUpdate, StopReading,
+};
 use super::stats::{DropKind, StreamStats};
 use crate::messages::{StopStream, StreamState, StreamStateChanged, UpdateRules, WriteBatch};
 
@@ -304,7 +306,13 @@ impl StreamActor {
     }
 
     fn ended(&mut self, ticket: Ticket, end: End, received: Received, ctx: &mut Context<Self>) {
-        let displaced = matches!(end, End::Disconnect { code: Some(DUPLICATE_STREAM), .. });
+        let displaced = matches!(
+            end,
+            End::Disconnect {
+                code: Some(DUPLICATE_STREAM),
+                ..
+            }
+        );
         let (kind, reason) = match end {
             // Only a reader asked to stop ends so, and it is no longer the current one.
             End::Stopped => return,

@@ -183,7 +183,10 @@ impl Reader {
     }
 
     fn process_frame(&mut self, frame: Vec<u8>, received_at_ms: i64, outcome: &mut ChunkOutcome) {
-        if self.panic_on_frames_of.is_some_and(|bytes| frame.len() >= bytes) {
+        if self
+            .panic_on_frames_of
+            .is_some_and(|bytes| frame.len() >= bytes)
+        {
             panic!(
                 "fault injection: a frame of {} bytes on {} (TRAPTOR_TEST_PANIC_ON_FRAME_BYTES)",
                 frame.len(),
@@ -796,7 +799,10 @@ mod tests {
         .await;
         assert_eq!(finished.end, End::Stopped);
         assert_eq!(finished.received, Received::default());
-        assert!(records.borrow().is_empty(), "a chunk not read is not received");
+        assert!(
+            records.borrow().is_empty(),
+            "a chunk not read is not received"
+        );
     }
 
     #[actix_rt::test]
@@ -821,7 +827,10 @@ mod tests {
         .await;
         assert!(matches!(finished.end, End::WriterGone(_)));
         assert_eq!(finished.received.bytes, chunk.len() as u64);
-        assert_eq!((finished.received.messages, finished.received.tweets), (0, 0));
+        assert_eq!(
+            (finished.received.messages, finished.received.tweets),
+            (0, 0)
+        );
     }
 
     #[test]

@@ -112,7 +112,11 @@ pub fn restart_delay(attempt: u32, max: Duration) -> Duration {
 /// Unexpected deaths in a row once one more happened. A child that had streamed for at least
 /// `stable_after` in one go starts the count again; one that dies sooner (a crash loop, say a
 /// message that panics the reader every time) keeps counting, so its restarts back off.
-pub fn failures_after_death(previous: u32, longest_streak: Duration, stable_after: Duration) -> u32 {
+pub fn failures_after_death(
+    previous: u32,
+    longest_streak: Duration,
+    stable_after: Duration,
+) -> u32 {
     if longest_streak >= stable_after {
         1
     } else {
@@ -130,7 +134,10 @@ mod tests {
         assert_eq!(failures_after_death(0, Duration::ZERO, stable), 1);
         assert_eq!(failures_after_death(3, Duration::from_secs(29), stable), 4);
         assert_eq!(failures_after_death(3, Duration::from_secs(30), stable), 1);
-        assert_eq!(failures_after_death(u32::MAX, Duration::ZERO, stable), u32::MAX);
+        assert_eq!(
+            failures_after_death(u32::MAX, Duration::ZERO, stable),
+            u32::MAX
+        );
     }
 
     #[test]

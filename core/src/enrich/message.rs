@@ -99,10 +99,14 @@ const DECIDING_KEYS: [&str; 11] = [
 /// The name in [`DECIDING_KEYS`] equal to a skimmed key, if any.
 #[inline]
 fn deciding_name(key: &[u8]) -> Option<&'static str> {
+    // Most keys are ruled out by their length alone.
+    if !matches!(key.len(), 4..=6 | 7 | 9 | 10 | 13 | 15) {
+        return None;
+    }
     DECIDING_KEYS
         .iter()
         .copied()
-        .find(|name| name.len() == key.len() && name.as_bytes() == key)
+        .find(|name| name.as_bytes() == key)
 }
 
 /// The single place where top-level keys become a message kind.
@@ -229,6 +233,14 @@ mod tests {
             (m.kind(), m.withheld_status),
             (MessageKind::StatusWithheld, Some(1234567890))
         );
+    }
+
+    #[test]
+    fn every_deciding_key_is_recognized() {
+        for name in DECIDING_KEYS {
+            assert_eq!(deciding_name(name.as_bytes()), Some(name));
+        }
+        assert_eq!(deciding_name(b"retweet_count"), None);
     }
 
     #[test]

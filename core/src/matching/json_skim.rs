@@ -578,6 +578,17 @@ fn check_utf8(bytes: &[u8]) -> Scan<()> {
 
 #[inline]
 fn digits_end(bytes: &[u8], mut pos: usize) -> usize {
+    // Ids have 18 or 19 digits: eight at a time first.
+    while let Some(chunk) = bytes.get(pos..pos + 8) {
+        let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        // Each byte is a digit when its high nibble is 3 and adding 6 does not carry into it.
+        let all_digits = word & (ONES * 0xf0) == ONES * 0x30
+            && word.wrapping_add(ONES * 0x06) & (ONES * 0xf0) == ONES * 0x30;
+        if !all_digits {
+            break;
+        }
+        pos += 8;
+    }
     while matches!(bytes.get(pos), Some(b'0'..=b'9')) {
         pos += 1;
     }
@@ -668,6 +679,28 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(case)
             );
+        }
+    }
+
+    #[test]
+    fn digit_runs_end_at_the_first_other_byte() {
+        for text in [
+            "",
+            "7",
+            "12345678",
+            "123456789",
+            "1234567890123456789x",
+            "1234:678",
+            "12345678/",
+        ] {
+            let expected = text.bytes().take_while(u8::is_ascii_digit).count();
+            assert_eq!(digits_end(text.as_bytes(), 0), expected, "{text}");
+        }
+        for b in 0..=255u8 {
+            let mut bytes = *b"11111111";
+            bytes[5] = b;
+            let expected = if b.is_ascii_digit() { 8 } else { 5 };
+            assert_eq!(digits_end(&bytes, 0), expected, "{b}");
         }
     }
 

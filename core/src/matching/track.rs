@@ -263,9 +263,19 @@ fn for_each_chunk(text: &str, mut each: impl FnMut(&str, bool)) {
 fn is_word(c: char) -> bool {
     if c.is_ascii() {
         c.is_ascii_alphanumeric() || c == '_'
+    } else if is_pictograph(c) {
+        false
     } else {
         c.is_alphanumeric() || ('\u{300}'..='\u{36f}').contains(&c)
     }
+}
+
+/// The emoji blocks (pictographs, emoticons, transport, supplemental symbols): no letter or
+/// digit among them, and they are the most frequent non-ASCII characters of tweets, so they
+/// skip the Unicode tables' search.
+#[inline]
+fn is_pictograph(c: char) -> bool {
+    ('\u{1F300}'..='\u{1FAFF}').contains(&c)
 }
 
 /// The forms of a chunk that is not only ASCII word characters (those are their own form).
@@ -414,6 +424,13 @@ mod tests {
                 text.split_whitespace().collect::<Vec<_>>(),
                 "{text:?}"
             );
+        }
+    }
+
+    #[test]
+    fn pictographs_are_neither_letters_nor_digits() {
+        for c in ('\u{0}'..=char::MAX).filter(|&c| is_pictograph(c)) {
+            assert!(!c.is_alphanumeric(), "{c:?} is alphanumeric");
         }
     }
 

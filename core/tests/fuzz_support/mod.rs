@@ -76,10 +76,16 @@ impl Watchdog {
 
     /// Runs one case; `describe` is evaluated only if the case hangs or runs over the bound.
     pub fn run<T>(&self, target: &str, input: &[u8], case: impl FnOnce() -> T) -> T {
-        *self.current.lock().unwrap() = format!("{target}: input of {} bytes: {:?}", input.len(), preview(input));
+        *self.current.lock().unwrap() = format!(
+            "{target}: input of {} bytes: {:?}",
+            input.len(),
+            preview(input)
+        );
         let start = Instant::now();
-        self.started_ms
-            .store(self.epoch.elapsed().as_millis() as u64 + 1, Ordering::Release);
+        self.started_ms.store(
+            self.epoch.elapsed().as_millis() as u64 + 1,
+            Ordering::Release,
+        );
         let out = case();
         self.started_ms.store(0, Ordering::Release);
         let took = start.elapsed();
@@ -140,7 +146,11 @@ pub fn fixture_tweets() -> Vec<Vec<u8>> {
         let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
         tweets.push(serde_json::to_vec(&value).unwrap());
     }
-    assert!(tweets.len() >= 4, "expected the fixture tweets in {:?}", fixtures_dir());
+    assert!(
+        tweets.len() >= 4,
+        "expected the fixture tweets in {:?}",
+        fixtures_dir()
+    );
     tweets
 }
 
@@ -150,7 +160,8 @@ pub fn fixture_messages() -> Vec<Vec<u8>> {
     for entry in std::fs::read_dir(fixtures_dir()).unwrap() {
         let path = entry.unwrap().path();
         if path.to_string_lossy().ends_with("_message.json") {
-            let value: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            let value: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             out.push(serde_json::to_vec(&value).unwrap());
         }
     }

@@ -187,7 +187,13 @@ impl ProducerContext for DeliveryContext {
         }
         self.failures.note(error);
         if is_permanent(error) {
-            self.give_up(message.topic(), message.key(), error, attempts, replayed_from);
+            self.give_up(
+                message.topic(),
+                message.key(),
+                error,
+                attempts,
+                replayed_from,
+            );
             return;
         }
         if self.max_attempts > 0 && attempts >= self.max_attempts {
@@ -204,9 +210,13 @@ impl ProducerContext for DeliveryContext {
         match self.retries.send(retry) {
             Ok(()) => self.stats.record_retry(),
             // The sink is being dropped: nothing will send it again.
-            Err(_) => {
-                self.give_up(message.topic(), message.key(), error, attempts, replayed_from)
-            }
+            Err(_) => self.give_up(
+                message.topic(),
+                message.key(),
+                error,
+                attempts,
+                replayed_from,
+            ),
         }
     }
 }
@@ -238,7 +248,13 @@ impl DeliveryContext {
                 return;
             }
         }
-        self.give_up(message.topic(), message.key(), error, attempts, replayed_from);
+        self.give_up(
+            message.topic(),
+            message.key(),
+            error,
+            attempts,
+            replayed_from,
+        );
     }
 
     fn give_up(

@@ -244,7 +244,9 @@ impl KafkaSink {
     /// If the spool cannot be written, they are handed to the producer instead: the streams
     /// then wait, as without a spool, but nothing is lost.
     fn spool_records(&mut self, records: &[Record]) {
-        let Some(spool) = self.spool.clone() else { return };
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
         if !self.spill_told {
             self.spill_told = true;
             tracing::warn!(spool = %spool.dir().display(), in_flight = self.stats.in_flight(),
@@ -312,7 +314,9 @@ impl KafkaSink {
 
     /// At shutdown, takes back from the producer what Kafka did not take and spools it.
     fn spool_what_is_left(&mut self, deadline: Instant) {
-        let Some(spool) = self.spool.clone() else { return };
+        let Some(spool) = self.spool.clone() else {
+            return;
+        };
         let left = self.stats.in_flight();
         tracing::warn!(records = left, spool = %spool.dir().display(),
             "Kafka did not take every record in time: moving them to the spool for the next run");

@@ -153,13 +153,13 @@ impl Replayer {
 }
 
 fn headers_of(record: &SpooledRecord) -> OwnedHeaders {
-    record
-        .headers
-        .iter()
-        .fold(OwnedHeaders::new_with_capacity(record.headers.len()), |headers, (key, value)| {
+    record.headers.iter().fold(
+        OwnedHeaders::new_with_capacity(record.headers.len()),
+        |headers, (key, value)| {
             headers.insert(Header {
                 key,
                 value: value.as_deref(),
             })
-        })
+        },
+    )
 }

@@ -259,7 +259,11 @@ fn spooled_record(message: &OwnedMessage) -> SpooledRecord {
         .iter()
         .find(|(name, _)| name == MESSAGE_TYPE_HEADER)
         .and_then(|(_, value)| value.as_deref())
-        .and_then(|value| MessageKind::ALL.into_iter().find(|k| k.as_str().as_bytes() == value));
+        .and_then(|value| {
+            MessageKind::ALL
+                .into_iter()
+                .find(|k| k.as_str().as_bytes() == value)
+        });
     SpooledRecord {
         kind,
         topic: message.topic().to_owned(),

@@ -248,7 +248,12 @@ impl Spool {
                     ),
                 ));
             }
-            let room_needed = len + if self.needs_new_segment(&state) { segment::FIRST_RECORD } else { 0 };
+            let room_needed = len
+                + if self.needs_new_segment(&state) {
+                    segment::FIRST_RECORD
+                } else {
+                    0
+                };
             if state.bytes + room_needed > self.settings.max_bytes {
                 break;
             }
@@ -314,7 +319,9 @@ impl Spool {
                         .find(|(_, seg)| seg.unread > 0 || seg.read_at < seg.end || !seg.sealed)
                         .map(|(id, seg)| (*id, seg.read_at))
                 };
-                let Some((id, at)) = start else { return Ok(None) };
+                let Some((id, at)) = start else {
+                    return Ok(None);
+                };
                 cursor.open = Some((id, segment::open_at(&self.settings.dir, id, at)?, at));
             }
             let (id, reader, at) = cursor.open.as_mut().expect("opened above");
@@ -351,13 +358,23 @@ impl Spool {
                 Frame::Record(record, len) => {
                     *at += len;
                     let mut state = self.lock();
-                    let seg = state.segments.get_mut(&id).expect("segments go only once read");
+                    let seg = state
+                        .segments
+                        .get_mut(&id)
+                        .expect("segments go only once read");
                     let index = seg.window_start + seg.window.len() as u64;
                     seg.window.push_back((at_now + len, false));
                     seg.read_at = at_now + len;
                     seg.unread = seg.unread.saturating_sub(1);
+                    let caught_up = !seg.sealed && seg.read_at >= seg.end;
                     state.unread = state.unread.saturating_sub(1);
                     state.handing += 1;
+                    if caught_up && state.unread == 0 {
+                        // The last record the writer appended: seal, so the segment goes once
+                        // settled, and the next spill starts a new one.
+                        self.seal_active(&mut state);
+                        self.publish(&state);
+                    }
                     return Ok(Some((Ticket { segment: id, index }, record)));
                 }
                 Frame::End | Frame::Torn(_) => {
@@ -365,7 +382,10 @@ impl Spool {
                     tracing::error!(spool = %self.settings.dir.display(), segment = id, offset = at_now,
                         "a spooled record cannot be read back; skipping the rest of its segment");
                     let mut state = self.lock();
-                    let seg = state.segments.get_mut(&id).expect("segments go only once read");
+                    let seg = state
+                        .segments
+                        .get_mut(&id)
+                        .expect("segments go only once read");
                     let lost = seg.unread;
                     seg.end = at_now;
                     seg.unread = 0;
@@ -388,9 +408,15 @@ impl Spool {
     /// A replayed record is delivered (or safely spooled again, or refused for good).
     pub fn settle(&self, ticket: Ticket) {
         let mut state = self.lock();
-        let Some(seg) = state.segments.get_mut(&ticket.segment) else { return };
-        let Some(position) = ticket.index.checked_sub(seg.window_start) else { return };
-        let Some(entry) = seg.window.get_mut(position as usize) else { return };
+        let Some(seg) = state.segments.get_mut(&ticket.segment) else {
+            return;
+        };
+        let Some(position) = ticket.index.checked_sub(seg.window_start) else {
+            return;
+        };
+        let Some(entry) = seg.window.get_mut(position as usize) else {
+            return;
+        };
         if entry.1 {
             return;
         }
@@ -466,7 +492,10 @@ impl Spool {
         if let Err(error) = file.write_all(frame) {
             // Part of the frame may be on disk: seal so nothing is written after it; readers
             // stop at the last whole frame.
-            let seg = state.segments.get_mut(&id).expect("the active segment is listed");
+            let seg = state
+                .segments
+                .get_mut(&id)
+                .expect("the active segment is listed");
             let on_disk = std::fs::metadata(segment::segment_path(&self.settings.dir, id))
                 .map(|m| m.len())
                 .unwrap_or(seg.file_bytes);
@@ -476,7 +505,10 @@ impl Spool {
             return Err(error);
         }
         let len = frame.len() as u64;
-        let seg = state.segments.get_mut(&id).expect("the active segment is listed");
+        let seg = state
+            .segments
+            .get_mut(&id)
+            .expect("the active segment is listed");
         seg.end += len;
         seg.file_bytes += len;
         seg.unread += 1;
@@ -487,7 +519,9 @@ impl Spool {
     }
 
     fn seal_active(&self, state: &mut State) {
-        let Some((id, file)) = state.active.take() else { return };
+        let Some((id, file)) = state.active.take() else {
+            return;
+        };
         if let Err(error) = file.sync_data() {
             tracing::warn!(spool = %self.settings.dir.display(), segment = id, %error,
                 "cannot sync a spool segment to disk");
@@ -499,7 +533,9 @@ impl Spool {
     }
 
     fn remove_if_finished(&self, state: &mut State, id: u64) {
-        let Some(seg) = state.segments.get(&id) else { return };
+        let Some(seg) = state.segments.get(&id) else {
+            return;
+        };
         if !seg.finished() {
             return;
         }

@@ -29,7 +29,10 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(id) = name.strip_suffix(".seg").and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(id) = name
+            .strip_suffix(".seg")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             ids.push(id);
         }
     }

@@ -47,7 +47,12 @@ fn drain(spool: &Spool, cursor: &mut ReplayCursor) -> Vec<(Ticket, SpooledRecord
 
 fn keys(read: &[(Ticket, SpooledRecord)]) -> Vec<u32> {
     read.iter()
-        .map(|(_, r)| String::from_utf8(r.key.clone().unwrap()).unwrap().parse().unwrap())
+        .map(|(_, r)| {
+            String::from_utf8(r.key.clone().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -79,7 +84,10 @@ fn records_come_back_in_order_and_segments_go_once_delivered() {
         spool.settle(*ticket);
     }
     assert_eq!(spool.pending().0, 1);
-    assert!(segment_files(dir.path()) >= 1, "the first segment waits for its last record");
+    assert!(
+        segment_files(dir.path()) >= 1,
+        "the first segment waits for its last record"
+    );
     spool.settle(read[0].0);
     assert_eq!(spool.pending(), (0, 0));
     assert_eq!(segment_files(dir.path()), 0);
@@ -112,7 +120,9 @@ fn a_restart_replays_what_was_not_delivered_and_skips_what_was() {
         let (spool, _) = open(dir.path(), 1 << 20, 1 << 20);
         spool.try_append(&records(0..10)).unwrap();
         let mut cursor = ReplayCursor::default();
-        let read: Vec<_> = (0..4).map(|_| spool.next(&mut cursor).unwrap().unwrap()).collect();
+        let read: Vec<_> = (0..4)
+            .map(|_| spool.next(&mut cursor).unwrap().unwrap())
+            .collect();
         // 0, 1 and 3 delivered; 2 still in flight when the process dies.
         for i in [0, 1, 3] {
             spool.settle(read[i].0);
@@ -121,7 +131,11 @@ fn a_restart_replays_what_was_not_delivered_and_skips_what_was() {
         // Dropped without any further care, as a killed process would leave it.
     }
     let (spool, stats) = open(dir.path(), 1 << 20, 1 << 20);
-    assert_eq!(stats.snapshot().spool_records, 8, "2 and everything after it");
+    assert_eq!(
+        stats.snapshot().spool_records,
+        8,
+        "2 and everything after it"
+    );
     assert!(spool.is_spooling());
     let read = drain(&spool, &mut ReplayCursor::default());
     assert_eq!(keys(&read), [2, 3, 4, 5, 6, 7, 8, 9]);
@@ -155,7 +169,11 @@ fn a_torn_tail_is_skipped_and_the_records_before_it_are_kept() {
     for (ticket, _) in read.iter().chain(&more) {
         spool.settle(*ticket);
     }
-    assert_eq!(segment_files(dir.path()), 0, "the torn segment goes once its records are delivered");
+    assert_eq!(
+        segment_files(dir.path()),
+        0,
+        "the torn segment goes once its records are delivered"
+    );
 }
 
 #[test]
@@ -177,7 +195,10 @@ fn a_damaged_record_ends_its_segment_but_not_the_next() {
     let got = keys(&drain(&spool, &mut ReplayCursor::default()));
     assert!(got.len() < 40 && got.len() > 20, "{got:?}");
     assert_eq!(got.last(), Some(&39), "later segments are intact");
-    assert!(got.windows(2).all(|w| w[0] < w[1]), "still in order: {got:?}");
+    assert!(
+        got.windows(2).all(|w| w[0] < w[1]),
+        "still in order: {got:?}"
+    );
 }
 
 #[test]
@@ -187,7 +208,11 @@ fn a_full_spool_makes_appends_wait_until_replay_frees_room() {
     let segment = segment::FIRST_RECORD + 4 * one;
     let (spool, _) = open(dir.path(), 2 * segment, segment);
     let spool = Arc::new(spool);
-    assert_eq!(spool.try_append(&records(0..20)).unwrap(), 8, "two segments of four");
+    assert_eq!(
+        spool.try_append(&records(0..20)).unwrap(),
+        8,
+        "two segments of four"
+    );
 
     let closing = Arc::new(AtomicBool::new(false));
     let appender = {
@@ -214,7 +239,9 @@ fn a_full_spool_makes_appends_wait_until_replay_frees_room() {
 
     // At shutdown a full spool stops waiting and says how many records it took.
     closing.store(true, std::sync::atomic::Ordering::Release);
-    let error = spool.append_waiting(&records(20..30), &closing).unwrap_err();
+    let error = spool
+        .append_waiting(&records(20..30), &closing)
+        .unwrap_err();
     assert_eq!(error.appended(), 0);
 }
 
@@ -227,6 +254,11 @@ fn a_second_process_cannot_share_the_directory() {
         max_bytes: 1 << 20,
         segment_bytes: 4096,
     };
-    let error = Spool::open(settings, Arc::default()).err().expect("refused");
-    assert!(error.to_string().contains("another traptor process"), "{error}");
+    let error = Spool::open(settings, Arc::default())
+        .err()
+        .expect("refused");
+    assert!(
+        error.to_string().contains("another traptor process"),
+        "{error}"
+    );
 }

@@ -170,12 +170,71 @@ pub fn validate_for_storage(
 }
 
 /// Every rule hash under `traptor-*` whose slot `wanted` accepts, valid or not, in slot then
-/// rule-id order. Keys of other shapes, non-hash keys and non-UTF-8 keys are skipped with a
-/// log line; a connection error is returned.
+/// rule-id order. Keys of other shapes and non-UTF-8 key names are skipped with a log line,
+/// and so are keys that cannot be read (see [`load_all`], which reports those as rule
+/// errors); a connection error is returned.
 pub async fn scan_hashes<C: ConnectionLike>(
     con: &mut C,
     wanted: &dyn Fn(&SlotId) -> bool,
 ) -> RedisResult<Vec<StoredHash>> {
+    Ok(scan_wanted(con, wanted).await?.readable_logging_the_rest())
+}
+
+/// The rule hashes of one slot, valid or not, in rule-id order (unreadable keys are logged).
+pub async fn slot_hashes<C: ConnectionLike>(
+    con: &mut C,
+    slot: &SlotId,
+) -> RedisResult<Vec<StoredHash>> {
+    Ok(scan_slot(con, slot).await?.readable_logging_the_rest())
+}
+
+/// Every wanted slot's rules, parsed as the supervisor runs them. A key that cannot be read
+/// (a field that is not UTF-8, a `traptor-*` key that is not a hash) is an error of its slot,
+/// named by its key, and the other rules still load.
+pub async fn load_all<C: ConnectionLike>(
+    con: &mut C,
+    wanted: &dyn Fn(&SlotId) -> bool,
+) -> RedisResult<BTreeMap<SlotId, RuleSet>> {
+    Ok(scan_wanted(con, wanted).await?.into_rule_sets())
+}
+
+/// One slot's rules (an empty set when it has none), with unreadable keys as errors.
+pub async fn load_slot<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisResult<RuleSet> {
+    Ok(scan_slot(con, slot)
+        .await?
+        .into_rule_sets()
+        .remove(slot)
+        .unwrap_or_default())
+}
+
+/// What reading a set of rule keys found: the hashes, and the keys that could not be read.
+struct ReadOutcome {
+    hashes: Vec<StoredHash>,
+    /// Per key, why it could not be read, as an error of its slot.
+    unreadable: Vec<(SlotId, RuleError)>,
+}
+
+impl ReadOutcome {
+    fn readable_logging_the_rest(self) -> Vec<StoredHash> {
+        for (_, error) in &self.unreadable {
+            tracing::warn!("skipping a rule key: {error}");
+        }
+        self.hashes
+    }
+
+    fn into_rule_sets(self) -> BTreeMap<SlotId, RuleSet> {
+        let mut sets = group_into_rule_sets(self.hashes);
+        for (slot, error) in self.unreadable {
+            sets.entry(slot).or_default().errors.push(error);
+        }
+        sets
+    }
+}
+
+async fn scan_wanted<C: ConnectionLike>(
+    con: &mut C,
+    wanted: &dyn Fn(&SlotId) -> bool,
+) -> RedisResult<ReadOutcome> {
     let keys = scan_keys(con, "traptor-*").await?;
     let keys = keys
         .into_iter()
@@ -194,11 +253,7 @@ pub async fn scan_hashes<C: ConnectionLike>(
     read_hashes(con, keys).await
 }
 
-/// The rule hashes of one slot, valid or not, in rule-id order.
-pub async fn slot_hashes<C: ConnectionLike>(
-    con: &mut C,
-    slot: &SlotId,
-) -> RedisResult<Vec<StoredHash>> {
+async fn scan_slot<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisResult<ReadOutcome> {
     let pattern = format!("{}*", glob_escape(&slot.rule_key_prefix()));
     let keys = scan_keys(con, &pattern)
         .await?
@@ -208,22 +263,6 @@ pub async fn slot_hashes<C: ConnectionLike>(
         .map(|key| (key, slot.clone()))
         .collect();
     read_hashes(con, keys).await
-}
-
-/// Every wanted slot's rules, parsed as the supervisor runs them.
-pub async fn load_all<C: ConnectionLike>(
-    con: &mut C,
-    wanted: &dyn Fn(&SlotId) -> bool,
-) -> RedisResult<BTreeMap<SlotId, RuleSet>> {
-    Ok(group_into_rule_sets(scan_hashes(con, wanted).await?))
-}
-
-/// One slot's rules (an empty set when it has none).
-pub async fn load_slot<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisResult<RuleSet> {
-    let hashes = slot_hashes(con, slot).await?;
-    Ok(group_into_rule_sets(hashes)
-        .remove(slot)
-        .unwrap_or_default())
 }
 
 /// Parses stored hashes into one [`RuleSet`] per slot; errors name the key.
@@ -383,37 +422,71 @@ async fn scan_keys<C: ConnectionLike>(con: &mut C, pattern: &str) -> RedisResult
     Ok(keys)
 }
 
-/// HGETALL of each key, pipelined, in slot then rule-id order. A key that is not a hash of
-/// strings is skipped with a warning; a key deleted since the scan is simply gone.
+/// HGETALL of each key, pipelined, in slot then rule-id order. Each reply is converted on its
+/// own, so one key that is not a hash or holds a non-UTF-8 field is reported for that key
+/// alone; a key deleted since the scan is simply gone.
 async fn read_hashes<C: ConnectionLike>(
     con: &mut C,
     keys: Vec<(String, SlotId)>,
-) -> RedisResult<Vec<StoredHash>> {
-    let mut hashes = Vec::with_capacity(keys.len());
+) -> RedisResult<ReadOutcome> {
+    let mut outcome = ReadOutcome {
+        hashes: Vec::with_capacity(keys.len()),
+        unreadable: Vec::new(),
+    };
     for chunk in keys.chunks(BATCH) {
         let mut pipe = redis::pipe();
         pipe.ignore_errors();
         for (key, _) in chunk {
             pipe.cmd("HGETALL").arg(key);
         }
-        let results: Vec<RedisResult<Vec<(String, String)>>> = pipe.query_async(con).await?;
+        // Raw values: converting the whole reply at once would fail it for one bad key.
+        let results: Vec<RedisResult<redis::Value>> = pipe.query_async(con).await?;
         for ((key, slot), result) in chunk.iter().zip(results) {
-            match result {
+            let fields = result
+                .map_err(|e| format!("it is not a hash of strings ({e})"))
+                .and_then(|value| {
+                    redis::from_redis_value::<Vec<(Vec<u8>, Vec<u8>)>>(value)
+                        .map_err(|e| format!("it is not a hash of strings ({e})"))
+                })
+                .and_then(utf8_fields);
+            match fields {
                 Ok(fields) if fields.is_empty() => {}
-                Ok(fields) => hashes.push(StoredHash {
+                Ok(fields) => outcome.hashes.push(StoredHash {
                     key: key.clone(),
                     slot: slot.clone(),
                     fields,
                 }),
-                Err(e) => tracing::warn!(
-                    key,
-                    "skipping a rule key that cannot be read as a hash of strings: {e}"
-                ),
+                Err(why) => outcome.unreadable.push((
+                    slot.clone(),
+                    RuleError {
+                        rule_id: None,
+                        source: Some(key.clone()),
+                        problem: RuleProblem::Unreadable(why),
+                    },
+                )),
             }
         }
     }
-    sort_hashes(&mut hashes);
-    Ok(hashes)
+    sort_hashes(&mut outcome.hashes);
+    Ok(outcome)
+}
+
+/// A hash's fields as text, or which field is not valid UTF-8.
+fn utf8_fields(raw: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Vec<(String, String)>, String> {
+    raw.into_iter()
+        .map(|(name, value)| {
+            let name = String::from_utf8(name).map_err(|e| {
+                format!(
+                    "the field name {:?} is not valid UTF-8; rewrite the rule as UTF-8 text",
+                    String::from_utf8_lossy(e.as_bytes())
+                )
+            })?;
+            let value = String::from_utf8(value).map_err(|_| {
+                format!("field `{name}` is not valid UTF-8; rewrite the rule as UTF-8 text")
+            })?;
+            Ok((name, value))
+        })
+        .collect()
 }
 
 /// Slot order, then rule-id order (hashes without a rule id last), then key.
@@ -570,6 +643,52 @@ mod tests {
             .validate()
             .unwrap_err();
         assert_eq!(error.source.as_deref(), Some("traptor-track:0:5"));
+    }
+
+    #[test]
+    fn a_non_utf8_field_is_named_and_utf8_fields_convert() {
+        let raw = |pairs: &[(&[u8], &[u8])]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            utf8_fields(raw(&[(b"rule_id", b"1"), (b"value", "café".as_bytes())])),
+            Ok(fields(&[("rule_id", "1"), ("value", "café")]))
+        );
+        let why = utf8_fields(raw(&[(b"rule_id", b"2"), (b"value", b"caf\xe9")])).unwrap_err();
+        assert!(why.contains("field `value` is not valid UTF-8"), "{why}");
+        let why = utf8_fields(raw(&[(b"n\xffme", b"x")])).unwrap_err();
+        assert!(why.contains("field name"), "{why}");
+    }
+
+    #[test]
+    fn unreadable_keys_become_errors_of_their_slot() {
+        let slot = SlotId::new(StreamType::Track, "0");
+        let outcome = ReadOutcome {
+            hashes: vec![hash(
+                "traptor-track:0:1",
+                &[("rule_id", "1"), ("value", "happy")],
+            )],
+            unreadable: vec![(
+                SlotId::new(StreamType::Track, "1"),
+                RuleError {
+                    rule_id: None,
+                    source: Some("traptor-track:1:2".into()),
+                    problem: RuleProblem::Unreadable("it is not a hash".into()),
+                },
+            )],
+        };
+        let sets = outcome.into_rule_sets();
+        assert_eq!(sets[&slot].rules.len(), 1);
+        let other = &sets[&SlotId::new(StreamType::Track, "1")];
+        assert!(other.rules.is_empty());
+        let error = other.errors[0].to_string();
+        assert!(
+            error.contains("traptor-track:1:2") && error.contains("not a hash"),
+            "{error}"
+        );
     }
 
     #[test]

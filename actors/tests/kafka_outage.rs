@@ -8,6 +8,10 @@
 //! RELIABILITY.md is `TRAPTOR_OUTAGE_SECS=60`. `TRAPTOR_PAUSE_SECS` does the same for the frozen
 //! broker (default 30). Each test prints its figures on standard error (`--nocapture`).
 
+// Each test holds `kafka_outage_lock` across its awaits on purpose: tests run on threads of
+// their own, each with its own runtime, and the lock must span the whole outage.
+#![allow(clippy::await_holding_lock)]
+
 #[path = "../../tests/support/mod.rs"]
 mod support;
 

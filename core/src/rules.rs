@@ -294,6 +294,9 @@ pub enum RuleProblem {
     NotAUserId(String),
     BadBox(String),
     Inactive(String),
+    /// The stored rule cannot be read at all (a field that is not UTF-8, a key that is not a
+    /// hash); the text says what was wrong.
+    Unreadable(String),
 }
 
 impl fmt::Display for RuleProblem {
@@ -328,6 +331,7 @@ impl fmt::Display for RuleProblem {
             RuleProblem::Inactive(status) => {
                 write!(f, "status is {status:?}, not \"active\"; the rule is not collected")
             }
+            RuleProblem::Unreadable(why) => write!(f, "cannot be read: {why}"),
         }
     }
 }

@@ -9,6 +9,7 @@
 mod env;
 mod keys;
 mod locate;
+mod parse_error;
 mod sections;
 mod validate;
 

@@ -47,20 +47,27 @@ fn key_part(line: &str) -> Option<&str> {
 /// Whether `text` is a TOML key: bare (`a-z A-Z 0-9 _ -`) or quoted parts joined by dots.
 /// Anything else (e.g. two lines run together) is not quoted back, since it may hold a value.
 fn is_key(text: &str) -> bool {
-    let text = text.trim();
-    !text.is_empty()
-        && text.split('.').all(|part| {
-            let part = part.trim();
-            let quoted = part.len() >= 2
-                && ((part.starts_with('"') && part.ends_with('"'))
-                    || (part.starts_with('\'') && part.ends_with('\'')))
-                && !part[1..part.len() - 1].contains(['"', '\'']);
-            let bare = !part.is_empty()
-                && part
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-            quoted || bare
-        })
+    let mut rest = text.trim();
+    loop {
+        let part_len = match rest.chars().next() {
+            Some(quote @ ('"' | '\'')) => match rest[1..].find(['"', '\'']) {
+                Some(end) if rest[1..].as_bytes()[end] == quote as u8 => end + 2,
+                _ => return false,
+            },
+            _ => rest
+                .bytes()
+                .take_while(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                .count(),
+        };
+        if part_len == 0 {
+            return false;
+        }
+        rest = rest[part_len..].trim_start();
+        match rest.strip_prefix('.') {
+            Some(after_dot) => rest = after_dot.trim_start(),
+            None => return rest.is_empty(),
+        }
+    }
 }
 
 /// Replaces every double-quoted segment of a TOML/serde message with `"<redacted>"`. Serde

@@ -52,21 +52,57 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` so a URL can be logged.
+/// Replaces the password of `scheme://user:password@host` so a URL can be logged. A URL
+/// that is malformed (a typo lost its `://` or its `@`) is hidden more widely rather than
+/// shown as is: everything up to the last `@`, or an authority that is not `host[:port]`.
 pub fn redact_url_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
     };
+    if let Some(at) = rest.rfind('@') {
+        let userinfo = &rest[..at];
+        let redacted = match userinfo.split_once(':') {
+            Some((user, _password)) if !user.contains('/') => format!("{user}:<redacted>"),
+            _ => "<redacted>".to_owned(),
+        };
+        return format!("{scheme}{redacted}{}", &rest[at..]);
+    }
+    if scheme.is_empty() {
+        // Not a URL at all: only a bare `host:port` is safe to show.
+        return if is_host_and_port(url) {
+            url.to_owned()
+        } else {
+            "<redacted>".to_owned()
+        };
+    }
     let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
+    if is_host_and_port(&rest[..authority_end]) {
+        url.to_owned()
+    } else {
+        format!("{scheme}<redacted>{}", &rest[authority_end..])
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port` with a numeric port; empty for sockets.
+fn is_host_and_port(authority: &str) -> bool {
+    let digits = |port: &str| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    if let Some(v6) = authority.strip_prefix('[') {
+        let Some((address, after)) = v6.split_once(']') else {
+            return false;
+        };
+        let address_ok = address
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+        return address_ok && (after.is_empty() || after.strip_prefix(':').is_some_and(digits));
+    }
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
     };
-    let userinfo = &rest[..at];
-    let redacted = match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{user}:<redacted>"),
-        None => "<redacted>".to_owned(),
-    };
-    format!("{scheme}://{redacted}{}", &rest[at..])
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && port.is_none_or(digits)
 }
 
 /// The Kafka producer's compression codec.
@@ -93,8 +129,9 @@ impl Compression {
     }
 }
 
-/// librdkafka options passed verbatim (SASL, TLS, tuning). Its `Debug` hides the values of
-/// options that hold secrets, such as `sasl.password`.
+/// librdkafka options passed verbatim (SASL, TLS, tuning). Its `Debug` shows the values of
+/// known harmless tuning options only and hides every other value, so a secret stays hidden
+/// even under a misspelled name (`sasl.pasword`) that librdkafka refuses only later.
 #[derive(Clone, Default, PartialEq, Deserialize)]
 #[serde(transparent)]
 pub struct ProducerOptions(pub BTreeMap<String, String>);
@@ -107,16 +144,52 @@ impl ProducerOptions {
             .iter()
             .any(|word| name.contains(word))
     }
+
+    /// Whether an option's value may be shown in `Debug` and logs: only librdkafka options
+    /// known to hold no credentials. Everything else, known or not, is hidden.
+    pub fn is_shown(name: &str) -> bool {
+        const EXACT: &[&str] = &[
+            "acks",
+            "bootstrap.servers",
+            "client.id",
+            "delivery.timeout.ms",
+            "enable.idempotence",
+            "linger.ms",
+            "message.max.bytes",
+            "message.send.max.retries",
+            "message.timeout.ms",
+            "request.required.acks",
+            "request.timeout.ms",
+            "retries",
+            "retry.backoff.max.ms",
+            "retry.backoff.ms",
+            "sasl.mechanism",
+            "sasl.mechanisms",
+            "security.protocol",
+            "statistics.interval.ms",
+        ];
+        const PREFIXES: &[&str] = &[
+            "batch.",
+            "compression.",
+            "max.in.flight",
+            "queue.buffering.",
+            "socket.",
+        ];
+        let name = name.to_ascii_lowercase();
+        !Self::is_secret(&name)
+            && (EXACT.contains(&name.as_str())
+                || PREFIXES.iter().any(|prefix| name.starts_with(prefix)))
+    }
 }
 
 impl fmt::Debug for ProducerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (name, value) in &self.0 {
-            if ProducerOptions::is_secret(name) {
-                map.entry(name, &"<redacted>");
-            } else {
+            if ProducerOptions::is_shown(name) {
                 map.entry(name, value);
+            } else {
+                map.entry(name, &"<redacted>");
             }
         }
         map.finish()
@@ -439,6 +512,30 @@ mod tests {
             redact_url_password("redis://host:6379/0"),
             "redis://host:6379/0"
         );
+        assert_eq!(
+            redact_url_password("redis://[::1]:6379/0"),
+            "redis://[::1]:6379/0"
+        );
+        assert_eq!(
+            redact_url_password("unix:///run/redis.sock"),
+            "unix:///run/redis.sock"
+        );
+    }
+
+    #[test]
+    fn malformed_urls_never_show_their_password() {
+        for url in [
+            "//u:pw-secret@host:6379/0",
+            "redis://u:pw-secret127.0.0.1:6379/0",
+            "redis://u:pw-secret/127.0.0.1:6379/0",
+            "redis://u:pw/secret@host/0",
+            "redis:/u:pw-secret@host/0",
+            "redis//u:pw-secret",
+        ] {
+            let shown = redact_url_password(url);
+            assert!(!shown.contains("secret"), "{url} -> {shown}");
+            assert!(shown.contains("<redacted>"), "{url} -> {shown}");
+        }
         let config = RedisConfig {
             url: "redis://u:hunter2@h/0".into(),
             ..RedisConfig::default()
@@ -454,6 +551,22 @@ mod tests {
         let text = format!("{:?}", ProducerOptions(options));
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("\"linger.ms\": \"5\""), "{text}");
+    }
+
+    #[test]
+    fn producer_debug_hides_misspelled_and_unknown_options() {
+        let mut options = BTreeMap::new();
+        for name in ["sasl.pasword", "ssl.key.passphrase", "sasl_password", "x.y"] {
+            options.insert(name.to_owned(), format!("value-of-{name}"));
+        }
+        options.insert("compression.type".to_owned(), "lz4".to_owned());
+        options.insert("Security.Protocol".to_owned(), "sasl_ssl".to_owned());
+        let text = format!("{:?}", ProducerOptions(options));
+        assert!(!text.contains("value-of-"), "{text}");
+        assert!(text.contains("\"sasl.pasword\": \"<redacted>\""), "{text}");
+        assert!(text.contains("\"compression.type\": \"lz4\""), "{text}");
+        assert!(text.contains("\"sasl_ssl\""), "{text}");
+        assert!(!ProducerOptions::is_shown("socket.sasl.password"));
     }
 
     #[test]

@@ -9,7 +9,8 @@ use traptor_core::{SlotId, StreamType};
 
 use super::env::{interpolate, refers_to_env, EnvLookup};
 use super::keys::{read_keys_file, RawKey};
-use super::locate::{line_at, line_of, OptionPath};
+use super::locate::{line_of, OptionPath};
+use super::parse_error::parse_error;
 use super::sections::{RulesSourceKind, SinkKind};
 use super::{
     ApiKey, ClusterConfig, ConfigError, Origin, RawConfig, RulesConfig, SinkConfig, SlotSelection,
@@ -116,26 +117,6 @@ fn resolve(origin: &Origin<'_>, path: &Path) -> PathBuf {
     match origin.base_dir {
         Some(base) if path.is_relative() => base.join(path),
         _ => path.to_owned(),
-    }
-}
-
-fn parse_error(origin: &Origin<'_>, error: &toml::de::Error) -> ConfigError {
-    let line = error
-        .span()
-        .map(|span| line_at(origin.text, span.start))
-        .unwrap_or(1);
-    let mut message = error.message().trim_end().to_owned();
-    if let Some(text) = origin.text.lines().nth(line - 1) {
-        let text = text.trim();
-        // Show the offending line, unless it carries a secret value.
-        if !text.is_empty() && !text.contains("secret") && !text.contains("password") {
-            message.push_str(&format!(" (in `{text}`)"));
-        }
-    }
-    ConfigError::Parse {
-        origin: origin.name.clone(),
-        line,
-        message,
     }
 }
 

@@ -4,6 +4,8 @@
 //! ever see `WriteBatch` and `Flush` through a [`WriterHandle`]. A writer replies to a batch
 //! only once its records are accepted (written, or enqueued with the in-flight bound
 //! respected): that reply is the backpressure that slows the streams when the sink is slow.
+//! With `[kafka.spool]`, a Kafka outage longer than the in-flight bound fills a bounded
+//! on-disk spool instead (`spool`), replayed once Kafka answers.
 
 mod kafka;
 mod lines;

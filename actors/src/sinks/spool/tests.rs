@@ -114,6 +114,23 @@ fn records_appended_during_replay_follow_the_earlier_ones() {
 }
 
 #[test]
+fn the_last_segment_goes_once_settled_without_another_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path(), 1 << 20, 1 << 20);
+    spool.try_append(&records(0..2)).unwrap();
+    let mut cursor = ReplayCursor::default();
+    let tickets: Vec<Ticket> = (0..2)
+        .map(|_| spool.next(&mut cursor).unwrap().unwrap().0)
+        .collect();
+    // The replayer stops asking once nothing is unread; settling alone must free the disk.
+    for ticket in tickets {
+        spool.settle(ticket);
+    }
+    assert_eq!(spool.pending(), (0, 0));
+    assert_eq!(segment_files(dir.path()), 0);
+}
+
+#[test]
 fn a_restart_replays_what_was_not_delivered_and_skips_what_was() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -122,6 +122,10 @@ struct WatchLoop {
     settings: WatcherSettings,
     targets: RuleTargets,
     tracker: RuleTracker,
+    /// Set after an outage: a Redis that restarts without persistence comes back empty, which
+    /// must not read as "every rule deleted" and stop every stream. Full syncs that find no
+    /// rule at all are held back until one finds rules or a notice arrives.
+    hold_empty_syncs: bool,
 }
 
 impl WatchLoop {
@@ -130,6 +134,7 @@ impl WatchLoop {
             settings,
             targets,
             tracker: RuleTracker::new(),
+            hold_empty_syncs: false,
         }
     }
 
@@ -153,6 +158,7 @@ impl WatchLoop {
                 return;
             }
             self.settings.stats.record_failure(&end.to_string());
+            self.hold_empty_syncs = true;
             if synced {
                 backoff = self.settings.min_backoff;
             }
@@ -241,6 +247,16 @@ impl WatchLoop {
     async fn full_sync(&mut self, con: &mut MultiplexedConnection) -> Result<(), SessionEnd> {
         let wanted = self.settings.wanted.clone();
         let loaded = load_all(con, &*wanted).await?;
+        if self.hold_empty_syncs && loaded.is_empty() && self.tracker.counts().1 > 0 {
+            let (slots, rules) = self.tracker.counts();
+            tracing::warn!(
+                slots,
+                rules,
+                "Redis came back without any rule (restarted without persistence?); keeping the last known rules until rules reappear or a notice names a slot"
+            );
+            return Ok(());
+        }
+        self.hold_empty_syncs = false;
         let (changed, snapshot) = self.tracker.replace_all(loaded);
         let (slots, rules) = self.tracker.counts();
         let rule_errors: usize = snapshot.slots.iter().map(|slot| slot.errors.len()).sum();
@@ -277,6 +293,8 @@ impl WatchLoop {
             return Ok(());
         }
         let loaded = load_slot(con, &slot).await?;
+        // An operator's notice is an explicit statement about the slot: act on it.
+        self.hold_empty_syncs = false;
         match self.tracker.update_slot(slot.clone(), loaded) {
             Some(changed) => {
                 tracing::info!(slot = %slot, rules = changed.rules.len(), errors = changed.errors.len(), "rules changed");

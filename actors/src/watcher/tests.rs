@@ -276,6 +276,43 @@ async fn keeps_the_last_rules_through_an_outage_and_resyncs_after() {
     .await;
 }
 
+#[actix_rt::test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+async fn a_redis_that_comes_back_empty_does_not_delete_every_rule() {
+    let port = free_port();
+    let redis = OwnRedis::start(port);
+    let url = redis.url();
+    let mut con = connection(&url).await;
+    add_rule(&mut con, "track:0", "1", "happy").await;
+    drop(con);
+
+    let (seen, _watcher) = start_watcher(&url, "traptor-notify", Duration::from_millis(300));
+    seen.wait_for(Duration::from_secs(5), "the first snapshot", |s| {
+        s.len() == 1
+    })
+    .await;
+
+    // Restarted without persistence: empty. Several resyncs pass and must send nothing.
+    drop(redis);
+    actix_rt::time::sleep(Duration::from_secs(1)).await;
+    let redis = OwnRedis::start(port);
+    actix_rt::time::sleep(Duration::from_secs(3)).await;
+    let empty_snapshots = seen
+        .seen()
+        .iter()
+        .filter(|m| matches!(m, Seen::Snapshot(snap) if snap.slots.is_empty()))
+        .count();
+    assert_eq!(empty_snapshots, 0, "an empty Redis after an outage deleted the rules: {:#?}", seen.seen());
+
+    // Once the rule manager writes rules again, they are applied.
+    let mut con = connection(&redis.url()).await;
+    add_rule(&mut con, "track:0", "1", "sad").await;
+    seen.wait_for(Duration::from_secs(5), "the rules written after the restart", |s| {
+        s.iter().any(|m| matches!(m, Seen::Snapshot(snap) if snap.slots.len() == 1 && values(&snap.slots[0].rules) == ["sad"]))
+    })
+    .await;
+}
+
 #[test]
 fn database_urls_replace_the_database() {
     assert_eq!(

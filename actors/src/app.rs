@@ -195,7 +195,15 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
             "records could not be delivered within {FLUSH_TIMEOUT:?} and are lost"
         );
     } else {
-        tracing::info!("all records delivered; stopped cleanly");
+        let spooled = writer.stats().spool_records;
+        if spooled > 0 {
+            tracing::warn!(
+                spool_records = spooled,
+                "Kafka did not take every record: {spooled} records wait in the spool and are replayed at the next start"
+            );
+        } else {
+            tracing::info!("all records delivered; stopped cleanly");
+        }
     }
     if let Some(server) = status_server {
         server.stop().await;

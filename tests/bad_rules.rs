@@ -403,13 +403,15 @@ async fn a_non_utf8_rule_does_not_fail_the_whole_load() {
         .map(|e| e.to_string())
         .collect();
     assert!(
-        errors.iter().any(|e| e.contains(&key("2"))
-            && e.contains("field `value` is not valid UTF-8")),
+        errors
+            .iter()
+            .any(|e| e.contains(&key("2")) && e.contains("field `value` is not valid UTF-8")),
         "{errors:?}"
     );
     assert!(
-        errors.iter().any(|e| e.contains(&key("3"))
-            && e.contains("field `description` is not valid UTF-8")),
+        errors
+            .iter()
+            .any(|e| e.contains(&key("3")) && e.contains("field `description` is not valid UTF-8")),
         "{errors:?}"
     );
 }

@@ -691,6 +691,35 @@ mod tests {
         );
     }
 
+    /// `rediss://` (offered by `config/cluster.toml`) is compiled in, and the TLS handshake
+    /// finds a rustls crypto provider instead of panicking for want of one.
+    #[actix_rt::test]
+    async fn rediss_urls_open_and_attempt_a_tls_handshake() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // A server that is not TLS: it accepts and hangs up, so the handshake fails.
+        std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                drop(stream);
+            }
+        });
+        let client = redis::Client::open(format!("rediss://127.0.0.1:{port}/"))
+            .expect("rediss:// URLs are supported");
+        let attempt = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .expect("the handshake ends");
+        let Err(error) = attempt else {
+            panic!("a plain TCP server cannot complete TLS");
+        };
+        assert!(
+            !error.to_string().contains("feature is not enabled"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn glob_specials_are_escaped() {
         assert_eq!(

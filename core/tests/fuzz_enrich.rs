@@ -123,20 +123,6 @@ fn is_value_only_error(error: &serde_json::Error) -> bool {
         || text.contains("recursion limit exceeded")
 }
 
-/// Known bug (see RELIABILITY.md and `raw_control_characters_in_keys_make_a_message_invalid`):
-/// the enricher reads object keys as raw bytes and so accepts a raw control character in a key,
-/// tagging and writing the invalid JSON as a tweet (or as an unknown or control message), where
-/// the classifier says Invalid. Such
-/// cases are let through here so the fuzzer keeps looking for other bugs.
-fn is_known_raw_control_key_bug(
-    frame: &[u8],
-    enriched: MessageKind,
-    classified: MessageKind,
-) -> bool {
-    let raw_control = frame.iter().any(|&b| b < 0x20);
-    raw_control && enriched != MessageKind::Invalid && classified == MessageKind::Invalid
-}
-
 /// Enriches `frame` with every enricher and checks the invariants.
 fn check_enrich(frame: &[u8]) -> Result<(), TestCaseError> {
     let classified = classify(frame).kind;
@@ -145,9 +131,6 @@ fn check_enrich(frame: &[u8]) -> Result<(), TestCaseError> {
     for enricher in enrichers() {
         let enriched = enricher.enrich(frame, 1_700_000_000_123);
         let record = &enriched.record;
-        if is_known_raw_control_key_bug(frame, record.kind, classified) {
-            continue;
-        }
         // Inputs JSON's grammar admits but serde_json's Value refuses (lone surrogates, `1e999`,
         // nesting past 128) are read more or less strictly by each reader: no agreement asked.
         if !input.as_ref().err().is_some_and(is_value_only_error) {

@@ -27,11 +27,7 @@ pub(crate) fn parse_error(origin: &Origin<'_>, error: &toml::de::Error) -> Confi
 fn key_part(line: &str) -> Option<&str> {
     let line = line.trim();
     if line.starts_with('[') {
-        let inner = line
-            .trim_start_matches('[')
-            .split(']')
-            .next()
-            .unwrap_or("");
+        let inner = line.trim_start_matches('[').split(']').next().unwrap_or("");
         let header_end = line.find(']')?;
         let closing = line[header_end..]
             .bytes()
@@ -51,7 +47,7 @@ fn is_key(text: &str) -> bool {
     loop {
         let part_len = match rest.chars().next() {
             Some(quote @ ('"' | '\'')) => match rest[1..].find(['"', '\'']) {
-                Some(end) if rest[1..].as_bytes()[end] == quote as u8 => end + 2,
+                Some(end) if rest.as_bytes()[1 + end] == quote as u8 => end + 2,
                 _ => return false,
             },
             _ => rest
@@ -122,8 +118,7 @@ mod tests {
 
     #[test]
     fn a_misspelled_secret_option_is_named_but_its_value_is_not_shown() {
-        let message =
-            error_for("[[keys]]\nname = \"k\"\nconsumer-secret = \"hunter2-value\"\n");
+        let message = error_for("[[keys]]\nname = \"k\"\nconsumer-secret = \"hunter2-value\"\n");
         assert!(message.contains("consumer-secret"), "{message}");
         assert!(message.contains("line 3"), "{message}");
         assert!(!message.contains("hunter2-value"), "{message}");
@@ -146,9 +141,15 @@ mod tests {
 
     #[test]
     fn lines_that_are_not_a_key_are_not_quoted() {
-        assert_eq!(key_part("consumer_secret \"abc\"access_token = \"x\""), None);
+        assert_eq!(
+            key_part("consumer_secret \"abc\"access_token = \"x\""),
+            None
+        );
         assert_eq!(key_part("no equals sign \"abc\""), None);
-        assert_eq!(key_part("\"sasl.password\" = \"x\""), Some("\"sasl.password\""));
+        assert_eq!(
+            key_part("\"sasl.password\" = \"x\""),
+            Some("\"sasl.password\"")
+        );
         assert_eq!(key_part("[kafka.producer] # c"), Some("[kafka.producer]"));
         assert_eq!(key_part("[[keys]]"), Some("[[keys]]"));
         assert_eq!(key_part("[abc \"x\" y]"), None);

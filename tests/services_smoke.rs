@@ -37,7 +37,9 @@ async fn kafka_record_round_trips() {
     let payload = br#"{"id_str":"1","text":"hello from traptor"}"#;
     producer
         .send(
-            FutureRecord::to(&topic).key("rule-42").payload(&payload[..]),
+            FutureRecord::to(&topic)
+                .key("rule-42")
+                .payload(&payload[..]),
             Duration::from_secs(10),
         )
         .await

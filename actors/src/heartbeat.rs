@@ -164,7 +164,10 @@ impl Handler<StreamingSlots> for Heartbeat {
 
 /// `2026-11-26T04:05:06Z`: UTC, second precision.
 pub fn utc_timestamp(at: SystemTime) -> String {
-    let secs = at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = at
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     traptor_core::timestamps::utc_iso_seconds(secs as i64)
 }
 

@@ -6,15 +6,15 @@
 //! - `stream`: one streaming connection's life;
 //! - `watcher`, `heartbeat`, `supervisor`: rules in, liveness out, and the owner of it all.
 
+pub mod app;
 pub mod config;
+pub mod heartbeat;
 pub mod logging;
 pub mod messages;
-pub mod sinks;
-pub mod stream;
-pub mod heartbeat;
-pub mod watcher;
-pub mod rules_file;
 pub mod rule_store;
-pub mod supervisor;
+pub mod rules_file;
+pub mod sinks;
 pub mod status;
-pub mod app;
+pub mod stream;
+pub mod supervisor;
+pub mod watcher;

@@ -52,13 +52,25 @@ mod tests {
     #[test]
     fn rust_log_overrides_the_configured_level() {
         assert_eq!(log_filter(Some("debug"), "warn").to_string(), "debug");
-        assert_eq!(log_filter(None, "warn").to_string(), "actix_server=warn,warn");
-        assert_eq!(log_filter(Some(""), "warn").to_string(), "actix_server=warn,warn");
+        assert_eq!(
+            log_filter(None, "warn").to_string(),
+            "actix_server=warn,warn"
+        );
+        assert_eq!(
+            log_filter(Some(""), "warn").to_string(),
+            "actix_server=warn,warn"
+        );
     }
 
     #[test]
     fn an_invalid_filter_falls_back() {
-        assert_eq!(log_filter(Some("info,=["), "warn").to_string(), "actix_server=warn,warn");
-        assert_eq!(log_filter(None, "info,=[").to_string(), "actix_server=warn,info");
+        assert_eq!(
+            log_filter(Some("info,=["), "warn").to_string(),
+            "actix_server=warn,warn"
+        );
+        assert_eq!(
+            log_filter(None, "info,=[").to_string(),
+            "actix_server=warn,info"
+        );
     }
 }

@@ -50,11 +50,18 @@ pub enum StreamState {
     Connecting,
     Streaming,
     /// Waiting before the next attempt, per the streaming API's backoff guidance.
-    BackingOff { delay: Duration, reason: String },
+    BackingOff {
+        delay: Duration,
+        reason: String,
+    },
     /// 401: credentials rejected; retried only slowly.
-    AuthFailed { reason: String },
+    AuthFailed {
+        reason: String,
+    },
     /// 406/413: the filter itself was refused; retried only after a rule change (or slowly).
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
     Stopped,
 }
 

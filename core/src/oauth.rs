@@ -40,7 +40,11 @@ pub fn redact(value: &str) -> String {
 }
 
 /// RFC 3986 unreserved characters stay; everything else is percent-encoded (RFC 5849 §3.6).
-const OAUTH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const OAUTH_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 pub fn encode(value: &str) -> String {
     utf8_percent_encode(value, OAUTH_ENCODE).to_string()
@@ -49,7 +53,11 @@ pub fn encode(value: &str) -> String {
 /// Encodes form parameters as `application/x-www-form-urlencoded`, with OAuth's encoding so the
 /// body the server reads is exactly what was signed.
 pub fn encode_form(params: &[(&str, &str)]) -> String {
-    params.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&")
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Decodes a form body or query string into pairs (`+` is a space).
@@ -58,7 +66,11 @@ pub fn decode_form(body: &str) -> Vec<(String, String)> {
         .filter(|part| !part.is_empty())
         .map(|part| {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            let decode = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let decode = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (decode(k), decode(v))
         })
         .collect()
@@ -72,12 +84,23 @@ pub fn signature(
     consumer_secret: &str,
     token_secret: &str,
 ) -> String {
-    let mut encoded: Vec<(String, String)> = params.iter().map(|(k, v)| (encode(k), encode(v))).collect();
+    let mut encoded: Vec<(String, String)> =
+        params.iter().map(|(k, v)| (encode(k), encode(v))).collect();
     encoded.sort();
-    let param_string = encoded.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-    let base = format!("{}&{}&{}", method.to_ascii_uppercase(), encode(base_url), encode(&param_string));
+    let param_string = encoded
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let base = format!(
+        "{}&{}&{}",
+        method.to_ascii_uppercase(),
+        encode(base_url),
+        encode(&param_string)
+    );
     let key = format!("{}&{}", encode(consumer_secret), encode(token_secret));
-    let mut mac = Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
+    let mut mac =
+        Hmac::<Sha1>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length");
     mac.update(base.as_bytes());
     base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -100,11 +123,24 @@ pub fn authorization_header(
         ("oauth_token", credentials.access_token.as_str()),
         ("oauth_version", "1.0"),
     ];
-    let all: Vec<(String, String)> =
-        oauth.iter().chain(params.iter()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let sig = signature(method, base_url, &all, &credentials.consumer_secret, &credentials.access_token_secret);
+    let all: Vec<(String, String)> = oauth
+        .iter()
+        .chain(params.iter())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let sig = signature(
+        method,
+        base_url,
+        &all,
+        &credentials.consumer_secret,
+        &credentials.access_token_secret,
+    );
     let mut header = String::from("OAuth ");
-    for (k, v) in oauth.iter().copied().chain([("oauth_signature", sig.as_str())]) {
+    for (k, v) in oauth
+        .iter()
+        .copied()
+        .chain([("oauth_signature", sig.as_str())])
+    {
         if !header.ends_with(' ') {
             header.push_str(", ");
         }
@@ -120,7 +156,10 @@ pub fn parse_authorization_header(header: &str) -> Option<BTreeMap<String, Strin
     for part in rest.split(',') {
         let (k, v) = part.trim().split_once('=')?;
         let v = v.trim().trim_matches('"');
-        out.insert(k.trim().to_owned(), percent_decode_str(v).decode_utf8_lossy().into_owned());
+        out.insert(
+            k.trim().to_owned(),
+            percent_decode_str(v).decode_utf8_lossy().into_owned(),
+        );
     }
     Some(out)
 }
@@ -133,13 +172,19 @@ mod tests {
     #[test]
     fn matches_the_documented_signature_example() {
         let params: Vec<(String, String)> = [
-            ("status", "Hello Ladies + Gentlemen, a signed OAuth request!"),
+            (
+                "status",
+                "Hello Ladies + Gentlemen, a signed OAuth request!",
+            ),
             ("include_entities", "true"),
             ("oauth_consumer_key", "xvz1evFS4wEEPTGEFPHBog"),
             ("oauth_nonce", "kYjzVBB8Y0ZFabxSWbWovY3uYSQ2pTgmZeNu2VS4cg"),
             ("oauth_signature_method", "HMAC-SHA1"),
             ("oauth_timestamp", "1318622958"),
-            ("oauth_token", "370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb"),
+            (
+                "oauth_token",
+                "370773112-GmHxMAgYyLbNEtIKZeRNFsMKPR9EyMZeS9weJAEb",
+            ),
             ("oauth_version", "1.0"),
         ]
         .iter()
@@ -167,11 +212,16 @@ mod tests {
         let header = authorization_header(&creds, "POST", url, &[("track", "a b,c")], "n1", 42);
         let parsed = parse_authorization_header(&header).unwrap();
         let sig = parsed["oauth_signature"].clone();
-        let mut params: Vec<(String, String)> =
-            parsed.into_iter().filter(|(k, _)| k != "oauth_signature").collect();
+        let mut params: Vec<(String, String)> = parsed
+            .into_iter()
+            .filter(|(k, _)| k != "oauth_signature")
+            .collect();
         params.push(("track".into(), "a b,c".into()));
         assert_eq!(signature("POST", url, &params, "cs", "ats"), sig);
-        assert_eq!(decode_form(&encode_form(&[("track", "a b,c")])), vec![("track".into(), "a b,c".into())]);
+        assert_eq!(
+            decode_form(&encode_form(&[("track", "a b,c")])),
+            vec![("track".into(), "a b,c".into())]
+        );
     }
 
     #[test]

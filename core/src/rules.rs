@@ -72,7 +72,10 @@ pub struct SlotId {
 
 impl SlotId {
     pub fn new(stream_type: StreamType, id: impl Into<String>) -> Self {
-        SlotId { stream_type, id: id.into() }
+        SlotId {
+            stream_type,
+            id: id.into(),
+        }
     }
 
     /// The Redis key prefix of this slot's rule hashes: `traptor-<type>:<id>:`.
@@ -191,12 +194,16 @@ impl BoundingBox {
         let [sw_lon, sw_lat, ne_lon, ne_lat] = parsed;
         for lon in [sw_lon, ne_lon] {
             if !(-180.0..=180.0).contains(&lon) {
-                return Err(RuleProblem::BadBox(format!("longitude {lon} is outside [-180, 180]")));
+                return Err(RuleProblem::BadBox(format!(
+                    "longitude {lon} is outside [-180, 180]"
+                )));
             }
         }
         for lat in [sw_lat, ne_lat] {
             if !(-90.0..=90.0).contains(&lat) {
-                return Err(RuleProblem::BadBox(format!("latitude {lat} is outside [-90, 90]")));
+                return Err(RuleProblem::BadBox(format!(
+                    "latitude {lat} is outside [-90, 90]"
+                )));
             }
         }
         if sw_lon >= ne_lon || sw_lat >= ne_lat {
@@ -204,7 +211,12 @@ impl BoundingBox {
                 "the south-west corner must be below and left of the north-east corner".into(),
             ));
         }
-        Ok(BoundingBox { sw_lon, sw_lat, ne_lon, ne_lat })
+        Ok(BoundingBox {
+            sw_lon,
+            sw_lat,
+            ne_lon,
+            ne_lat,
+        })
     }
 
     pub fn contains(&self, lon: f64, lat: f64) -> bool {
@@ -221,7 +233,10 @@ impl BoundingBox {
 
     /// The canonical text sent in `locations=`; also the key used to merge equal boxes.
     pub fn to_filter_value(&self) -> String {
-        format!("{},{},{},{}", self.sw_lon, self.sw_lat, self.ne_lon, self.ne_lat)
+        format!(
+            "{},{},{},{}",
+            self.sw_lon, self.sw_lat, self.ne_lon, self.ne_lat
+        )
     }
 }
 
@@ -271,7 +286,10 @@ pub struct Rule {
 
 impl Rule {
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The rule's `tag` field, reported as `rule_tag`.
@@ -286,7 +304,12 @@ pub enum RuleProblem {
     MissingField(&'static str),
     NotAnObject,
     UnknownType(String),
-    TypeMismatch { slot: StreamType, rule: StreamType, field: &'static str, value: String },
+    TypeMismatch {
+        slot: StreamType,
+        rule: StreamType,
+        field: &'static str,
+        value: String,
+    },
     EmptyPhrase,
     PhraseTooLong(usize),
     PhraseHasComma,
@@ -380,27 +403,53 @@ pub fn field_to_string(value: &serde_json::Value) -> String {
 /// Reads a JSON object of rule fields into `(name, value)` pairs in document order.
 pub fn fields_from_json(value: &serde_json::Value) -> Result<Vec<(String, String)>, RuleProblem> {
     let object = value.as_object().ok_or(RuleProblem::NotAnObject)?;
-    Ok(object.iter().map(|(k, v)| (k.clone(), field_to_string(v))).collect())
+    Ok(object
+        .iter()
+        .map(|(k, v)| (k.clone(), field_to_string(v)))
+        .collect())
 }
 
 /// Parses one rule hash. `slot_type` is the type of the slot it was stored under (`None` when
 /// rules come from a file, where `rule_type` or `orig_type` decides).
-pub fn parse_rule(fields: Vec<(String, String)>, slot_type: Option<StreamType>) -> Result<Rule, RuleError> {
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let rule_id = get("rule_id").map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
-    let fail = |problem| RuleError { rule_id: rule_id.clone(), source: None, problem };
+pub fn parse_rule(
+    fields: Vec<(String, String)>,
+    slot_type: Option<StreamType>,
+) -> Result<Rule, RuleError> {
+    let get = |name: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let rule_id = get("rule_id")
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let fail = |problem| RuleError {
+        rule_id: rule_id.clone(),
+        source: None,
+        problem,
+    };
     if rule_id.is_none() {
         return Err(fail(RuleProblem::MissingField("rule_id")));
     }
-    let value = get("value").ok_or_else(|| fail(RuleProblem::MissingField("value")))?.to_owned();
+    let value = get("value")
+        .ok_or_else(|| fail(RuleProblem::MissingField("value")))?
+        .to_owned();
 
     let orig_type = match get("orig_type").map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(t) => Some(t.parse::<OrigType>().map_err(|_| fail(RuleProblem::UnknownType(excerpt(t))))?),
+        Some(t) => Some(
+            t.parse::<OrigType>()
+                .map_err(|_| fail(RuleProblem::UnknownType(excerpt(t))))?,
+        ),
     };
     let declared_type = match get("rule_type").map(str::trim).filter(|s| !s.is_empty()) {
         None => None,
-        Some(t) => Some(t.parse::<StreamType>().map_err(|_| fail(RuleProblem::UnknownType(excerpt(t))))?),
+        Some(t) => Some(
+            t.parse::<StreamType>()
+                .map_err(|_| fail(RuleProblem::UnknownType(excerpt(t))))?,
+        ),
     };
     let stream_type = slot_type
         .or(declared_type)
@@ -437,7 +486,14 @@ pub fn parse_rule(fields: Vec<(String, String)>, slot_type: Option<StreamType>) 
         StreamType::Locations => FilterTerm::Box(BoundingBox::parse(&value).map_err(fail)?),
     };
 
-    Ok(Rule { rule_id: rule_id.unwrap_or_default(), value, stream_type, orig_type, term, fields })
+    Ok(Rule {
+        rule_id: rule_id.unwrap_or_default(),
+        value,
+        stream_type,
+        orig_type,
+        term,
+        fields,
+    })
 }
 
 /// Lowercases a track phrase and collapses its spaces; hashtag rules get `#` on every term
@@ -525,23 +581,42 @@ mod tests {
     use super::*;
 
     fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn fixture(name: &str) -> serde_json::Value {
-        let path = format!("{}/../tests/fixtures/traptor-v4/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../tests/fixtures/traptor-v4/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         serde_json::from_str(&std::fs::read_to_string(&path).expect(&path)).unwrap()
     }
 
     #[test]
     fn parses_the_original_fixtures_with_numeric_rule_ids() {
         for (file, slot, term) in [
-            ("track_rules.json", StreamType::Track, FilterTerm::Phrase("happy".into())),
-            ("follow_rules.json", StreamType::Follow, FilterTerm::UserId(17919972)),
+            (
+                "track_rules.json",
+                StreamType::Track,
+                FilterTerm::Phrase("happy".into()),
+            ),
+            (
+                "follow_rules.json",
+                StreamType::Follow,
+                FilterTerm::UserId(17919972),
+            ),
             (
                 "locations_rules.json",
                 StreamType::Locations,
-                FilterTerm::Box(BoundingBox { sw_lon: -122.75, sw_lat: 36.8, ne_lon: -121.75, ne_lat: 37.8 }),
+                FilterTerm::Box(BoundingBox {
+                    sw_lon: -122.75,
+                    sw_lat: 36.8,
+                    ne_lon: -121.75,
+                    ne_lat: 37.8,
+                }),
             ),
         ] {
             let rule = parse_rule(fields_from_json(&fixture(file)).unwrap(), Some(slot)).unwrap();
@@ -558,7 +633,17 @@ mod tests {
         let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(
             names,
-            ["tag", "value", "status", "description", "appid", "date_added", "orig_type", "rule_type", "rule_id"]
+            [
+                "tag",
+                "value",
+                "status",
+                "description",
+                "appid",
+                "date_added",
+                "orig_type",
+                "rule_type",
+                "rule_id"
+            ]
         );
         assert_eq!(fields.last().unwrap().1, "12347");
     }
@@ -587,7 +672,11 @@ mod tests {
 
     #[test]
     fn a_rule_without_orig_type_takes_its_slot_type() {
-        let rule = parse_rule(fields(&[("rule_id", "1"), ("value", "Python")]), Some(StreamType::Track)).unwrap();
+        let rule = parse_rule(
+            fields(&[("rule_id", "1"), ("value", "Python")]),
+            Some(StreamType::Track),
+        )
+        .unwrap();
         assert_eq!(rule.stream_type, StreamType::Track);
         assert_eq!(rule.term, FilterTerm::Phrase("python".into()));
     }
@@ -596,22 +685,86 @@ mod tests {
     fn each_bad_rule_gets_an_error_that_names_it() {
         let long = "x".repeat(61);
         let cases: Vec<(Vec<(String, String)>, StreamType, &str)> = vec![
-            (fields(&[("value", "a")]), StreamType::Track, "`rule_id` is missing"),
-            (fields(&[("rule_id", "7")]), StreamType::Track, "`value` is missing"),
-            (fields(&[("rule_id", "7"), ("value", "  ")]), StreamType::Track, "empty"),
-            (fields(&[("rule_id", "7"), ("value", &long)]), StreamType::Track, "61 bytes"),
-            (fields(&[("rule_id", "7"), ("value", "a,b")]), StreamType::Track, "comma"),
-            (fields(&[("rule_id", "7"), ("value", "a\0b")]), StreamType::Track, "control character"),
-            (fields(&[("rule_id", "7"), ("value", "cnn")]), StreamType::Follow, "not a numeric user id"),
-            (fields(&[("rule_id", "7"), ("value", "-12")]), StreamType::Follow, "not a numeric user id"),
-            (fields(&[("rule_id", "7"), ("value", "1,2,3")]), StreamType::Locations, "four numbers"),
-            (fields(&[("rule_id", "7"), ("value", "1,2,x,4")]), StreamType::Locations, "not a number"),
-            (fields(&[("rule_id", "7"), ("value", "-190,2,3,4")]), StreamType::Locations, "outside [-180, 180]"),
-            (fields(&[("rule_id", "7"), ("value", "1,95,3,96")]), StreamType::Locations, "outside [-90, 90]"),
-            (fields(&[("rule_id", "7"), ("value", "3,4,1,2")]), StreamType::Locations, "south-west"),
-            (fields(&[("rule_id", "7"), ("value", "a"), ("orig_type", "emoji")]), StreamType::Track, "unknown type"),
-            (fields(&[("rule_id", "7"), ("value", "a"), ("orig_type", "geo")]), StreamType::Track, "locations rule"),
-            (fields(&[("rule_id", "7"), ("value", "a"), ("status", "paused")]), StreamType::Track, "not \"active\""),
+            (
+                fields(&[("value", "a")]),
+                StreamType::Track,
+                "`rule_id` is missing",
+            ),
+            (
+                fields(&[("rule_id", "7")]),
+                StreamType::Track,
+                "`value` is missing",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "  ")]),
+                StreamType::Track,
+                "empty",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", &long)]),
+                StreamType::Track,
+                "61 bytes",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "a,b")]),
+                StreamType::Track,
+                "comma",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "a\0b")]),
+                StreamType::Track,
+                "control character",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "cnn")]),
+                StreamType::Follow,
+                "not a numeric user id",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "-12")]),
+                StreamType::Follow,
+                "not a numeric user id",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "1,2,3")]),
+                StreamType::Locations,
+                "four numbers",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "1,2,x,4")]),
+                StreamType::Locations,
+                "not a number",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "-190,2,3,4")]),
+                StreamType::Locations,
+                "outside [-180, 180]",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "1,95,3,96")]),
+                StreamType::Locations,
+                "outside [-90, 90]",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "3,4,1,2")]),
+                StreamType::Locations,
+                "south-west",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "a"), ("orig_type", "emoji")]),
+                StreamType::Track,
+                "unknown type",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "a"), ("orig_type", "geo")]),
+                StreamType::Track,
+                "locations rule",
+            ),
+            (
+                fields(&[("rule_id", "7"), ("value", "a"), ("status", "paused")]),
+                StreamType::Track,
+                "not \"active\"",
+            ),
         ];
         for (f, slot, expected) in cases {
             let err = parse_rule(f.clone(), Some(slot)).unwrap_err();
@@ -626,7 +779,11 @@ mod tests {
     #[test]
     fn errors_quote_only_an_excerpt_of_a_huge_value() {
         let huge = "9x".repeat(500_000);
-        let err = parse_rule(fields(&[("rule_id", "7"), ("value", &huge)]), Some(StreamType::Follow)).unwrap_err();
+        let err = parse_rule(
+            fields(&[("rule_id", "7"), ("value", &huge)]),
+            Some(StreamType::Follow),
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(text.len() < 300, "{} bytes", text.len());
         assert!(text.contains("(1000000 bytes)"), "{text}");
@@ -635,23 +792,43 @@ mod tests {
     #[test]
     fn a_track_phrase_of_exactly_60_bytes_is_accepted() {
         let value = "é".repeat(30); // 60 bytes, 30 characters
-        assert!(parse_rule(fields(&[("rule_id", "1"), ("value", &value)]), Some(StreamType::Track)).is_ok());
+        assert!(parse_rule(
+            fields(&[("rule_id", "1"), ("value", &value)]),
+            Some(StreamType::Track)
+        )
+        .is_ok());
         let value = format!("{}e", "é".repeat(30));
-        assert!(parse_rule(fields(&[("rule_id", "1"), ("value", &value)]), Some(StreamType::Track)).is_err());
+        assert!(parse_rule(
+            fields(&[("rule_id", "1"), ("value", &value)]),
+            Some(StreamType::Track)
+        )
+        .is_err());
     }
 
     #[test]
     fn rule_sets_keep_good_rules_sort_by_id_and_report_bad_ones() {
         let hashes = vec![
-            (Some("traptor-track:0:b".to_string()), fields(&[("rule_id", "10"), ("value", "ten")])),
-            (Some("traptor-track:0:c".to_string()), fields(&[("rule_id", "9"), ("value", "")])),
-            (Some("traptor-track:0:a".to_string()), fields(&[("rule_id", "2"), ("value", "two")])),
+            (
+                Some("traptor-track:0:b".to_string()),
+                fields(&[("rule_id", "10"), ("value", "ten")]),
+            ),
+            (
+                Some("traptor-track:0:c".to_string()),
+                fields(&[("rule_id", "9"), ("value", "")]),
+            ),
+            (
+                Some("traptor-track:0:a".to_string()),
+                fields(&[("rule_id", "2"), ("value", "two")]),
+            ),
         ];
         let set = RuleSet::from_hashes(hashes, Some(StreamType::Track));
         let ids: Vec<_> = set.rules.iter().map(|r| r.rule_id.as_str()).collect();
         assert_eq!(ids, ["2", "10"]);
         assert_eq!(set.errors.len(), 1);
-        assert_eq!(set.errors[0].to_string(), "rule 9 (traptor-track:0:c): the track phrase is empty");
+        assert_eq!(
+            set.errors[0].to_string(),
+            "rule 9 (traptor-track:0:c): the track phrase is empty"
+        );
     }
 
     #[test]

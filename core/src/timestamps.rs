@@ -62,7 +62,10 @@ mod tests {
     #[test]
     fn formats_a_known_instant() {
         // The fixture track tweet: Mon Feb 22 01:34:53 +0000 2016.
-        assert_eq!(twitter_created_at(1_456_104_893), "Mon Feb 22 01:34:53 +0000 2016");
+        assert_eq!(
+            twitter_created_at(1_456_104_893),
+            "Mon Feb 22 01:34:53 +0000 2016"
+        );
         assert_eq!(utc_iso_seconds(1_456_104_893), "2016-02-22T01:34:53Z");
         assert_eq!(utc_date_time(1_462_899_514), "2016-05-10 16:58:34");
         assert_eq!(utc_iso_seconds(0), "1970-01-01T00:00:00Z");

@@ -302,7 +302,12 @@ async fn a_redis_that_comes_back_empty_does_not_delete_every_rule() {
         .iter()
         .filter(|m| matches!(m, Seen::Snapshot(snap) if snap.slots.is_empty()))
         .count();
-    assert_eq!(empty_snapshots, 0, "an empty Redis after an outage deleted the rules: {:#?}", seen.seen());
+    assert_eq!(
+        empty_snapshots,
+        0,
+        "an empty Redis after an outage deleted the rules: {:#?}",
+        seen.seen()
+    );
 
     // Once the rule manager writes rules again, they are applied.
     let mut con = connection(&redis.url()).await;

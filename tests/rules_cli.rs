@@ -744,3 +744,81 @@ fn plan_shows_the_split_of_an_over_limit_slot_and_the_rules_left_out() {
     assert_eq!(plan["rule_errors"][0]["rule_id"], "2");
     assert_eq!(plan["unused_keys"].as_array().unwrap().len(), 0);
 }
+
+/// A key that is not a readable rule hash (a string under a rule's name, a field of raw bytes)
+/// is listed with the reason, and an export that cannot copy it says so and fails.
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn unreadable_keys_are_listed_and_fail_an_export() {
+    let slots = Slots::new(1);
+    let track = format!("track:{}", slots.id(0));
+    let mut con = redis();
+    let output = traptor(&[
+        "rules",
+        "add",
+        "--slot",
+        &track,
+        "--rule-id",
+        "1",
+        "--value",
+        "happy",
+        "--no-notify",
+    ]);
+    assert_exit(&output, 0);
+    let not_a_hash = format!("traptor-{track}:2");
+    let _: () = con.set(&not_a_hash, "happy").unwrap();
+    let raw_bytes = format!("traptor-{track}:3");
+    let _: () = con
+        .hset_multiple(
+            &raw_bytes,
+            &[("rule_id", &b"3"[..]), ("value", &b"caf\xe9"[..])],
+        )
+        .unwrap();
+
+    let output = traptor(&["rules", "list", "--slot", &track]);
+    assert_exit(&output, 0);
+    let table = stdout(&output);
+    assert!(
+        table.contains(&format!(
+            "key {not_a_hash} cannot be read: it is not a hash"
+        )),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("key {raw_bytes} cannot be read"))
+            && table.contains("`value` is not valid UTF-8"),
+        "{table}"
+    );
+    assert!(table.contains("happy"), "{table}");
+    assert!(
+        stderr(&output).contains("3 rule(s), 2 not collected"),
+        "{}",
+        stderr(&output)
+    );
+
+    let output = traptor(&["rules", "list", "--slot", &track, "--json"]);
+    assert_exit(&output, 0);
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        lines.iter().filter(|line| line["hash"].is_null()).count(),
+        2
+    );
+
+    let output = traptor(&["rules", "export", "--slot", &track]);
+    assert_exit(&output, 1);
+    assert_eq!(
+        stdout(&output).lines().count(),
+        1,
+        "the readable rule is exported"
+    );
+    let errors = stderr(&output);
+    assert!(
+        errors.contains(&format!("key {not_a_hash} is NOT in the export"))
+            && errors.contains(&format!("key {raw_bytes} is NOT in the export")),
+        "{errors}"
+    );
+}

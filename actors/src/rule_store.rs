@@ -180,6 +180,16 @@ pub async fn scan_hashes<C: ConnectionLike>(
     Ok(scan_wanted(con, wanted).await?.readable_logging_the_rest())
 }
 
+/// Every rule key under `traptor-*` whose slot `wanted` accepts, readable or not, for the
+/// operator's tools: a key that cannot be read is listed with the reason instead of being
+/// left out, so that a listing or an export never silently misses a stored rule.
+pub async fn scan_stored<C: ConnectionLike>(
+    con: &mut C,
+    wanted: &dyn Fn(&SlotId) -> bool,
+) -> RedisResult<StoredRules> {
+    scan_wanted(con, wanted).await
+}
+
 /// The rule hashes of one slot, valid or not, in rule-id order (unreadable keys are logged).
 pub async fn slot_hashes<C: ConnectionLike>(
     con: &mut C,
@@ -208,24 +218,50 @@ pub async fn load_slot<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisRe
 }
 
 /// What reading a set of rule keys found: the hashes, and the keys that could not be read.
-struct ReadOutcome {
-    hashes: Vec<StoredHash>,
-    /// Per key, why it could not be read, as an error of its slot.
-    unreadable: Vec<(SlotId, RuleError)>,
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoredRules {
+    /// The readable hashes, in slot then rule-id order.
+    pub hashes: Vec<StoredHash>,
+    /// The keys that could not be read, in key order.
+    pub unreadable: Vec<UnreadableKey>,
 }
 
-impl ReadOutcome {
+/// A `traptor-<type>:<id>:<rule>` key whose content is not a rule hash of UTF-8 text (a
+/// string or list under a rule's name, a field written as raw bytes): it is reported by key,
+/// since it has no readable rule id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableKey {
+    pub key: String,
+    /// The slot named by the key.
+    pub slot: SlotId,
+    /// What is wrong with it and what to do, e.g. "the field value of \"value\" is not valid UTF-8; …".
+    pub reason: String,
+}
+
+impl UnreadableKey {
+    /// The error the supervisor reports for this key in its slot.
+    pub fn to_rule_error(&self) -> RuleError {
+        RuleError {
+            rule_id: None,
+            source: Some(self.key.clone()),
+            problem: RuleProblem::Unreadable(self.reason.clone()),
+        }
+    }
+}
+
+impl StoredRules {
     fn readable_logging_the_rest(self) -> Vec<StoredHash> {
-        for (_, error) in &self.unreadable {
-            tracing::warn!("skipping a rule key: {error}");
+        for key in &self.unreadable {
+            tracing::warn!("skipping a rule key: {}", key.to_rule_error());
         }
         self.hashes
     }
 
     fn into_rule_sets(self) -> BTreeMap<SlotId, RuleSet> {
         let mut sets = group_into_rule_sets(self.hashes);
-        for (slot, error) in self.unreadable {
-            sets.entry(slot).or_default().errors.push(error);
+        for key in self.unreadable {
+            let error = key.to_rule_error();
+            sets.entry(key.slot).or_default().errors.push(error);
         }
         sets
     }
@@ -234,7 +270,7 @@ impl ReadOutcome {
 async fn scan_wanted<C: ConnectionLike>(
     con: &mut C,
     wanted: &dyn Fn(&SlotId) -> bool,
-) -> RedisResult<ReadOutcome> {
+) -> RedisResult<StoredRules> {
     let keys = scan_keys(con, "traptor-*").await?;
     let keys = keys
         .into_iter()
@@ -253,7 +289,7 @@ async fn scan_wanted<C: ConnectionLike>(
     read_hashes(con, keys).await
 }
 
-async fn scan_slot<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisResult<ReadOutcome> {
+async fn scan_slot<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisResult<StoredRules> {
     let pattern = format!("{}*", glob_escape(&slot.rule_key_prefix()));
     let keys = scan_keys(con, &pattern)
         .await?
@@ -428,8 +464,8 @@ async fn scan_keys<C: ConnectionLike>(con: &mut C, pattern: &str) -> RedisResult
 async fn read_hashes<C: ConnectionLike>(
     con: &mut C,
     keys: Vec<(String, SlotId)>,
-) -> RedisResult<ReadOutcome> {
-    let mut outcome = ReadOutcome {
+) -> RedisResult<StoredRules> {
+    let mut outcome = StoredRules {
         hashes: Vec::with_capacity(keys.len()),
         unreadable: Vec::new(),
     };
@@ -456,18 +492,16 @@ async fn read_hashes<C: ConnectionLike>(
                     slot: slot.clone(),
                     fields,
                 }),
-                Err(why) => outcome.unreadable.push((
-                    slot.clone(),
-                    RuleError {
-                        rule_id: None,
-                        source: Some(key.clone()),
-                        problem: RuleProblem::Unreadable(why),
-                    },
-                )),
+                Err(reason) => outcome.unreadable.push(UnreadableKey {
+                    key: key.clone(),
+                    slot: slot.clone(),
+                    reason,
+                }),
             }
         }
     }
     sort_hashes(&mut outcome.hashes);
+    outcome.unreadable.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(outcome)
 }
 
@@ -666,19 +700,16 @@ mod tests {
     #[test]
     fn unreadable_keys_become_errors_of_their_slot() {
         let slot = SlotId::new(StreamType::Track, "0");
-        let outcome = ReadOutcome {
+        let outcome = StoredRules {
             hashes: vec![hash(
                 "traptor-track:0:1",
                 &[("rule_id", "1"), ("value", "happy")],
             )],
-            unreadable: vec![(
-                SlotId::new(StreamType::Track, "1"),
-                RuleError {
-                    rule_id: None,
-                    source: Some("traptor-track:1:2".into()),
-                    problem: RuleProblem::Unreadable("it is not a hash".into()),
-                },
-            )],
+            unreadable: vec![UnreadableKey {
+                key: "traptor-track:1:2".into(),
+                slot: SlotId::new(StreamType::Track, "1"),
+                reason: "it is not a hash".into(),
+            }],
         };
         let sets = outcome.into_rule_sets();
         assert_eq!(sets[&slot].rules.len(), 1);

@@ -1,6 +1,7 @@
 //! `traptor rules export`: the stored rule hashes on stdout, each with its slot in the
 //! `_slot` field, in the format `traptor rules import` reads back. Invalid rules are exported
-//! too: an export is a faithful copy of what is stored.
+//! too: an export is a faithful copy of what is stored. A key that cannot be read (not a hash,
+//! or not UTF-8) cannot be copied: it is named on stderr and the exit status is 1.
 
 use std::collections::BTreeSet;
 use std::process::ExitCode;
@@ -47,20 +48,36 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let url = args.redis.resolved_url();
-    let hashes = block_on(async {
+    let stored = block_on(async {
         let mut con = connect(&url).await?;
         let wanted = |slot: &SlotId| args.slot.is_empty() || args.slot.contains(slot);
-        rule_store::scan_hashes(&mut con, &wanted)
+        rule_store::scan_stored(&mut con, &wanted)
             .await
             .context(redis_failure("reading the rules", &url))
     })??;
     let text = match args.format {
-        Format::Jsonl => to_jsonl(&hashes),
-        Format::Csv => to_csv(&hashes),
+        Format::Jsonl => to_jsonl(&stored.hashes),
+        Format::Csv => to_csv(&stored.hashes),
     };
     write_stdout(&text)?;
-    eprintln!("exported {} rule(s)", hashes.len());
-    Ok(ExitCode::SUCCESS)
+    eprintln!("exported {} rule(s)", stored.hashes.len());
+    if stored.unreadable.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The export is incomplete: say which keys are missing and fail, so a backup script
+    // notices instead of keeping a copy that silently lacks them.
+    for key in &stored.unreadable {
+        eprintln!(
+            "error: key {} is NOT in the export: {}",
+            key.key, key.reason
+        );
+    }
+    eprintln!(
+        "{} key(s) could not be read; fix or delete them (`redis-cli TYPE <key>`, `HGETALL <key>`) \
+         and export again",
+        stored.unreadable.len()
+    );
+    Ok(ExitCode::FAILURE)
 }
 
 /// One JSON object per rule: `_slot` first, then the hash's fields as stored.

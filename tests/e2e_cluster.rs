@@ -8,12 +8,19 @@ mod e2e_common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e_common::emulator::{
+    emulator_config, keys_toml, open_tracks, runtime, start_emulator, test_credentials, test_keys,
+    tweets_sent, wait_for_stats,
+};
 use e2e_common::{unique, Supervisor};
 use redis::Commands;
 use traptor_core::oauth::Credentials;
-use traptor_firehose::{Firehose, FirehoseConfig, FirehoseHandle, Stats};
+use traptor_firehose::{FirehoseHandle, Stats};
+
+/// Credentials of this file's emulator keys.
+const KEY_PREFIX: &str = "e2e";
 
 /// One test's world: emulator, Redis database, topic, keys.
 struct World {
@@ -26,34 +33,12 @@ struct World {
     keys: Vec<(String, Credentials)>,
 }
 
-fn credentials(i: usize) -> Credentials {
-    Credentials {
-        consumer_key: format!("e2e-consumer-key-{i}"),
-        consumer_secret: format!("e2e-consumer-secret-{i}"),
-        access_token: format!("e2e-access-token-{i}"),
-        access_token_secret: format!("e2e-access-token-secret-{i}"),
-    }
-}
-
 impl World {
     /// `keys` API keys the emulator accepts; Redis database `db` (flushed first).
     fn new(db: u32, keys: usize, rate: f64) -> World {
-        let keys: Vec<(String, Credentials)> = (0..keys)
-            .map(|i| (format!("key{i}"), credentials(i)))
-            .collect();
-        let config = FirehoseConfig {
-            keys: keys.iter().map(|(_, c)| c.clone()).collect(),
-            rate,
-            seed: 7,
-            keepalive: Duration::from_secs(1),
-            hit_ratio: 1.0,
-            connect_limit: 1000,
-            ..FirehoseConfig::default()
-        };
-        let emulator = runtime()
-            .block_on(Firehose::start(config))
-            .expect("starting the emulator");
-        let redis_url = redis_db(db);
+        let keys = test_keys(KEY_PREFIX, keys);
+        let emulator = start_emulator(emulator_config(&keys, rate));
+        let redis_url = support::redis_url_with_db(db);
         let mut redis = redis::Client::open(redis_url.as_str())
             .unwrap()
             .get_connection()
@@ -107,12 +92,7 @@ connects_per_key_per_minute = 60
             topic = self.topic,
             endpoint = self.emulator.url(),
         );
-        for (name, c) in keys {
-            text.push_str(&format!(
-                "\n[[keys]]\nname = \"{name}\"\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\naccess_token = \"{}\"\naccess_token_secret = \"{}\"\n",
-                c.consumer_key, c.consumer_secret, c.access_token, c.access_token_secret
-            ));
-        }
+        text.push_str(&keys_toml(keys));
         text
     }
 
@@ -155,6 +135,7 @@ connects_per_key_per_minute = 60
     }
 
     /// Waits until the emulator's stats satisfy `check`.
+    #[track_caller]
     fn wait_for(
         &self,
         limit: Duration,
@@ -162,16 +143,7 @@ connects_per_key_per_minute = 60
         supervisor: &Supervisor,
         check: impl Fn(&Stats) -> bool,
     ) {
-        let deadline = Instant::now() + limit;
-        while !check(&self.stats()) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; emulator: {:#?}\nsupervisor stderr:\n{}",
-                self.stats().connections,
-                supervisor.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_for_stats(&self.emulator, limit, what, supervisor, check);
     }
 
     /// The topic's records, read until at least `at_least` arrived (or 30 s passed).
@@ -200,39 +172,6 @@ connects_per_key_per_minute = 60
             })
             .collect()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The test Redis, database `db`.
-fn redis_db(db: u32) -> String {
-    let base = support::redis_url();
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let end = base[start..].find('/').map_or(base.len(), |i| start + i);
-    format!("{}/{db}", &base[..end])
-}
-
-/// Open connections' track phrases, sorted, one list per connection.
-fn open_tracks(stats: &Stats) -> Vec<Vec<String>> {
-    let mut tracks: Vec<Vec<String>> = stats
-        .open_connections()
-        .map(|c| {
-            let mut t = c.track.clone();
-            t.sort();
-            t
-        })
-        .collect();
-    tracks.sort();
-    tracks
-}
-
-fn tweet_ids(stats: &Stats) -> usize {
-    stats.connections.iter().map(|c| c.tweet_ids.len()).sum()
 }
 
 fn rule_ids(doc: &serde_json::Value) -> BTreeSet<String> {
@@ -269,7 +208,7 @@ fn rules_from_redis_reach_kafka_with_their_collection_rules() {
         |s| open_tracks(s).iter().any(|t| t == &["birthday", "happy"]),
     );
     world.wait_for(Duration::from_secs(20), "tweets", &supervisor, |s| {
-        tweet_ids(s) >= 40
+        tweets_sent(s) >= 40
     });
 
     let status = supervisor.terminate(Duration::from_secs(15));
@@ -517,7 +456,7 @@ fn heartbeats_only_for_streaming_slots_and_expire_after_stop() {
     world.add_rule("track:0", "1", "alpha");
     world.add_rule("track:1", "2", "beta");
     // key0 is known to the emulator; "bad" is not: its stream gets 401.
-    let mut bad = credentials(0);
+    let mut bad = test_credentials(KEY_PREFIX, 0);
     bad.consumer_secret = "wrong".into();
     let keys = vec![world.keys[0].clone(), ("bad".to_string(), bad)];
     let mut supervisor = world.start_with_keys(&keys);

@@ -11,27 +11,15 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use e2e_common::emulator::{
+    connects_per_key, emulator_config, keys_toml, runtime, start_emulator, test_keys,
+    tweets_sent_per_key, wait_for_stats,
+};
 use e2e_common::{unique, Supervisor};
 use traptor_core::oauth::Credentials;
-use traptor_firehose::{Fault, FaultKind, Firehose, FirehoseConfig, FirehoseHandle, Stats};
-
-fn credentials(i: usize) -> Credentials {
-    Credentials {
-        consumer_key: format!("rel-consumer-key-{i}"),
-        consumer_secret: format!("rel-consumer-secret-{i}"),
-        access_token: format!("rel-access-token-{i}"),
-        access_token_secret: format!("rel-access-token-secret-{i}"),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use traptor_firehose::{Fault, FaultKind, FirehoseConfig, FirehoseHandle, Stats};
 
 /// Three keys, three slots (one stream each), rules in a file.
 struct World {
@@ -42,21 +30,12 @@ struct World {
 
 impl World {
     fn new(rate: f64) -> World {
-        let keys: Vec<(String, Credentials)> = (0..3)
-            .map(|i| (format!("key{i}"), credentials(i)))
-            .collect();
-        let config = FirehoseConfig {
-            keys: keys.iter().map(|(_, c)| c.clone()).collect(),
-            rate,
+        let keys = test_keys("rel", 3);
+        let emulator = start_emulator(FirehoseConfig {
             seed: 11,
             keepalive: Duration::from_millis(500),
-            hit_ratio: 1.0,
-            connect_limit: 1000,
-            ..FirehoseConfig::default()
-        };
-        let emulator = runtime()
-            .block_on(Firehose::start(config))
-            .expect("starting the emulator");
+            ..emulator_config(&keys, rate)
+        });
         let dir = std::env::temp_dir().join(unique("traptor-reliability"));
         std::fs::create_dir_all(&dir).unwrap();
         let rule = |id: &str, value: &str, kind: &str, orig: &str| {
@@ -99,12 +78,7 @@ connects_per_key_per_minute = 60
 "#,
             endpoint = self.emulator.url(),
         );
-        for (name, c) in &self.keys {
-            text.push_str(&format!(
-                "\n[[keys]]\nname = \"{name}\"\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\naccess_token = \"{}\"\naccess_token_secret = \"{}\"\n",
-                c.consumer_key, c.consumer_secret, c.access_token, c.access_token_secret
-            ));
-        }
+        text.push_str(&keys_toml(&self.keys));
         text
     }
 
@@ -116,6 +90,7 @@ connects_per_key_per_minute = 60
         self.emulator.stats()
     }
 
+    #[track_caller]
     fn wait_for(
         &self,
         limit: Duration,
@@ -123,16 +98,7 @@ connects_per_key_per_minute = 60
         supervisor: &Supervisor,
         check: impl Fn(&Stats) -> bool,
     ) {
-        let deadline = Instant::now() + limit;
-        while !check(&self.stats()) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; emulator log: {:#?}\nsupervisor stderr:\n{}",
-                self.stats().log,
-                supervisor.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_stats(&self.emulator, limit, what, supervisor, check);
     }
 }
 
@@ -140,24 +106,6 @@ impl Drop for World {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Accepted connections per credential label.
-fn connects(stats: &Stats) -> BTreeMap<String, u64> {
-    stats
-        .credentials
-        .iter()
-        .map(|c| (c.credential.clone(), c.connects))
-        .collect()
-}
-
-/// Tweets handed to the sockets per credential label.
-fn tweets_sent(stats: &Stats) -> BTreeMap<String, usize> {
-    let mut sent = BTreeMap::new();
-    for connection in &stats.connections {
-        *sent.entry(connection.credential.clone()).or_default() += connection.tweet_ids.len();
-    }
-    sent
 }
 
 fn open_of(stats: &Stats, label: &str) -> usize {
@@ -192,7 +140,7 @@ fn a_panic_in_one_stream_restarts_that_stream_only_with_a_growing_wait() {
     // with the supervisor's restart schedule; its liveness check adds up to 1 s).
     let mut waits = Vec::new();
     for round in 1..=3u64 {
-        let connects_before = connects(&world.stats())[victim];
+        let connects_before = connects_per_key(&world.stats())[victim];
         let injected_at = world.stats().uptime_ms;
         let reached = world.emulator.inject(Fault::for_key(
             victim_key.clone(),
@@ -205,7 +153,7 @@ fn a_panic_in_one_stream_restarts_that_stream_only_with_a_growing_wait() {
             Duration::from_secs(20),
             "the victim restarted and streaming",
             &supervisor,
-            |s| connects(s)[victim] == connects_before + 1 && open_of(s, victim) == 1,
+            |s| connects_per_key(s)[victim] == connects_before + 1 && open_of(s, victim) == 1,
         );
         let stats = world.stats();
         let reconnect = stats
@@ -255,11 +203,14 @@ fn a_panic_in_one_stream_restarts_that_stream_only_with_a_growing_wait() {
     let after = world.stats();
     for other in ["key0", "key2"] {
         assert_eq!(
-            connects(&after)[other],
-            connects(&before)[other],
+            connects_per_key(&after)[other],
+            connects_per_key(&before)[other],
             "{other} reconnected"
         );
-        let (sent_before, sent_after) = (tweets_sent(&before)[other], tweets_sent(&after)[other]);
+        let (sent_before, sent_after) = (
+            tweets_sent_per_key(&before)[other],
+            tweets_sent_per_key(&after)[other],
+        );
         assert!(
             sent_after >= sent_before + 50,
             "{other} kept streaming: {sent_before} → {sent_after} tweets"
@@ -335,15 +286,10 @@ fn sigkill_loses_at_most_what_was_in_flight_and_a_restart_resumes_without_duplic
         expected as usize,
         Duration::from_secs(20),
     ));
-    let mut in_kafka: BTreeMap<u64, usize> = BTreeMap::new();
-    for (key, payload) in &records {
-        let doc: serde_json::Value = serde_json::from_slice(payload).unwrap();
-        if doc.get("id_str").is_some() {
-            *in_kafka
-                .entry(key.as_deref().unwrap().parse().unwrap())
-                .or_default() += 1;
-        }
-    }
+    let in_kafka: BTreeMap<u64, usize> = support::tweets_by_key(&records)
+        .into_iter()
+        .map(|(key, count)| (key.parse().expect("tweet ids are numbers"), count))
+        .collect();
     let duplicates: Vec<_> = in_kafka.iter().filter(|(_, n)| **n > 1).collect();
     assert!(duplicates.is_empty(), "written twice: {duplicates:?}");
 

@@ -10,31 +10,17 @@
 mod e2e_common;
 mod support;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use e2e_common::emulator::{
+    connects_per_key, emulator_config, keys_toml, open_tracks, runtime, start_emulator, test_keys,
+    tweets_sent, wait_for_stats,
+};
 use e2e_common::{unique, Supervisor};
 use redis::Commands;
-use traptor_core::oauth::Credentials;
-use traptor_firehose::{Firehose, FirehoseConfig, FirehoseHandle, Stats};
-
-fn credentials(i: usize) -> Credentials {
-    Credentials {
-        consumer_key: format!("redis-consumer-key-{i}"),
-        consumer_secret: format!("redis-consumer-secret-{i}"),
-        access_token: format!("redis-access-token-{i}"),
-        access_token_secret: format!("redis-access-token-secret-{i}"),
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use traptor_firehose::FirehoseConfig;
 
 /// The Redis of the test services, which this test stops and starts again.
 struct TestRedis {
@@ -175,50 +161,6 @@ fn add_rule(redis: &mut redis::Connection, slot: &str, rule_id: &str, value: &st
     let _: () = redis.hset_multiple(key, &fields).unwrap();
 }
 
-fn open_tracks(stats: &Stats) -> Vec<Vec<String>> {
-    let mut tracks: Vec<Vec<String>> = stats
-        .open_connections()
-        .map(|c| {
-            let mut t = c.track.clone();
-            t.sort();
-            t
-        })
-        .collect();
-    tracks.sort();
-    tracks
-}
-
-fn connects(stats: &Stats) -> BTreeMap<String, u64> {
-    stats
-        .credentials
-        .iter()
-        .map(|c| (c.credential.clone(), c.connects))
-        .collect()
-}
-
-fn tweets_sent(stats: &Stats) -> usize {
-    stats.connections.iter().map(|c| c.tweet_ids.len()).sum()
-}
-
-fn wait_for(
-    emulator: &FirehoseHandle,
-    limit: Duration,
-    what: &str,
-    supervisor: &Supervisor,
-    check: impl Fn(&Stats) -> bool,
-) {
-    let deadline = Instant::now() + limit;
-    while !check(&emulator.stats()) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; open: {:?}\nsupervisor stderr:\n{}",
-            open_tracks(&emulator.stats()),
-            supervisor.stderr()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Polls `check` every 100 ms until it holds; fails with the supervisor's logs after `limit`.
 fn poll_until(
     limit: Duration,
@@ -253,20 +195,11 @@ fn a_redis_outage_keeps_the_streams_running_and_the_rules_resync_after_it() {
     add_rule(&mut con, "track:0", "1", "alpha");
     add_rule(&mut con, "track:1", "2", "beta");
 
-    let keys: Vec<(String, Credentials)> = (0..2)
-        .map(|i| (format!("key{i}"), credentials(i)))
-        .collect();
-    let emulator = runtime()
-        .block_on(Firehose::start(FirehoseConfig {
-            keys: keys.iter().map(|(_, c)| c.clone()).collect(),
-            rate: 20.0,
-            seed: 5,
-            keepalive: Duration::from_secs(1),
-            hit_ratio: 1.0,
-            connect_limit: 1000,
-            ..FirehoseConfig::default()
-        }))
-        .expect("starting the emulator");
+    let keys = test_keys("redis", 2);
+    let emulator = start_emulator(FirehoseConfig {
+        seed: 5,
+        ..emulator_config(&keys, 20.0)
+    });
     let brokers = support::kafka_brokers();
     let topic = support::unique_topic("traptor-redis-outage");
     runtime().block_on(support::create_topic(&brokers, &topic, 3));
@@ -301,14 +234,9 @@ connects_per_key_per_minute = 60
         channel = unique("traptor-notify"),
         endpoint = emulator.url(),
     );
-    for (name, c) in &keys {
-        config.push_str(&format!(
-            "\n[[keys]]\nname = \"{name}\"\nconsumer_key = \"{}\"\nconsumer_secret = \"{}\"\naccess_token = \"{}\"\naccess_token_secret = \"{}\"\n",
-            c.consumer_key, c.consumer_secret, c.access_token, c.access_token_secret
-        ));
-    }
+    config.push_str(&keys_toml(&keys));
     let mut supervisor = Supervisor::start(&config, &std::env::temp_dir());
-    wait_for(
+    wait_for_stats(
         &emulator,
         Duration::from_secs(20),
         "both streams",
@@ -330,8 +258,8 @@ connects_per_key_per_minute = 60
     std::thread::sleep(outage.saturating_sub(down_at.elapsed()));
     let during = emulator.stats();
     assert_eq!(
-        connects(&during),
-        connects(&before),
+        connects_per_key(&during),
+        connects_per_key(&before),
         "no stream reconnected"
     );
     assert_eq!(
@@ -355,7 +283,7 @@ connects_per_key_per_minute = 60
     });
     redis.start();
     let back_at = Instant::now();
-    wait_for(
+    wait_for_stats(
         &emulator,
         Duration::from_secs(40),
         "the changed rules applied after the resync",
@@ -364,7 +292,7 @@ connects_per_key_per_minute = 60
     );
     let resynced_after = back_at.elapsed();
     let after = emulator.stats();
-    let (connects_before, connects_after) = (connects(&before), connects(&after));
+    let (connects_before, connects_after) = (connects_per_key(&before), connects_per_key(&after));
     let changed: Vec<&String> = connects_after
         .keys()
         .filter(|label| connects_before.get(*label) != connects_after.get(*label))
@@ -407,13 +335,7 @@ connects_per_key_per_minute = 60
         messages as usize,
         Duration::from_secs(30),
     ));
-    let mut in_kafka: BTreeMap<String, usize> = BTreeMap::new();
-    for (key, payload) in &records {
-        let doc: serde_json::Value = serde_json::from_slice(payload).unwrap();
-        if doc.get("id_str").is_some() {
-            *in_kafka.entry(key.clone().unwrap()).or_default() += 1;
-        }
-    }
+    let in_kafka = support::tweets_by_key(&records);
     assert!(in_kafka.values().all(|n| *n == 1), "a tweet written twice");
     let stats = emulator.stats();
     for (label, got) in &received {

@@ -19,10 +19,7 @@ const DB: u32 = 13;
 
 /// The test Redis, database [`DB`].
 fn redis_url() -> String {
-    let base = support::redis_url();
-    let start = base.find("://").map_or(0, |i| i + 3);
-    let end = base[start..].find('/').map_or(base.len(), |i| start + i);
-    format!("{}/{DB}", &base[..end])
+    support::redis_url_with_db(DB)
 }
 
 fn redis() -> redis::Connection {

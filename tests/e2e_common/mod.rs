@@ -4,6 +4,8 @@
 // Each test binary uses only some of these helpers.
 #![allow(dead_code)]
 
+pub mod emulator;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

@@ -12,6 +12,7 @@
 // Each test binary uses only some of these helpers.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,6 +36,16 @@ const HOW_TO_START: &str =
 #[track_caller]
 pub fn redis_url() -> String {
     required_env("TRAPTOR_TEST_REDIS_URL")
+}
+
+/// The test Redis with database `db` selected: each test file keeps to a database of its own
+/// so that a FLUSHDB in one never removes another's keys.
+#[track_caller]
+pub fn redis_url_with_db(db: u32) -> String {
+    let base = redis_url();
+    let (scheme, rest) = base.split_once("://").unwrap_or(("redis", base.as_str()));
+    let authority = rest.split('/').next().unwrap_or_default();
+    format!("{scheme}://{authority}/{db}")
 }
 
 /// Kafka bootstrap servers of the test broker, so tests never touch a real cluster.
@@ -93,6 +104,22 @@ pub async fn create_topic(brokers: &str, name: &str, partitions: i32) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// How many times each tweet (by its record key, the tweet id) is in `records` as returned by
+/// [`consume_all`]; records that are not tweets (limit notices, deletes, …) are not counted.
+/// A count above 1 is a duplicate.
+pub fn tweets_by_key(records: &[(Option<String>, Vec<u8>)]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for (key, payload) in records {
+        let doc: serde_json::Value =
+            serde_json::from_slice(payload).expect("Kafka payloads are JSON");
+        if doc.get("id_str").is_some() {
+            let key = key.clone().expect("tweets are keyed by their id");
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// Reads `topic` from the beginning of every partition until `expected_count`

@@ -77,6 +77,10 @@ kind = "kafka"
 [heartbeat]
 interval_secs = 1
 
+[original_stats]
+enabled = true
+interval_secs = 1
+
 [log]
 level = "info"
 status_interval_secs = 2
@@ -218,7 +222,17 @@ fn rules_from_redis_reach_kafka_with_their_collection_rules() {
         supervisor.stderr()
     );
 
-    let records = world.kafka(40);
+    // Everything traptor received, so that the counts below compare like with like.
+    let received: u64 = e2e_common::received_per_key(&supervisor.stderr())
+        .values()
+        .map(|r| r.messages)
+        .sum();
+    let records = world.kafka(received.max(40) as usize);
+    assert_eq!(
+        records.len() as u64,
+        received,
+        "every message received is in Kafka"
+    );
     let tweets: Vec<_> = records
         .iter()
         .filter(|(_, doc)| doc.get("id_str").is_some())
@@ -253,6 +267,23 @@ fn rules_from_redis_reach_kafka_with_their_collection_rules() {
         seen_rules, expected,
         "tweets of every rule, the new one included"
     );
+
+    // The original's per-rule counters: one member per tweet the rule matched.
+    for (slot, rule) in [
+        ("track:0", "12347"),
+        ("track:0", "12348"),
+        ("follow:0", "12345"),
+    ] {
+        let in_kafka = tweets
+            .iter()
+            .filter(|(_, doc)| rule_ids(doc).contains(rule))
+            .count();
+        let counted: usize = world.redis.zcard(format!("stats:{slot}:{rule}")).unwrap();
+        assert_eq!(
+            counted, in_kafka,
+            "stats:{slot}:{rule} counts the tweets in Kafka that matched it"
+        );
+    }
 }
 
 #[test]

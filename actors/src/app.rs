@@ -17,6 +17,7 @@ use traptor_core::{MessageKind, RuleSet, SlotId};
 use crate::config::{ClusterConfig, RulesConfig, SlotSelection, StreamConfig};
 use crate::heartbeat::{Heartbeat, HeartbeatSettings, StreamingSlots};
 use crate::messages::WriteBatch;
+use crate::original_stats::{OriginalStats, OriginalStatsSettings, WriteStatsNow};
 use crate::rules_file::{load_rules_file, RulesFile, RulesFileError};
 use crate::sinks::start_writer;
 use crate::status::{RulesSourceView, StatusServer, StatusSources, StreamRegistry};
@@ -106,6 +107,21 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
     let pool = Arc::new(ArbiterPool::new(0));
     let spawner = StreamSpawner::new(&config, writer.batches.clone(), Arc::clone(&pool))?;
     let streams = spawner.registry.clone();
+    let original_stats = match config.rules {
+        RulesConfig::Redis if config.original_stats.enabled => Some(
+            OriginalStats::new(
+                OriginalStatsSettings {
+                    redis_url: config.redis.url.clone(),
+                    interval: config.original_stats.interval(),
+                    window: config.original_stats.window(),
+                    timeout: Duration::from_secs(5),
+                },
+                streams.clone(),
+            )
+            .start(),
+        ),
+        _ => None,
+    };
     let mut settings =
         SupervisorSettings::new(config.keys.iter().map(|k| k.name.clone()).collect());
     settings.status_interval = match config.log.status_interval_secs {
@@ -187,6 +203,15 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
             streams = not_stopped,
             "streams did not stop within {STOP_STREAMS_TIMEOUT:?}"
         );
+    }
+    if let Some(stats) = &original_stats {
+        // The streams have stopped: their last counts go to Redis now or not at all.
+        let written = tokio::time::timeout(Duration::from_secs(5), stats.send(WriteStatsNow)).await;
+        if written.is_err() {
+            tracing::warn!(
+                "the original's stats keys: the last counts could not be written within 5 s"
+            );
+        }
     }
     let undelivered = writer.shutdown(FLUSH_TIMEOUT).await;
     if undelivered > 0 {

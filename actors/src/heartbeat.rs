@@ -9,10 +9,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use redis::aio::MultiplexedConnection;
 use traptor_core::SlotId;
 
-use crate::watcher::redis_address;
+use crate::redis_writer::RedisWriter;
 
 /// The slots that have a streaming connection right now (sent on every change).
 #[derive(Debug, Clone, PartialEq, Message)]
@@ -40,33 +39,19 @@ impl HeartbeatSettings {
 /// The actor. Beats every `interval`, and at once for a slot that starts streaming.
 pub struct Heartbeat {
     settings: HeartbeatSettings,
-    client: Option<redis::Client>,
-    connection: Option<MultiplexedConnection>,
+    redis: RedisWriter,
     streaming: BTreeSet<SlotId>,
     beating: bool,
-    /// Whether the last beat failed, so an outage is logged once at warn, then at debug.
-    failing: bool,
 }
 
 impl Heartbeat {
     pub fn new(settings: HeartbeatSettings) -> Self {
-        let client = match redis::Client::open(settings.redis_url.as_str()) {
-            Ok(client) => Some(client),
-            Err(e) => {
-                tracing::error!(
-                    redis = %redis_address(&settings.redis_url),
-                    "the Redis URL is invalid, no heartbeat will be written: {e}"
-                );
-                None
-            }
-        };
+        let redis = RedisWriter::new(&settings.redis_url, "heartbeat", settings.timeout);
         Heartbeat {
             settings,
-            client,
-            connection: None,
+            redis,
             streaming: BTreeSet::new(),
             beating: false,
-            failing: false,
         }
     }
 
@@ -75,61 +60,28 @@ impl Heartbeat {
         if slots.is_empty() || self.beating {
             return;
         }
-        let Some(client) = self.client.clone() else {
+        let ttl = self.settings.ttl_seconds();
+        let now = utc_timestamp(SystemTime::now());
+        let mut pipe = redis::pipe();
+        for slot in &slots {
+            pipe.cmd("SETEX")
+                .arg(slot.heartbeat_key())
+                .arg(ttl)
+                .arg(&now)
+                .ignore();
+        }
+        let Some(write) = self.redis.send(pipe) else {
             return;
         };
         self.beating = true;
-        let connection = self.connection.clone();
-        let timeout = self.settings.timeout;
-        let ttl = self.settings.ttl_seconds();
-        let work = async move {
-            let mut con = match connection {
-                Some(con) => con,
-                None => {
-                    let config = redis::AsyncConnectionConfig::new()
-                        .set_connection_timeout(Some(timeout))
-                        .set_response_timeout(Some(timeout));
-                    client
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await?
-                }
-            };
-            let now = utc_timestamp(SystemTime::now());
-            let mut pipe = redis::pipe();
-            for slot in &slots {
-                pipe.cmd("SETEX")
-                    .arg(slot.heartbeat_key())
-                    .arg(ttl)
-                    .arg(&now)
-                    .ignore();
-            }
-            pipe.query_async::<()>(&mut con).await?;
-            Ok::<_, redis::RedisError>((con, slots))
-        };
-        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+        ctx.spawn(write.into_actor(self).map(move |result, act, _| {
             act.beating = false;
-            match result {
-                Ok((con, slots)) => {
-                    act.connection = Some(con);
-                    if act.failing {
-                        tracing::info!("heartbeat written again after Redis errors");
-                    }
-                    act.failing = false;
-                    tracing::debug!(slots = slots.len(), "heartbeat written");
-                }
-                Err(e) => {
-                    act.connection = None;
-                    if act.failing {
-                        tracing::debug!("heartbeat still failing: {e}");
-                    } else {
-                        tracing::warn!(
-                            redis = %redis_address(&act.settings.redis_url),
-                            "heartbeat could not be written, retrying every {:?}: {e}",
-                            act.settings.interval
-                        );
-                    }
-                    act.failing = true;
-                }
+            let interval = act.settings.interval;
+            if act
+                .redis
+                .finished(result, || format!("retrying every {interval:?}"))
+            {
+                tracing::debug!(slots = slots.len(), "heartbeat written");
             }
         }));
     }

@@ -24,7 +24,7 @@ pub use env::{interpolate, process_env, EnvLookup, MissingVar};
 pub use keys::ApiKey;
 pub use sections::{
     redact_url_password, Compression, EmulatorConfig, HeartbeatConfig, KafkaConfig, LogConfig,
-    LogFormat, ProducerOptions, RedisConfig, RulesConfig, RulesSourceKind, SinkConfig, SinkKind,
+    LogFormat, OriginalStatsConfig, ProducerOptions, RedisConfig, RulesConfig, RulesSourceKind, SinkConfig, SinkKind,
     SpoolConfig, StatusConfig, StreamConfig,
 };
 
@@ -38,6 +38,7 @@ pub struct ClusterConfig {
     pub keys: Vec<ApiKey>,
     pub slots: SlotSelection,
     pub heartbeat: HeartbeatConfig,
+    pub original_stats: OriginalStatsConfig,
     pub sink: SinkConfig,
     pub log: LogConfig,
     pub rules: RulesConfig,
@@ -103,6 +104,7 @@ struct RawConfig {
     stream: StreamConfig,
     keys: Vec<keys::RawKey>,
     heartbeat: HeartbeatConfig,
+    original_stats: OriginalStatsConfig,
     sink: sections::SinkSection,
     log: LogConfig,
     rules: sections::RulesSection,

@@ -354,6 +354,41 @@ impl HeartbeatConfig {
     }
 }
 
+/// The original traptor's Redis counters, for dashboards built on them: per rule
+/// `stats:<type>:<id>:<rule_id>` (a sorted set with one member per match, member and score the
+/// match's unix time, trimmed to the window) and per slot `limit:<type>:<id>` (member the
+/// `limit` notice's count, score its unix time). Off by default: at high match rates the sets
+/// grow to one member per match in the window.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OriginalStatsConfig {
+    pub enabled: bool,
+    /// How far back the sets reach (the original's `STATS_COLLECTION_WINDOW`).
+    pub window_secs: u64,
+    /// How often counts are written and old members trimmed (the original trimmed every 5 s).
+    pub interval_secs: u64,
+}
+
+impl Default for OriginalStatsConfig {
+    fn default() -> Self {
+        OriginalStatsConfig {
+            enabled: false,
+            window_secs: 900,
+            interval_secs: 5,
+        }
+    }
+}
+
+impl OriginalStatsConfig {
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_secs)
+    }
+
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval_secs)
+    }
+}
+
 /// Which sink the writer uses, as written in the file (`kind` plus its options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

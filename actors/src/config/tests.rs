@@ -386,3 +386,34 @@ fn spool_limits_that_cannot_hold_a_record_are_refused() {
     let message = parse_err(&kafka("dir2 = \"x\""));
     assert!(message.contains("dir2"), "{message}");
 }
+
+#[test]
+fn original_stats_are_off_by_default_and_need_redis_rules() {
+    let config = parse(&minimal("")).unwrap();
+    assert!(!config.original_stats.enabled);
+    assert_eq!(config.original_stats.window_secs, 900);
+    assert_eq!(config.original_stats.interval_secs, 5);
+
+    let config = parse(&minimal(
+        "[original_stats]\nenabled = true\nwindow_secs = 60\ninterval_secs = 1\n",
+    ))
+    .unwrap();
+    assert!(config.original_stats.enabled);
+    assert_eq!(
+        config.original_stats.window(),
+        std::time::Duration::from_secs(60)
+    );
+
+    let message = parse_err(&minimal("[original_stats]\ninterval_secs = 0\n"));
+    assert!(
+        message.contains("original_stats.interval_secs") && message.contains("greater than 0"),
+        "{message}"
+    );
+    let message = parse_err(&minimal(
+        "[rules]\nsource = \"file\"\npath = \"rules.json\"\n\n[original_stats]\nenabled = true\n",
+    ));
+    assert!(
+        message.contains("original_stats.enabled") && message.contains("source = \"redis\""),
+        "{message}"
+    );
+}

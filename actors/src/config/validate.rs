@@ -50,6 +50,7 @@ pub(crate) fn build(origin: &Origin<'_>, env: EnvLookup<'_>) -> Result<Built, Co
             keys,
             slots,
             heartbeat: raw.heartbeat,
+            original_stats: raw.original_stats,
             sink,
             log: raw.log,
             rules,
@@ -553,6 +554,16 @@ impl Checker<'_, '_> {
         }
 
         positive(raw.heartbeat.interval_secs, "heartbeat", "interval_secs")?;
+        positive(raw.original_stats.window_secs, "original_stats", "window_secs")?;
+        positive(raw.original_stats.interval_secs, "original_stats", "interval_secs")?;
+        if raw.original_stats.enabled && raw.rules.source == RulesSourceKind::File {
+            return Err(self.invalid(
+                "original_stats",
+                None,
+                "enabled",
+                "the original's counters live in the rules' Redis: they need [rules] source = \"redis\"",
+            ));
+        }
 
         if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&raw.log.level) {
             return Err(self.invalid(

@@ -29,7 +29,7 @@ use crate::supervisor::GetStatus;
 use crate::watcher::{redis_address, WatcherSettings, WatcherStats};
 
 pub use health::{readiness, Readiness};
-pub use registry::StreamRegistry;
+pub use registry::{StreamReading, StreamRegistry};
 pub use report::{
     collect, ConnectionReport, KafkaReport, RulesReport, StatusError, StatusReport, StreamCounters,
     WatcherReport, WriterReport,

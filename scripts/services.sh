@@ -126,16 +126,23 @@ start_redis() {
   log "Redis is up on 127.0.0.1:$port"
 }
 
+# The broker's second listener takes SASL/PLAIN with this test-only account, so that the
+# sink's SASL settings are tested against a real broker (actors/tests/security_kafka_sasl.rs).
+SASL_USER=traptor-test
+SASL_PASSWORD=sasl-test-only-password
+
 write_kafka_config() {
-  local port=$1 controller_port=$2 dir=$STATE_DIR/kafka
+  local port=$1 controller_port=$2 sasl_port=$3 dir=$STATE_DIR/kafka
   mkdir -p "$dir/data"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sasl_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
 controller.listener.names=CONTROLLER
 controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
 log.dirs=$dir/data
@@ -196,8 +203,8 @@ kafka_java() {
 }
 
 start_kafka() {
-  local port=$1 controller_port=$2 dir=$STATE_DIR/kafka started=$SECONDS
-  write_kafka_config "$port" "$controller_port"
+  local port=$1 controller_port=$2 sasl_port=$3 dir=$STATE_DIR/kafka started=$SECONDS
+  write_kafka_config "$port" "$controller_port" "$sasl_port"
   local cluster_id
   cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
   kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$dir/server.properties" \
@@ -247,24 +254,31 @@ cmd_start() {
   # stop deletes the state dir only with this mark, whatever TRAPTOR_SERVICES_DIR says.
   touch "$STATE_DIR/.traptor-services"
 
-  local redis_port kafka_port controller_port
+  local redis_port kafka_port controller_port sasl_port
   redis_port=$(free_port)
   kafka_port=$(free_port)
   controller_port=$(free_port)
+  sasl_port=$(free_port)
   while [[ $kafka_port == "$redis_port" ]]; do kafka_port=$(free_port); done
   while [[ $controller_port == "$redis_port" || $controller_port == "$kafka_port" ]]; do
     controller_port=$(free_port)
+  done
+  while [[ " $redis_port $kafka_port $controller_port " == *" $sasl_port "* ]]; do
+    sasl_port=$(free_port)
   done
 
   # On any failure below, do not leave half the services running (logs stay for a look).
   trap 'stop_group "$STATE_DIR/kafka.pid" Kafka; stop_group "$STATE_DIR/redis.pid" Redis' EXIT
   start_redis "$redis_port"
-  start_kafka "$kafka_port" "$controller_port"
+  start_kafka "$kafka_port" "$controller_port" "$sasl_port"
   trap - EXIT
 
   cat >"$STATE_DIR/env" <<EOF
 TRAPTOR_TEST_REDIS_URL=redis://127.0.0.1:$redis_port/
 TRAPTOR_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
+TRAPTOR_TEST_KAFKA_SASL_BROKERS=127.0.0.1:$sasl_port
+TRAPTOR_TEST_KAFKA_SASL_USER=$SASL_USER
+TRAPTOR_TEST_KAFKA_SASL_PASSWORD=$SASL_PASSWORD
 TRAPTOR_TEST_KAFKA_HOME=$KAFKA_LIB
 TRAPTOR_TEST_KAFKA_CONFIG=$STATE_DIR/kafka/server.properties
 TRAPTOR_TEST_SERVICES_DIR=$STATE_DIR

@@ -9,48 +9,15 @@ mod e2e_common;
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use e2e_common::emulator::{
     emulator_config, keys_toml, start_emulator, test_keys, tweets_sent, wait_for_stats,
 };
+use e2e_common::http::{free_port, metric};
 use e2e_common::{received_per_key, unique, Received, Supervisor};
 use traptor_firehose::{Fault, FaultKind, FirehoseConfig};
-
-/// A port nothing listens on now, for the supervisor's status server.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The sum over label sets of the metric `name` on the supervisor's `/metrics`, or `None` while
-/// the status server does not answer.
-fn metric(status_port: u16, name: &str) -> Option<f64> {
-    let mut stream = TcpStream::connect(("127.0.0.1", status_port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let samples: Vec<f64> = response
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
-        .collect();
-    (!samples.is_empty()).then(|| samples.iter().sum())
-}
 
 /// Polls the metric until `check` holds; fails with the supervisor's logs after `limit`.
 #[track_caller]

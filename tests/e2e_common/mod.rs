@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod emulator;
+pub mod http;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

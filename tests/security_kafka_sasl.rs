@@ -1,0 +1,205 @@
+//! Kafka with SASL: the supervisor as a process, writing through the test broker's
+//! SASL_PLAINTEXT listener (`scripts/services.sh` gives it a test-only PLAIN account). With the
+//! right password every message traptor received is in Kafka; with a wrong one the operator sees
+//! an authentication error and an unready `/readyz`, and the password appears nowhere.
+
+mod e2e_common;
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use e2e_common::emulator::{
+    emulator_config, keys_toml, runtime, start_emulator, test_keys, tweets_sent, wait_for_stats,
+};
+use e2e_common::http::{free_port, http_get};
+use e2e_common::{received_per_key, unique, Supervisor};
+use traptor_firehose::FirehoseHandle;
+
+/// The SASL listener and its account, from `scripts/services.sh`.
+struct SaslBroker {
+    brokers: String,
+    user: String,
+    password: String,
+}
+
+impl SaslBroker {
+    fn from_env() -> SaslBroker {
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!("{name} is not set: restart the services with scripts/services.sh (it adds the SASL listener)")
+            })
+        };
+        SaslBroker {
+            brokers: var("TRAPTOR_TEST_KAFKA_SASL_BROKERS"),
+            user: var("TRAPTOR_TEST_KAFKA_SASL_USER"),
+            password: var("TRAPTOR_TEST_KAFKA_SASL_PASSWORD"),
+        }
+    }
+}
+
+/// One stream into Kafka over SASL; the password reaches the config through `${…}`.
+struct World {
+    emulator: FirehoseHandle,
+    dir: PathBuf,
+    topic: String,
+    status_port: u16,
+    config: String,
+}
+
+impl World {
+    fn new(broker: &SaslBroker) -> World {
+        let keys = test_keys("sasl", 1);
+        let emulator = start_emulator(emulator_config(&keys, 30.0));
+        let dir = std::env::temp_dir().join(unique("traptor-sasl"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("rules.json"),
+            r#"{"track:0": [{"rule_id": "1", "value": "alpha", "rule_type": "track", "orig_type": "keyword"}]}"#,
+        )
+        .unwrap();
+        let topic = support::unique_topic("traptor-sasl");
+        runtime().block_on(support::create_topic(&support::kafka_brokers(), &topic, 1));
+        let status_port = free_port();
+        let config = format!(
+            r#"
+[rules]
+source = "file"
+path = "rules.json"
+
+[sink]
+kind = "kafka"
+
+[kafka]
+bootstrap_servers = "{brokers}"
+topic = "{topic}"
+
+[kafka.producer]
+"security.protocol" = "sasl_plaintext"
+"sasl.mechanisms" = "PLAIN"
+"sasl.username" = "{user}"
+"sasl.password" = "${{TEST_KAFKA_PASSWORD}}"
+
+[status]
+listen = "127.0.0.1:{status_port}"
+
+[log]
+level = "info"
+status_interval_secs = 0
+
+[stream]
+endpoint = "{endpoint}"
+{keys}"#,
+            brokers = broker.brokers,
+            user = broker.user,
+            endpoint = emulator.url(),
+            keys = keys_toml(&keys),
+        );
+        World {
+            emulator,
+            dir,
+            topic,
+            status_port,
+            config,
+        }
+    }
+
+    fn start(&self, password: &str) -> Supervisor {
+        Supervisor::start_with_env(
+            &self.config,
+            &self.dir,
+            &[("TEST_KAFKA_PASSWORD", password)],
+        )
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn records_reach_kafka_through_a_sasl_listener() {
+    let broker = SaslBroker::from_env();
+    let world = World::new(&broker);
+    let mut supervisor = world.start(&broker.password);
+    wait_for_stats(
+        &world.emulator,
+        Duration::from_secs(20),
+        "tweets",
+        &supervisor,
+        |s| tweets_sent(s) >= 60,
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(world.status_port, "/readyz").map(|(status, _)| status) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "never ready: {:?}\nstderr:\n{}",
+            http_get(world.status_port, "/readyz"),
+            supervisor.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = supervisor.terminate(Duration::from_secs(20));
+    let stderr = supervisor.stderr();
+    assert!(status.success(), "{status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("all records delivered; stopped cleanly"),
+        "{stderr}"
+    );
+
+    let received: u64 = received_per_key(&stderr).values().map(|r| r.messages).sum();
+    assert!(received >= 30, "{received} messages received");
+    let records = runtime().block_on(support::consume_all(
+        &support::kafka_brokers(),
+        &world.topic,
+        received as usize,
+        Duration::from_secs(30),
+    ));
+    assert_eq!(
+        records.len() as u64,
+        received,
+        "every message received is in Kafka"
+    );
+    let output = format!("{stderr}\n{}", supervisor.stdout().join("\n"));
+    assert!(
+        !output.contains(&broker.password),
+        "the SASL password was printed"
+    );
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_wrong_sasl_password_is_reported_and_never_printed() {
+    let broker = SaslBroker::from_env();
+    let world = World::new(&broker);
+    let wrong = "wrong-sasl-password-5b1f";
+    let mut supervisor = world.start(wrong);
+    supervisor.wait_for(Duration::from_secs(30), "the authentication error", |s| {
+        s.stderr().contains("Authentication failed")
+    });
+    let (status, body) = http_get(world.status_port, "/readyz").expect("the status endpoint");
+    assert_eq!(status, 503, "not ready while Kafka refuses us: {body}");
+    let status = supervisor.terminate(Duration::from_secs(30));
+    let output = format!(
+        "{}\n{}",
+        supervisor.stderr(),
+        supervisor.stdout().join("\n")
+    );
+    assert!(
+        !output.contains(wrong),
+        "the SASL password was printed:\n{output}"
+    );
+    assert!(
+        !output.contains(&broker.password),
+        "the broker's password was printed"
+    );
+    // Records that never reached Kafka are reported lost: the stop is not clean.
+    assert!(!status.success(), "{status}");
+    assert!(
+        output.contains("SASL authentication error"),
+        "librdkafka's reason reaches the log"
+    );
+}

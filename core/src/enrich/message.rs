@@ -16,7 +16,8 @@ use crate::record::MessageKind;
 #[derive(Debug, Default)]
 pub struct Message<'a> {
     /// The top-level keys, in document order: every key when serde read the message; when it
-    /// was skimmed, only those that decide its kind and `traptor` (all that enrichment asks).
+    /// was skimmed, only `traptor` (all that enrichment asks of them: the kind is worked out
+    /// while skimming).
     pub keys: Vec<Key<'a>>,
     /// The tweet fields (empty for control messages).
     pub tweet: TweetView<'a>,
@@ -36,10 +37,11 @@ impl<'a> Message<'a> {
     pub fn skim(frame: &'a [u8]) -> Scan<Message<'a>> {
         let mut skim = Skim::new(frame);
         skim.scanner.begin_object()?;
-        let mut message = Message {
-            keys: Vec::with_capacity(8),
-            ..Message::default()
-        };
+        let mut message = Message::default();
+        // The deciding keys in document order, kept on the stack (a tweet has four or five);
+        // a frame with more is left to serde.
+        let mut names = [""; 16];
+        let mut name_count = 0;
         let mut first = true;
         while let Some(key) = skim.scanner.next_key(first)? {
             first = false;
@@ -49,16 +51,15 @@ impl<'a> Message<'a> {
                 }
                 skim.scanner.skip_value()?;
             }
-            if key == b"traptor" || deciding_name(key).is_some() {
+            if let Some(name) = deciding_name(key) {
+                *names.get_mut(name_count).ok_or(Stop::Unsure)? = name;
+                name_count += 1;
+            } else if key == b"traptor" {
                 message.keys.push(Key(Cow::Borrowed(key)));
             }
         }
         skim.scanner.finish()?;
-        let names = message
-            .keys
-            .iter()
-            .filter_map(|k| deciding_name(k.as_bytes()));
-        message.known_kind = Some(kind_of_keys(names));
+        message.known_kind = Some(kind_of_keys(names[..name_count].iter().copied()));
         Ok(message)
     }
 

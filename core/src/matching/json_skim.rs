@@ -256,7 +256,26 @@ impl<'a> Scanner<'a> {
     }
 
     /// Skips one value of any type, checking it as serde_json's `IgnoredAny` does.
+    #[inline]
     pub fn skip_value(&mut self) -> Scan<()> {
+        // Most skipped values are scalars: they skip the container machinery.
+        match self.peek() {
+            Some(b'"') => {
+                self.pos += 1;
+                self.skip_string()
+            }
+            Some(b'-' | b'0'..=b'9') => self.skip_number(),
+            Some(b'n') => self.literal(b"null"),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'{' | b'[') => self.skip_nested_value(),
+            _ => Err(Stop::Invalid),
+        }
+    }
+
+    /// [`Scanner::skip_value`] for any value, containers included.
+    #[inline(never)]
+    fn skip_nested_value(&mut self) -> Scan<()> {
         // Enclosing containers, `true` for objects; skipped values have no depth limit.
         let mut stack = BitStack::default();
         loop {
@@ -372,7 +391,7 @@ impl<'a> Scanner<'a> {
             // SAFETY: the scan saw only bytes below 0x80 in the literal, and ASCII is UTF-8.
             return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
         }
-        std::str::from_utf8(bytes).map_err(|_| Stop::Unsure)
+        simdutf8::basic::from_utf8(bytes).map_err(|_| Stop::Unsure)
     }
 
     /// The literal of a string read with [`Scanner::string`], quotes included.
@@ -497,11 +516,33 @@ fn skip_plain(bytes: &[u8], pos: usize) -> (usize, bool) {
     skip_plain_words(bytes, pos)
 }
 
-/// The closing quote of a key starting at `start` when the key is plain ASCII, shorter than 16
+/// The closing quote of a key starting at `start` when the key is plain ASCII, shorter than 32
 /// bytes and directly followed by `:`; `None` sends the caller to the general path.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn short_key_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let (special, high) = special_and_high_16(bytes, start)?;
+    let (special, high) = if special != 0 {
+        (special, high)
+    } else {
+        // Longer keys (`profile_background_image_url_https`) are common too.
+        let (special_2, high_2) = special_and_high_16(bytes, start + 16)?;
+        (special_2 << 16, high | high_2 << 16)
+    };
+    if special == 0 {
+        return None;
+    }
+    let len = special.trailing_zeros();
+    let end = start + len as usize;
+    let plain = high & ((1 << len) - 1) == 0;
+    (plain && bytes[end] == b'"' && bytes.get(end + 1) == Some(&b':')).then_some(end)
+}
+
+/// Masks of the 16 bytes from `start`: those that end a plain string run (`"`, `\\`, control
+/// characters) and those that are not ASCII; `None` when fewer than 16 bytes are left.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn special_and_high_16(bytes: &[u8], start: usize) -> Option<(u32, u32)> {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
@@ -511,7 +552,7 @@ fn short_key_end(bytes: &[u8], start: usize) -> Option<usize> {
     }
     // SAFETY: SSE2 is part of the x86_64 baseline, and the 16 bytes read are in bounds
     // (checked just above); `loadu` has no alignment requirement.
-    let (special, high) = unsafe {
+    let masks = unsafe {
         let chunk = _mm_loadu_si128(bytes.as_ptr().add(start) as *const __m128i);
         let quote = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'"' as i8));
         let backslash = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'\\' as i8));
@@ -522,13 +563,7 @@ fn short_key_end(bytes: &[u8], start: usize) -> Option<usize> {
             _mm_movemask_epi8(chunk) as u32,
         )
     };
-    if special == 0 {
-        return None;
-    }
-    let len = special.trailing_zeros();
-    let end = start + len as usize;
-    let plain = high & ((1 << len) - 1) == 0;
-    (plain && bytes[end] == b'"' && bytes.get(end + 1) == Some(&b':')).then_some(end)
+    Some(masks)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -569,7 +604,9 @@ fn skip_plain_words(bytes: &[u8], mut pos: usize) -> (usize, bool) {
 /// reports such a frame as not UTF-8, on the serde path, which checks the whole frame first.
 #[inline]
 fn check_utf8(bytes: &[u8]) -> Scan<()> {
-    if std::str::from_utf8(bytes).is_ok() {
+    // simdutf8 keeps its pace on text that mixes ASCII with emoji and accents, where std's check
+    // goes a byte at a time.
+    if simdutf8::basic::from_utf8(bytes).is_ok() {
         Ok(())
     } else {
         Err(Stop::Unsure)
@@ -578,14 +615,16 @@ fn check_utf8(bytes: &[u8]) -> Scan<()> {
 
 #[inline]
 fn digits_end(bytes: &[u8], mut pos: usize) -> usize {
-    // Ids have 18 or 19 digits: eight at a time first.
+    // Ids have 18 or 19 digits: eight at a time, the first other byte found within the word.
     while let Some(chunk) = bytes.get(pos..pos + 8) {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        // Each byte is a digit when its high nibble is 3 and adding 6 does not carry into it.
-        let all_digits = word & (ONES * 0xf0) == ONES * 0x30
-            && word.wrapping_add(ONES * 0x06) & (ONES * 0xf0) == ONES * 0x30;
-        if !all_digits {
-            break;
+        // A digit is 0x30..=0x39: `x = b ^ 0x30` is below 10, so neither `x` nor `x + 6` reaches
+        // the high nibble. A carry out of a byte comes only from a non-digit, and only into the
+        // bytes after it, so the first flagged byte is the first non-digit.
+        let x = word ^ (ONES * 0x30);
+        let non_digits = (x | x.wrapping_add(ONES * 0x06)) & (ONES * 0xf0);
+        if non_digits != 0 {
+            return pos + (non_digits.trailing_zeros() / 8) as usize;
         }
         pos += 8;
     }
@@ -701,6 +740,18 @@ mod tests {
             bytes[5] = b;
             let expected = if b.is_ascii_digit() { 8 } else { 5 };
             assert_eq!(digits_end(&bytes, 0), expected, "{b}");
+            // Whatever follows a non-digit (a carry out of it included) does not matter.
+            for after in [0x00, 0x30, 0x39, 0xf9, 0xff] {
+                for at in 0..8 {
+                    let mut bytes = [b'7'; 8];
+                    bytes[at] = b;
+                    if at < 7 {
+                        bytes[at + 1] = after;
+                    }
+                    let expected = bytes.iter().take_while(|c| c.is_ascii_digit()).count();
+                    assert_eq!(digits_end(&bytes, 0), expected, "{bytes:?}");
+                }
+            }
         }
     }
 
@@ -709,6 +760,32 @@ mod tests {
         let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
         assert!(is_valid_json(deep.as_bytes()));
         assert!(serde_accepts(deep.as_bytes()));
+    }
+
+    #[test]
+    fn keys_of_every_length_are_read_whole() {
+        for len in 0..40 {
+            for odd in ["", "é", "\\n", " "] {
+                let at = len / 2;
+                let key = format!("{}{odd}{}", "k".repeat(at), "y".repeat(len - at));
+                let json = format!(r#"{{"{key}":1,"{key}":[2],"z" :3}}"#);
+                let mut s = Scanner::new(json.as_bytes());
+                s.begin_object().unwrap();
+                let first = s.next_key(true);
+                if odd == "\\n" {
+                    assert_eq!(first, Err(Stop::Unsure), "{json}");
+                    continue;
+                }
+                assert_eq!(first, Ok(Some(key.as_bytes())), "{json}");
+                s.skip_value().unwrap();
+                assert_eq!(s.next_key(false), Ok(Some(key.as_bytes())), "{json}");
+                s.skip_value().unwrap();
+                assert_eq!(s.next_key(false), Ok(Some(&b"z"[..])), "{json}");
+                s.skip_value().unwrap();
+                assert_eq!(s.next_key(false), Ok(None), "{json}");
+                assert_eq!(s.finish(), Ok(()));
+            }
+        }
     }
 
     #[test]

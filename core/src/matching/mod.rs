@@ -12,6 +12,7 @@ pub mod follow;
 pub mod json_skim;
 pub mod locations;
 mod term_table;
+mod text_classes;
 pub mod track;
 pub mod tweet;
 pub mod tweet_skim;

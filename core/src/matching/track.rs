@@ -48,6 +48,7 @@
 
 use super::fast_hash::FxHashMap;
 use super::term_table::TermTable;
+use super::text_classes::{ascii_prefix_len, classify, BLOCK};
 use super::tweet::TweetView;
 
 /// The track phrases of a rule set, indexed by term.
@@ -104,16 +105,33 @@ impl TrackIndex {
         if self.phrases.is_empty() {
             return;
         }
-        let mut present: Vec<u32> = Vec::new();
+        // The terms found, on the stack while they are few (a tweet holds few of the rules' terms).
+        let mut few = [0u32; 16];
+        let mut few_len = 0;
+        let mut more: Vec<u32> = Vec::new();
         forms(tweet, &mut |form: &str| {
             if let Some(id) = self.terms.get(form.as_bytes()) {
-                if !present.contains(&id) {
-                    present.push(id);
+                if !few[..few_len].contains(&id) && !more.contains(&id) {
+                    match few.get_mut(few_len) {
+                        Some(slot) => {
+                            *slot = id;
+                            few_len += 1;
+                        }
+                        None => more.push(id),
+                    }
                 }
             }
         });
+        if !more.is_empty() {
+            more.extend_from_slice(&few[..few_len]);
+        }
+        let present = if more.len() > few_len {
+            &more[..]
+        } else {
+            &few[..few_len]
+        };
         // A tweet holds few of the rules' terms: a linear scan beats sorting for a binary search.
-        for &term in &present {
+        for &term in present {
             for &p in &self.anchored[term as usize] {
                 let phrase = &self.phrases[p as usize];
                 if phrase.terms.iter().all(|t| present.contains(t)) {
@@ -140,9 +158,32 @@ pub fn for_each_form(tweet: &TweetView<'_>, emit: &mut dyn FnMut(&str)) {
 /// [`for_each_form`], inlined into its caller's loop.
 #[inline]
 fn forms<F: FnMut(&str) + ?Sized>(tweet: &TweetView<'_>, emit: &mut F) {
-    // Sized for a long tweet's text, so that they are allocated once per tweet.
-    let mut lower = String::with_capacity(1024);
-    let mut prefixed = String::with_capacity(64);
+    let (mut lower, mut prefixed) = SCRATCH
+        .take()
+        .unwrap_or_else(|| (String::with_capacity(1024), String::with_capacity(64)));
+    forms_with(tweet, emit, &mut lower, &mut prefixed);
+    // Kept for the next tweet unless an outsized one made them grow.
+    if lower.capacity() <= MAX_KEPT_SCRATCH && prefixed.capacity() <= MAX_KEPT_SCRATCH {
+        SCRATCH.set(Some((lower, prefixed)));
+    }
+}
+
+thread_local! {
+    /// The lowercasing buffers of [`forms`], reused from tweet to tweet on each thread instead
+    /// of being allocated per tweet.
+    static SCRATCH: std::cell::Cell<Option<(String, String)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Buffers that grew past this (for an outsized tweet) are freed rather than kept.
+const MAX_KEPT_SCRATCH: usize = 64 * 1024;
+
+#[inline]
+fn forms_with<F: FnMut(&str) + ?Sized>(
+    tweet: &TweetView<'_>,
+    emit: &mut F,
+    lower: &mut String,
+    prefixed: &mut String,
+) {
     for status in tweet.with_embedded() {
         // A truncated `text` is a prefix of the extended full text: reading both is wasted work.
         let extended_text = status
@@ -158,8 +199,8 @@ fn forms<F: FnMut(&str) + ?Sized>(tweet: &TweetView<'_>, emit: &mut F) {
             .into_iter()
             .flatten()
         {
-            lower_into(&mut lower, text);
-            for_each_chunk(&lower, |chunk, all_word| {
+            lower_into(lower, text);
+            for_each_chunk(lower, |chunk, all_word| {
                 if all_word {
                     emit(chunk);
                 } else {
@@ -168,18 +209,18 @@ fn forms<F: FnMut(&str) + ?Sized>(tweet: &TweetView<'_>, emit: &mut F) {
             });
         }
         if let Some(name) = status.user.as_ref().and_then(|u| u.screen_name.as_deref()) {
-            marked_forms('@', name, &mut lower, &mut prefixed, emit);
+            marked_forms('@', name, lower, prefixed, emit);
         }
         for entities in status.entity_lists() {
             for tag in entities.hashtags() {
-                marked_forms('#', tag, &mut lower, &mut prefixed, emit);
+                marked_forms('#', tag, lower, prefixed, emit);
             }
             for name in entities.mentions() {
-                marked_forms('@', name, &mut lower, &mut prefixed, emit);
+                marked_forms('@', name, lower, prefixed, emit);
             }
             for url in entities.urls() {
-                lower_into(&mut lower, url);
-                url_forms(&lower, emit);
+                lower_short_into(lower, url);
+                url_forms(lower, emit);
             }
         }
     }
@@ -192,10 +233,7 @@ fn lower_into(buf: &mut String, text: &str) {
     let mut rest = text;
     loop {
         // ASCII runs are copied and lowercased in bulk, the rest a character at a time.
-        let run = rest
-            .bytes()
-            .position(|b| !b.is_ascii())
-            .unwrap_or(rest.len());
+        let run = ascii_prefix_len(rest.as_bytes());
         let start = buf.len();
         buf.push_str(&rest[..run]);
         buf[start..].make_ascii_lowercase();
@@ -207,10 +245,12 @@ fn lower_into(buf: &mut String, text: &str) {
             buf.push_str(&text.to_lowercase());
             return;
         }
-        if has_no_case(c) {
-            buf.push(c);
-        } else {
-            buf.extend(c.to_lowercase());
+        match c {
+            _ if has_no_case(c) => buf.push(c),
+            // Latin-1 capitals (but `×`) are their small letter 0x20 further.
+            'À'..='Þ' if c != '×' => buf.push(char::from_u32(c as u32 + 0x20).expect("Latin-1")),
+            'ß'..='ÿ' => buf.push(c),
+            _ => buf.extend(c.to_lowercase()),
         }
         rest = &rest[run + c.len_utf8()..];
     }
@@ -225,35 +265,76 @@ fn has_no_case(c: char) -> bool {
 
 /// Calls `each(chunk, all_word)` for every run of `text` between whitespace (as
 /// `str::split_whitespace` splits), saying whether the chunk is only ASCII word characters.
+///
+/// The text is read 64 bytes at a time as bit masks of its byte classes (see
+/// [`text_classes`](super::text_classes)); chunk boundaries are found with bit operations, and
+/// only characters whose first byte could start a non-ASCII whitespace are decoded.
 #[inline]
 fn for_each_chunk(text: &str, mut each: impl FnMut(&str, bool)) {
     let bytes = text.as_bytes();
+    // The start of the chunk being read, and whether it is all word characters so far.
     let mut start = None;
     let mut all_word = true;
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        let (space, len, word) = if b.is_ascii() {
-            (
-                matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'),
-                1,
-                is_ascii_word(b),
-            )
+    // Whitespace bits of the next block: a multi-byte whitespace character that crosses into it.
+    let mut carried_space = 0u64;
+    let mut base = 0;
+    while base < bytes.len() {
+        let len = (bytes.len() - base).min(BLOCK);
+        let classes = classify(&bytes[base..base + len]);
+        let valid = if len == BLOCK {
+            u64::MAX
         } else {
-            let c = text[i..].chars().next().expect("a char starts here");
-            (c.is_whitespace(), c.len_utf8(), false)
+            (1u64 << len) - 1
         };
-        if space {
-            if let Some(s) = start.take() {
-                each(&text[s..i], all_word);
+        let mut space = classes.space | carried_space;
+        carried_space = 0;
+        // Non-ASCII whitespace (U+0085, U+00A0, U+1680, U+2000.., U+3000) starts with one of
+        // these bytes; every byte of such a character counts as whitespace.
+        let mut leads = classes.lead;
+        while leads != 0 {
+            let i = leads.trailing_zeros() as usize;
+            leads &= leads - 1;
+            if matches!(bytes[base + i], 0xC2 | 0xE1 | 0xE2 | 0xE3) {
+                let c = text[base + i..].chars().next().expect("a char starts here");
+                if c.is_whitespace() {
+                    let bits = (1u128 << c.len_utf8()) - 1;
+                    let bits = bits << i;
+                    space |= bits as u64;
+                    carried_space |= (bits >> BLOCK) as u64;
+                }
             }
-        } else if start.is_none() {
-            start = Some(i);
-            all_word = word;
-        } else {
-            all_word &= word;
         }
-        i += len;
+        let space = space & valid;
+        let not_word = !classes.word & valid;
+        let mut pos = 0;
+        loop {
+            let ahead = if pos < BLOCK { u64::MAX << pos } else { 0 };
+            match start {
+                Some(s) => {
+                    let ends = space & ahead;
+                    if ends == 0 {
+                        all_word &= not_word & ahead == 0;
+                        break;
+                    }
+                    let end = ends.trailing_zeros() as usize;
+                    let inside = ahead & !(u64::MAX << end);
+                    all_word &= not_word & inside == 0;
+                    each(&text[s..base + end], all_word);
+                    start = None;
+                    pos = end;
+                }
+                None => {
+                    let starts = !space & valid & ahead;
+                    if starts == 0 {
+                        break;
+                    }
+                    pos = starts.trailing_zeros() as usize;
+                    start = Some(base + pos);
+                    all_word = true;
+                }
+            }
+        }
+        base += len;
     }
     if let Some(s) = start {
         each(&text[s..], all_word);
@@ -265,6 +346,12 @@ fn is_word(c: char) -> bool {
         c.is_ascii_alphanumeric() || c == '_'
     } else if is_pictograph(c) {
         false
+    } else if ('\u{C0}'..='\u{FF}').contains(&c) {
+        // Latin-1 letters, without the tables' search.
+        c != '×' && c != '÷'
+    } else if ('\u{4E00}'..='\u{9FFF}').contains(&c) {
+        // CJK ideographs, all letters.
+        true
     } else {
         c.is_alphanumeric() || ('\u{300}'..='\u{36f}').contains(&c)
     }
@@ -299,10 +386,29 @@ fn chunk_forms<F: FnMut(&str) + ?Sized>(chunk: &str, emit: &mut F) {
     if !trimmed.is_empty() && trimmed != chunk {
         emit(without_scheme_and_www(trimmed));
     }
-    for run in chunk.split(|c: char| !is_ascii_word(c as u8)) {
-        if !run.is_empty() && run != trimmed {
+    for_each_ascii_word_run(chunk, |run| {
+        if run != trimmed {
             emit(run);
         }
+    });
+}
+
+/// Calls `each` with every maximal run of ASCII word characters of `text` (for ASCII text, the
+/// non-empty pieces of `text.split(|c| !is_word(c))`), without decoding characters.
+#[inline]
+fn for_each_ascii_word_run(text: &str, mut each: impl FnMut(&str)) {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_ascii_word(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_ascii_word(bytes[i]) {
+            i += 1;
+        }
+        each(&text[start..i]);
     }
 }
 
@@ -325,6 +431,19 @@ fn unicode_chunk_forms<F: FnMut(&str) + ?Sized>(chunk: &str, emit: &mut F) {
     }
 }
 
+/// Lowercases `text` into `buf`, as [`lower_into`] does, copying an all-ASCII text in one go
+/// (hashtags, screen names and URLs nearly always are).
+#[inline]
+fn lower_short_into(buf: &mut String, text: &str) {
+    if text.is_ascii() {
+        buf.clear();
+        buf.push_str(text);
+        buf.make_ascii_lowercase();
+    } else {
+        lower_into(buf, text);
+    }
+}
+
 /// `#tag` and `tag`, or `@name` and `name`.
 fn marked_forms<F: FnMut(&str) + ?Sized>(
     mark: char,
@@ -333,7 +452,7 @@ fn marked_forms<F: FnMut(&str) + ?Sized>(
     prefixed: &mut String,
     emit: &mut F,
 ) {
-    lower_into(lower, name);
+    lower_short_into(lower, name);
     prefixed.clear();
     prefixed.push(mark);
     prefixed.push_str(lower);
@@ -353,6 +472,10 @@ fn url_forms<F: FnMut(&str) + ?Sized>(url: &str, emit: &mut F) {
         emit(base);
         emit(base.trim_end_matches('/'));
     }
+    if url.is_ascii() {
+        for_each_ascii_word_run(url, |run| emit(run));
+        return;
+    }
     for run in url.split(|c: char| !is_word(c)) {
         if !run.is_empty() {
             emit(run);
@@ -361,25 +484,118 @@ fn url_forms<F: FnMut(&str) + ?Sized>(url: &str, emit: &mut F) {
 }
 
 /// `https://www.example.com/a` → `example.com/a`; other text is returned as is.
+///
+/// A scheme is a non-empty run of ASCII letters ending in the first `://` of the text; that is,
+/// the first byte that is not a letter starts `://`.
 fn without_scheme_and_www(text: &str) -> &str {
-    let rest = match scheme_separator(text.as_bytes()) {
-        Some(i) if i > 0 && text[..i].bytes().all(|b| b.is_ascii_alphabetic()) => &text[i + 3..],
-        _ => text,
+    let bytes = text.as_bytes();
+    let letters = bytes
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .unwrap_or(bytes.len());
+    let rest = if letters > 0 && bytes[letters..].starts_with(b"://") {
+        &text[letters + 3..]
+    } else {
+        text
     };
     rest.strip_prefix("www.").unwrap_or(rest)
 }
 
-/// The first `://` in `bytes` (`str::find` sets up a substring searcher per call: too slow for
-/// every chunk of every tweet).
-#[inline]
-fn scheme_separator(bytes: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b':', bytes).find(|&i| bytes[i + 1..].starts_with(b"//"))
+/// The tokenizer as first written, a byte at a time: the reference the fast one is tested against.
+#[cfg(test)]
+mod reference {
+    use super::has_no_case;
+
+    /// `https://www.example.com/a` → `example.com/a`; other text is returned as is.
+    pub fn without_scheme_and_www(text: &str) -> &str {
+        let rest = match scheme_separator(text.as_bytes()) {
+            Some(i) if i > 0 && text[..i].bytes().all(|b| b.is_ascii_alphabetic()) => {
+                &text[i + 3..]
+            }
+            _ => text,
+        };
+        rest.strip_prefix("www.").unwrap_or(rest)
+    }
+
+    /// The first `://` in `bytes`.
+    fn scheme_separator(bytes: &[u8]) -> Option<usize> {
+        memchr::memchr_iter(b':', bytes).find(|&i| bytes[i + 1..].starts_with(b"//"))
+    }
+
+    /// Lowercases into a reused buffer, as `str::to_lowercase` does (the rules are lowercased with
+    /// it): per character, except around a capital sigma, whose lowercase depends on its context.
+    pub fn lower_into(buf: &mut String, text: &str) {
+        buf.clear();
+        let mut rest = text;
+        loop {
+            // ASCII runs are copied and lowercased in bulk, the rest a character at a time.
+            let run = rest
+                .bytes()
+                .position(|b| !b.is_ascii())
+                .unwrap_or(rest.len());
+            let start = buf.len();
+            buf.push_str(&rest[..run]);
+            buf[start..].make_ascii_lowercase();
+            let Some(c) = rest[run..].chars().next() else {
+                return;
+            };
+            if c == 'Σ' {
+                buf.clear();
+                buf.push_str(&text.to_lowercase());
+                return;
+            }
+            if has_no_case(c) {
+                buf.push(c);
+            } else {
+                buf.extend(c.to_lowercase());
+            }
+            rest = &rest[run + c.len_utf8()..];
+        }
+    }
+
+    /// Calls `each(chunk, all_word)` for every run of `text` between whitespace (as
+    /// `str::split_whitespace` splits), saying whether the chunk is only ASCII word characters.
+    #[inline]
+    pub fn for_each_chunk(text: &str, mut each: impl FnMut(&str, bool)) {
+        let bytes = text.as_bytes();
+        let mut start = None;
+        let mut all_word = true;
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let (space, len, word) = if b.is_ascii() {
+                (
+                    matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'),
+                    1,
+                    super::is_ascii_word(b),
+                )
+            } else {
+                let c = text[i..].chars().next().expect("a char starts here");
+                (c.is_whitespace(), c.len_utf8(), false)
+            };
+            if space {
+                if let Some(s) = start.take() {
+                    each(&text[s..i], all_word);
+                }
+            } else if start.is_none() {
+                start = Some(i);
+                all_word = word;
+            } else {
+                all_word &= word;
+            }
+            i += len;
+        }
+        if let Some(s) = start {
+            each(&text[s..], all_word);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rules::normalize_phrase;
+    use proptest::prelude::{prop, prop_oneof, Strategy};
 
     fn index(phrases: &[&str]) -> TrackIndex {
         let mut index = TrackIndex::default();
@@ -424,6 +640,143 @@ mod tests {
                 text.split_whitespace().collect::<Vec<_>>(),
                 "{text:?}"
             );
+        }
+    }
+
+    /// Text that exercises the tokenizer: every kind of whitespace (ASCII and not), the bytes
+    /// that lead a non-ASCII whitespace without being one, capitals of every script the fast
+    /// paths know, a capital sigma, emoji, and runs long enough to cross 64-byte blocks.
+    fn tricky_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => "[a-zA-Z0-9_]{1,12}",
+            2 => prop::sample::select(vec![
+                " ", "  ", "\t", "\n", "\r", "\x0b", "\x0c", "\u{85}", "\u{a0}", "\u{1680}",
+                "\u{2000}", "\u{200a}", "\u{200b}", "\u{2028}", "\u{2029}", "\u{202f}",
+                "\u{205f}", "\u{3000}", "\u{3001}", "\u{1fff}", "\u{e2}", "\u{c2}",
+            ]).prop_map(str::to_owned),
+            2 => prop::sample::select(vec![
+                ".", ",", "#", "@", "'", "://", "www.", "(", ")", "…", "·", "×", "÷",
+            ]).prop_map(str::to_owned),
+            2 => prop::sample::select(vec![
+                "Émile", "ÀÞßÿ", "NIÑO", "ΟΔΟΣ", "Σ", "İstanbul", "\u{212a}elvin", "ǅ", "Straße",
+                "東京", "ＡＢＣ", "😀", "👍🏽", "🇫🇷", "e\u{301}", "привет", "ПРИВЕТ",
+            ]).prop_map(str::to_owned),
+            1 => "\\PC{1,6}",
+        ];
+        prop::collection::vec(piece, 0..60).prop_map(|pieces| pieces.concat())
+    }
+
+    /// A chunk splitter: `for_each_chunk` or its reference.
+    type Splitter = fn(&str, &mut dyn FnMut(&str, bool));
+
+    fn chunks_of(split: Splitter, text: &str) -> Vec<(String, bool)> {
+        let mut chunks = Vec::new();
+        split(text, &mut |c, w| chunks.push((c.to_string(), w)));
+        chunks
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn the_block_tokenizer_splits_as_the_reference_does(text in tricky_text()) {
+            let fast = chunks_of(|t, each| for_each_chunk(t, each), &text);
+            let reference = chunks_of(|t, each| reference::for_each_chunk(t, each), &text);
+            proptest::prop_assert_eq!(fast, reference);
+        }
+
+        #[test]
+        fn lowercasing_agrees_with_the_reference(text in tricky_text()) {
+            let (mut fast, mut reference) = (String::new(), String::new());
+            lower_into(&mut fast, &text);
+            reference::lower_into(&mut reference, &text);
+            proptest::prop_assert_eq!(&fast, &reference);
+            proptest::prop_assert_eq!(fast, text.to_lowercase());
+        }
+    }
+
+    #[test]
+    fn every_character_is_lowercased_and_split_as_the_reference_does() {
+        let (mut fast, mut reference) = (String::new(), String::new());
+        for c in '\u{0}'..=char::MAX {
+            // At every offset around a block boundary, between words.
+            for pad in [0, 60, 61, 62, 63] {
+                if pad != 0 && !(c as u32).is_multiple_of(97) && !c.is_whitespace() {
+                    continue;
+                }
+                let text = format!("{}A{c}b", "x".repeat(pad));
+                lower_into(&mut fast, &text);
+                reference::lower_into(&mut reference, &text);
+                assert_eq!(fast, reference, "{c:?}");
+                assert_eq!(
+                    chunks_of(|t, each| for_each_chunk(t, each), &text),
+                    chunks_of(|t, each| reference::for_each_chunk(t, each), &text),
+                    "{c:?} after {pad}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn word_characters_are_letters_digits_underscore_and_combining_accents() {
+        for c in '\u{0}'..=char::MAX {
+            let expected = c.is_alphanumeric() || c == '_' || ('\u{300}'..='\u{36f}').contains(&c);
+            assert_eq!(is_word(c), expected, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn schemes_and_www_are_stripped_only_at_the_start() {
+        for (text, expected) in [
+            ("https://www.example.com/a", "example.com/a"),
+            ("http://x", "x"),
+            ("www.x.org", "x.org"),
+            ("://x", "://x"),
+            ("h1://x", "h1://x"),
+            ("a:b://x", "a:b://x"),
+            ("ab:/x://y", "ab:/x://y"),
+            ("ftp:://x", "ftp:://x"),
+            ("http:", "http:"),
+            ("é://x", "é://x"),
+        ] {
+            assert_eq!(without_scheme_and_www(text), expected, "{text}");
+            assert_eq!(reference::without_scheme_and_www(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn ascii_word_runs_are_the_pieces_split_gives() {
+        for text in [
+            "",
+            "a",
+            "...",
+            "http://www.ex-ample.com/a_b?c=1#d",
+            "_x__y..z9",
+            "a.b",
+        ] {
+            let mut runs = Vec::new();
+            for_each_ascii_word_run(text, |r| runs.push(r.to_string()));
+            let pieces: Vec<&str> = text
+                .split(|c: char| !is_word(c))
+                .filter(|r| !r.is_empty())
+                .collect();
+            assert_eq!(runs, pieces, "{text}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn schemes_are_stripped_as_the_reference_does(text in tricky_text(), scheme in "[a-zA-Z:/.w]{0,9}") {
+            let text = format!("{scheme}{text}");
+            proptest::prop_assert_eq!(without_scheme_and_www(&text), reference::without_scheme_and_www(&text));
+        }
+
+        #[test]
+        fn short_texts_lowercase_as_the_reference_does(text in tricky_text()) {
+            let (mut fast, mut reference) = (String::new(), String::new());
+            lower_short_into(&mut fast, &text);
+            reference::lower_into(&mut reference, &text);
+            proptest::prop_assert_eq!(fast, reference);
         }
     }
 

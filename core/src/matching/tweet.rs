@@ -187,16 +187,21 @@ impl<'de> TweetView<'de> {
 
     /// This tweet and the statuses it embeds (retweeted, quoted, and theirs), outermost first.
     pub fn with_embedded(&self) -> impl Iterator<Item = &TweetView<'de>> {
-        let mut stack: Vec<&TweetView<'de>> = vec![self];
+        // Depth first, retweeted before quoted; the stack is only needed (and allocated) for a
+        // status that embeds both.
+        let mut next = Some(self);
+        let mut stack: Vec<&TweetView<'de>> = Vec::new();
         std::iter::from_fn(move || {
-            let next = stack.pop()?;
-            if let Some(q) = next.quoted_status.as_deref() {
+            let current = next.take().or_else(|| stack.pop())?;
+            let (retweeted, quoted) = (
+                current.retweeted_status.as_deref(),
+                current.quoted_status.as_deref(),
+            );
+            if let (Some(_), Some(q)) = (retweeted, quoted) {
                 stack.push(q);
             }
-            if let Some(r) = next.retweeted_status.as_deref() {
-                stack.push(r);
-            }
-            Some(next)
+            next = retweeted.or(quoted);
+            Some(current)
         })
     }
 

@@ -91,6 +91,12 @@ pub struct FirehoseConfig {
     /// Tweet ids remembered per connection in the stats (the rest are only counted).
     pub max_recorded_ids: usize,
     pub generator: GeneratorOptions,
+    /// Load generation without the cost of generating: when above 0, each distinct plant (the
+    /// phrase, account or box a tweet is made for) gets this many tweets generated as usual,
+    /// and later tweets for it are copies of one of them under a new id and timestamp (see
+    /// `pool`). Sizes, mix and routing stay those of the generator. 0 (the default) generates
+    /// every tweet.
+    pub pooled_variants: usize,
     /// Faults in force from the start (e.g. answer the first N connects with 503).
     pub faults: Vec<Fault>,
 }
@@ -118,6 +124,7 @@ impl Default for FirehoseConfig {
             timestamp_skew: Duration::from_secs(300),
             max_recorded_ids: 1_000_000,
             generator: GeneratorOptions::default(),
+            pooled_variants: 0,
             faults: Vec::new(),
         }
     }

@@ -24,6 +24,7 @@ pub mod fault;
 pub mod generate;
 pub mod messages;
 pub mod params;
+mod pool;
 mod pump;
 pub mod ratelimit;
 pub mod replay;

@@ -18,6 +18,7 @@ use crate::body::{Control, Outgoing};
 use crate::generate::{FastRng, Plant, PlantedUser, TweetFacts, TweetGenerator, UserRole};
 use crate::messages::{self, disconnect_code, MessageKind};
 use crate::params::phrase_key;
+use crate::pool::TweetPool;
 use crate::replay::ReplayLine;
 use crate::state::{LiveConnection, Shared};
 
@@ -81,12 +82,16 @@ struct Pump {
     located: Vec<usize>,
     buf: Vec<u8>,
     recipients: Vec<usize>,
+    /// Tweets kept for reuse (`pooled_variants` > 0).
+    pool: Option<TweetPool>,
 }
 
 impl Pump {
     fn new(shared: Arc<Shared>, replay: Option<Vec<ReplayLine>>) -> Pump {
         let config = &shared.config;
+        let pool = (config.pooled_variants > 0).then(|| TweetPool::new(config.pooled_variants));
         Pump {
+            pool,
             generator: TweetGenerator::new(config.seed, config.generator.clone()),
             rng: FastRng::new(config.seed ^ 0x5eed_0f7a_551c),
             shared,
@@ -223,7 +228,12 @@ impl Pump {
             }
         }
         self.buf.clear();
-        let facts = self.generator.write_tweet(&plant, &mut self.buf);
+        let facts = match &mut self.pool {
+            Some(pool) => {
+                pool.write_tweet(&mut self.generator, &mut self.rng, &plant, &mut self.buf)
+            }
+            None => self.generator.write_tweet(&plant, &mut self.buf),
+        };
         let json = Bytes::copy_from_slice(&self.buf);
         self.shared.produced.fetch_add(1, Ordering::Relaxed);
 

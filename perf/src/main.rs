@@ -11,6 +11,13 @@ use traptor_perf::report::Report;
 use traptor_perf::scenarios::{connections, rule_change, slow_kafka, throughput, Common};
 use traptor_perf::services::Services;
 
+/// The emulator runs in this process and allocates a few buffers per tweet; with the C
+/// library's allocator that was about 15% of its time, which the supervisor under test then
+/// lacks on a small machine. Only Rust allocations are affected: the bare producer's
+/// librdkafka still uses the C library's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmarks of a whole traptor cluster in one process. Needs Redis and Kafka from
 /// scripts/services.sh (TRAPTOR_TEST_* variables); scripts/bench.sh does everything.
 #[derive(Debug, Parser)]
@@ -86,6 +93,10 @@ struct ThroughputArgs {
     /// Records captured for the bare-producer baseline.
     #[arg(long, default_value_t = 20_000)]
     pool: usize,
+    /// Generated tweets kept per planted phrase; later tweets for it are copies under new ids
+    /// (cheaper for the emulator, which shares the machine). 0: generate every tweet.
+    #[arg(long, default_value_t = 8)]
+    pooled_variants: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,6 +188,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         warmup: secs(a.warmup),
         slice: secs(a.slice.min(a.duration).max(1)),
         pool: a.pool,
+        pooled_variants: a.pooled_variants,
     };
     let connections = |a: &ConnectionsArgs| connections::Options {
         counts: a.counts.clone(),
@@ -215,6 +227,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 warmup: 5,
                 slice: 10,
                 pool: 20_000,
+                pooled_variants: 8,
             };
             emit(throughput::run(&common, &throughput(&t)), "throughput")?;
             let c = ConnectionsArgs {

@@ -10,7 +10,10 @@ use traptor_actors::app;
 use traptor_actors::config::{ClusterConfig, EmulatorConfig};
 
 /// Every record crosses threads (stream arbiter → writer → librdkafka); glibc's allocator spent
-/// about 15% of the process's time on that traffic in the throughput benchmark.
+/// about 15% of the process's time on that traffic in the throughput benchmark. The `override`
+/// feature (root Cargo.toml) makes mimalloc serve C's `malloc` too: librdkafka copies every
+/// payload on the writer thread and frees it on its polling thread, which glibc's arenas
+/// handle slowly (about 10% of the process's time after the Rust side moved to mimalloc).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

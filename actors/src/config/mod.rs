@@ -24,8 +24,8 @@ pub use env::{interpolate, process_env, EnvLookup, MissingVar};
 pub use keys::ApiKey;
 pub use sections::{
     redact_url_password, Compression, EmulatorConfig, HeartbeatConfig, KafkaConfig, LogConfig,
-    LogFormat, OriginalStatsConfig, ProducerOptions, RedisConfig, RulesConfig, RulesSourceKind, SinkConfig, SinkKind,
-    SpoolConfig, StatusConfig, StreamConfig,
+    LogFormat, OriginalStatsConfig, ProducerOptions, RedisConfig, RulesConfig, RulesSourceKind,
+    SinkConfig, SinkKind, SpoolConfig, StatusConfig, StreamConfig,
 };
 
 /// A loaded, validated cluster configuration.

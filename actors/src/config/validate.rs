@@ -554,8 +554,16 @@ impl Checker<'_, '_> {
         }
 
         positive(raw.heartbeat.interval_secs, "heartbeat", "interval_secs")?;
-        positive(raw.original_stats.window_secs, "original_stats", "window_secs")?;
-        positive(raw.original_stats.interval_secs, "original_stats", "interval_secs")?;
+        positive(
+            raw.original_stats.window_secs,
+            "original_stats",
+            "window_secs",
+        )?;
+        positive(
+            raw.original_stats.interval_secs,
+            "original_stats",
+            "interval_secs",
+        )?;
         if raw.original_stats.enabled && raw.rules.source == RulesSourceKind::File {
             return Err(self.invalid(
                 "original_stats",

@@ -9,6 +9,7 @@
 
 mod kafka;
 mod lines;
+mod pending;
 mod spool;
 mod stats;
 mod writer;

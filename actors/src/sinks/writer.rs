@@ -1,4 +1,10 @@
 //! The writer actor: serves `WriteBatch` and `Flush` for any [`Sink`], on a thread of its own.
+//!
+//! Batches are not written one by one: every batch already waiting in the mailbox is gathered
+//! and written in one sink call, then each stream gets its reply ([`PendingBatches`]). Under
+//! load that turns many small hand-offs into a few large ones; with light traffic a batch is
+//! written as soon as it arrives, since nothing ever waits for more. Each stream still waits
+//! for its reply before reading on, so at most one batch per stream is ever held here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,8 +14,14 @@ use actix::prelude::*;
 use tokio::sync::watch;
 use traptor_core::Record;
 
+use super::pending::{PendingBatches, Reply};
 use super::{Sink, SinkError, WriterStats, WriterStatsSnapshot};
 use crate::messages::{Flush, WriteBatch, WriteError};
+
+/// Room in the writer's mailbox. Each stream has at most one batch outstanding, so this only
+/// needs to exceed the number of streams for senders never to be parked (a parked sender
+/// costs an extra wake-up round); it is not what bounds memory.
+const MAILBOX_CAPACITY: usize = 1 << 16;
 
 /// State shared between the writer, its sink and its handle.
 pub(crate) struct Shared {
@@ -30,12 +42,23 @@ impl Shared {
     }
 }
 
-/// Serves one sink. A sync actor, so the sink may block (Kafka's queue full, a slow pipe, a
-/// full disk) without stalling the streams' arbiters: they simply wait for the reply.
+/// Serves one sink, alone on an arbiter thread of its own, so the sink may block (Kafka's
+/// queue full, a slow pipe, a full disk) without stalling the streams' arbiters: they simply
+/// wait for the reply.
 pub struct Writer<S: Sink> {
     sink: S,
     shared: Shared,
+    /// Batches taken from the mailbox and not yet written.
+    pending: PendingBatches,
+    /// Whether a [`WritePending`] is already on its way.
+    write_scheduled: bool,
 }
+
+/// Sent by the writer to itself when it takes the first batch of a gathering: handled once
+/// the mailbox is empty, so it writes everything taken meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct WritePending;
 
 /// Everything the rest of the system needs of a running writer. Cheap to clone.
 #[derive(Clone)]
@@ -57,13 +80,22 @@ impl<S: Sink> Writer<S> {
         let stats = shared.stats.clone();
         let closing = shared.closing.clone();
         let closed = shared.closed.subscribe();
-        let writer = Mutex::new(Some(Writer { sink, shared }));
-        let addr = SyncArbiter::start(1, move || {
-            writer
+        let thread = Arbiter::new();
+        // The sink moves to the writer's thread inside the closure, which runs exactly once.
+        let writer = Mutex::new(Some((sink, shared)));
+        let addr = Writer::start_in_arbiter(&thread.handle(), move |ctx| {
+            ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+            let (sink, shared) = writer
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .take()
-                .expect("a writer is never restarted: it never calls ctx.stop()")
+                .expect("the writer's factory runs once");
+            Writer {
+                sink,
+                shared,
+                pending: PendingBatches::default(),
+                write_scheduled: false,
+            }
         });
         WriterHandle {
             batches: addr.clone().recipient(),
@@ -73,6 +105,20 @@ impl<S: Sink> Writer<S> {
             closing,
             closed,
         }
+    }
+
+    /// Writes every gathered batch in one sink call and answers each of them.
+    fn write_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (records, replies) = self.pending.take();
+        let answer = if records.is_empty() {
+            Ok(())
+        } else {
+            self.write_until_accepted(&records)
+        };
+        replies.send(&answer);
     }
 
     /// Writes the batch, retrying with a growing pause while the sink reports passing errors:
@@ -119,27 +165,37 @@ impl<S: Sink> Writer<S> {
 }
 
 impl<S: Sink> Actor for Writer<S> {
-    type Context = SyncContext<Self>;
+    type Context = Context<Self>;
 }
 
 impl<S: Sink> Handler<WriteBatch> for Writer<S> {
-    type Result = Result<(), WriteError>;
+    type Result = Reply;
 
-    fn handle(
-        &mut self,
-        WriteBatch(records): WriteBatch,
-        _ctx: &mut Self::Context,
-    ) -> Self::Result {
+    fn handle(&mut self, WriteBatch(records): WriteBatch, ctx: &mut Self::Context) -> Reply {
         if let Some(reason) = self.shared.closed.borrow().clone() {
-            return Err(WriteError::Sink(reason));
+            return Reply::Now(Err(WriteError::Sink(reason)));
         }
         if self.shared.closing.load(Ordering::Acquire) {
-            return Err(WriteError::ShuttingDown);
+            return Reply::Now(Err(WriteError::ShuttingDown));
         }
         if records.is_empty() {
-            return Ok(());
+            return Reply::Now(Ok(()));
         }
-        self.write_until_accepted(&records)
+        if !self.write_scheduled {
+            self.write_scheduled = true;
+            // Runs after the mailbox is drained: every batch already waiting joins this write.
+            ctx.notify(WritePending);
+        }
+        self.pending.push(records)
+    }
+}
+
+impl<S: Sink> Handler<WritePending> for Writer<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: WritePending, _ctx: &mut Self::Context) {
+        self.write_scheduled = false;
+        self.write_pending();
     }
 }
 
@@ -147,6 +203,8 @@ impl<S: Sink> Handler<Flush> for Writer<S> {
     type Result = usize;
 
     fn handle(&mut self, Flush { timeout }: Flush, _ctx: &mut Self::Context) -> usize {
+        // Batches taken before the flush was asked for are part of what it must deliver.
+        self.write_pending();
         self.sink.flush(timeout)
     }
 }
@@ -314,6 +372,163 @@ mod tests {
         fn flush(&mut self, _: Duration) -> usize {
             0
         }
+    }
+
+    /// Records the batches it is given, one entry per `write` call; each write waits until
+    /// the test opens the gate, like a sink under load.
+    struct Gated {
+        writes: Arc<Mutex<Vec<Vec<u64>>>>,
+        entered: std::sync::mpsc::Sender<()>,
+        gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl Sink for Gated {
+        fn name(&self) -> &'static str {
+            "gated"
+        }
+        fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+            let _ = self.entered.send(());
+            let (open, opened) = &*self.gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            self.writes.lock().unwrap().push(
+                records
+                    .iter()
+                    .map(|r| r.key.as_ref().unwrap().parse::<u64>().unwrap())
+                    .collect(),
+            );
+            Ok(())
+        }
+        fn flush(&mut self, _: Duration) -> usize {
+            0
+        }
+    }
+
+    struct GatedWriter {
+        handle: WriterHandle,
+        writes: Arc<Mutex<Vec<Vec<u64>>>>,
+        entered: std::sync::mpsc::Receiver<()>,
+        gate: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    }
+
+    impl GatedWriter {
+        fn start(open: bool) -> GatedWriter {
+            let writes = Arc::new(Mutex::new(Vec::new()));
+            let gate = Arc::new((Mutex::new(open), std::sync::Condvar::new()));
+            let (entered_tx, entered) = std::sync::mpsc::channel();
+            let sink = Gated {
+                writes: writes.clone(),
+                entered: entered_tx,
+                gate: gate.clone(),
+            };
+            GatedWriter {
+                handle: Writer::start(sink, Shared::new()),
+                writes,
+                entered,
+                gate,
+            }
+        }
+
+        fn open_gate(&self) {
+            *self.gate.0.lock().unwrap() = true;
+            self.gate.1.notify_all();
+        }
+
+        /// Waits (off the test's event loop) until the sink is inside a write.
+        async fn wait_until_writing(&self) {
+            for _ in 0..500 {
+                if self.entered.try_recv().is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the writer never called the sink");
+        }
+
+        fn writes(&self) -> Vec<Vec<u64>> {
+            self.writes.lock().unwrap().clone()
+        }
+    }
+
+    #[actix::test]
+    async fn batches_waiting_while_the_sink_is_busy_are_written_together() {
+        let writer = GatedWriter::start(false);
+        let first = writer.handle.batches.send(WriteBatch(vec![tweet(1)]));
+        let first = tokio::spawn(first);
+        writer.wait_until_writing().await;
+        // Three streams hand over batches while the sink is busy with the first one.
+        let later: Vec<_> = [vec![tweet(2), tweet(3)], vec![tweet(4)], vec![tweet(5)]]
+            .into_iter()
+            .map(|records| tokio::spawn(writer.handle.batches.send(WriteBatch(records))))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            later.iter().all(|reply| !reply.is_finished()) && !first.is_finished(),
+            "no stream is answered before its records are written"
+        );
+        writer.open_gate();
+        first.await.unwrap().unwrap().unwrap();
+        for reply in later {
+            reply.await.unwrap().unwrap().unwrap();
+        }
+        assert_eq!(
+            writer.writes(),
+            [vec![1], vec![2, 3, 4, 5]],
+            "one write for the batches that waited, in arrival order"
+        );
+    }
+
+    #[actix::test]
+    async fn a_lone_batch_is_written_at_once() {
+        let writer = GatedWriter::start(true);
+        for id in [1, 2] {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                writer.handle.batches.send(WriteBatch(vec![tweet(id)])),
+            )
+            .await
+            .expect("a batch on a quiet writer is answered without waiting for more")
+            .unwrap()
+            .unwrap();
+        }
+        assert_eq!(writer.writes(), [vec![1], vec![2]]);
+    }
+
+    #[actix::test]
+    async fn a_flush_first_writes_the_batches_taken_before_it() {
+        let writer = GatedWriter::start(false);
+        let first = tokio::spawn(writer.handle.batches.send(WriteBatch(vec![tweet(1)])));
+        writer.wait_until_writing().await;
+        let second = tokio::spawn(writer.handle.batches.send(WriteBatch(vec![tweet(2)])));
+        let flush = tokio::spawn(writer.handle.flush.send(Flush {
+            timeout: Duration::from_secs(1),
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer.open_gate();
+        assert_eq!(flush.await.unwrap().unwrap(), 0);
+        assert_eq!(writer.writes(), [vec![1], vec![2]]);
+        first.await.unwrap().unwrap().unwrap();
+        second.await.unwrap().unwrap().unwrap();
+    }
+
+    #[actix::test]
+    async fn batches_still_queued_when_shutdown_begins_are_refused_not_written() {
+        let writer = GatedWriter::start(false);
+        let first = tokio::spawn(writer.handle.batches.send(WriteBatch(vec![tweet(1)])));
+        writer.wait_until_writing().await;
+        let queued = tokio::spawn(writer.handle.batches.send(WriteBatch(vec![tweet(2)])));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer.handle.begin_shutdown();
+        writer.open_gate();
+        first.await.unwrap().unwrap().unwrap();
+        let refused = queued.await.unwrap().unwrap();
+        assert!(
+            matches!(refused, Err(WriteError::ShuttingDown)),
+            "{refused:?}"
+        );
+        assert_eq!(writer.writes(), [vec![1]]);
     }
 
     #[actix::test]

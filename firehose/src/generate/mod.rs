@@ -335,6 +335,14 @@ impl TweetGenerator {
         }
     }
 
+    /// A fresh top-level id and its creation time, as the next generated tweet would get:
+    /// for a copy of an earlier tweet sent again as a new one.
+    pub fn next_id(&mut self) -> (u64, u64) {
+        let now_ms = self.now_ms();
+        self.produced += 1;
+        (self.next_top_id(now_ms), now_ms)
+    }
+
     fn now_ms(&self) -> u64 {
         match self.options.clock {
             Clock::Wall => SystemTime::now()

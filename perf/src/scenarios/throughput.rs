@@ -33,6 +33,9 @@ pub struct Options {
     pub slice: Duration,
     /// Records captured from the supervisor's topic for the baseline to produce.
     pub pool: usize,
+    /// The emulator's `pooled_variants`: generated tweets kept per plant and sent again
+    /// under new ids, so the emulator takes less of the machine (0: generate every tweet).
+    pub pooled_variants: usize,
 }
 
 /// What the processes did during the slices of one side (supervisor or baseline).
@@ -111,7 +114,9 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     kafka::create_topic(brokers, &topic, common.partitions)?;
     // The endpoint is known once the emulator runs; the keys are needed to start it.
     let mut spec = common.cluster(n, String::new(), &topic);
-    let emulator = Emulator::start(emulator_config(&spec, f64::INFINITY))?;
+    let mut config = emulator_config(&spec, f64::INFINITY);
+    config.pooled_variants = options.pooled_variants;
+    let emulator = Emulator::start(config)?;
     spec.endpoint = emulator.url();
     common.write_rules(&spec, n, options.rules_per_slot)?;
     let mut supervisor = SupervisorProcess::start(
@@ -223,9 +228,16 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         "{n} API keys, {n} track slots of {} rules each (one stream per slot); emulator in load \
          mode (rate = ∞, waits for slow readers) in the benchmark process; realistic generated \
          tweets (avg {} B as written to Kafka, enriched) with the default share of compliance \
-         messages; topics of {} partitions",
+         messages; {}; topics of {} partitions",
         options.rules_per_slot,
         thousands(avg_record),
+        match options.pooled_variants {
+            0 => "every tweet generated".to_owned(),
+            k => format!(
+                "{k} tweets generated per planted phrase, later ones copies under new ids and \
+                 times (--pooled-variants)"
+            ),
+        },
         common.partitions
     ));
     report.setup(format!(

@@ -85,7 +85,7 @@ pub fn write_traptor_object(
     out.extend_from_slice(fields.slot_id_json);
     if let Some(iso) = fields.created_at_iso {
         out.extend_from_slice(b",\"created_at_iso\":");
-        write_json_str(out, iso);
+        write_plain_str(out, iso);
     }
     out.extend_from_slice(b",\"collection_rules\":[");
     for (i, rule) in matched_rules.iter().enumerate() {
@@ -109,7 +109,7 @@ pub fn write_traptor_object(
     match fields.slot {
         Some(slot) => {
             out.extend_from_slice(b"{\"type\":");
-            write_json_str(out, slot.stream_type.as_str());
+            write_plain_str(out, slot.stream_type.as_str());
             out.extend_from_slice(b",\"id\":");
             write_json_str(out, &slot.id);
             out.push(b'}');
@@ -118,11 +118,11 @@ pub fn write_traptor_object(
     }
     out.extend_from_slice(b",\"received_at\":");
     match fields.received_at {
-        Some(at) => write_json_str(out, at),
+        Some(at) => write_plain_str(out, at),
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"traptor_version\":");
-    write_json_str(out, env!("CARGO_PKG_VERSION"));
+    write_plain_str(out, env!("CARGO_PKG_VERSION"));
     out.push(b'}');
 }
 
@@ -218,13 +218,55 @@ impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
 
 /// Appends `text` as a JSON string literal.
 pub fn write_json_str(out: &mut Vec<u8>, text: &str) {
+    // The strings written per tweet (timestamps, stream type, slot id, version) need no
+    // escaping: they are copied as they are, serde_json's escaping writes the rest.
+    if text.bytes().all(needs_no_escape) {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+        return;
+    }
     serde_json::to_writer(&mut *out, text).expect("writing to a Vec cannot fail");
+}
+
+/// Writes a string that needs no escaping (a timestamp, a stream type, the version: text made
+/// of digits, letters and punctuation), without checking it byte by byte in release builds.
+#[inline]
+fn write_plain_str(out: &mut Vec<u8>, text: &str) {
+    debug_assert!(text.bytes().all(needs_no_escape), "{text:?} needs escaping");
+    out.reserve(text.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(text.as_bytes());
+    out.push(b'"');
+}
+
+/// Bytes serde_json writes unescaped in a string: all but `"`, `\` and control characters
+/// below 0x20 (non-ASCII bytes of a `&str` included).
+#[inline]
+fn needs_no_escape(b: u8) -> bool {
+    b >= 0x20 && b != b'"' && b != b'\\'
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rules::StreamType;
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        let mut texts: Vec<String> = (0..=0x80u32)
+            .chain([0xe9, 0x2028, 0x1f600])
+            .map(|c| format!("a{}b", char::from_u32(c).expect("a char")))
+            .collect();
+        texts.extend(["", "2016-02-22T01:34:53+00:00", "\"\\", "tab\there"].map(String::from));
+        for text in texts {
+            let mut out = b"x".to_vec();
+            write_json_str(&mut out, &text);
+            let expected = serde_json::to_string(&text).expect("a string serializes");
+            assert_eq!(out, [b"x", expected.as_bytes()].concat(), "{text:?}");
+        }
+    }
 
     #[test]
     fn splicing_keeps_every_original_byte_and_adds_one_member() {

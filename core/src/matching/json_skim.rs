@@ -188,9 +188,11 @@ impl<'a> Scanner<'a> {
 
     /// The next key of an object being read (`first` for the one right after `{`), with its
     /// `:` consumed; `None` at the closing `}`. Keys with escapes are left to serde.
-    #[inline]
+    #[inline(always)]
     pub fn next_key(&mut self, first: bool) -> Scan<Option<&'a [u8]>> {
-        // Compact JSON: `,"key":` (or `"key":` first), the key short, ASCII and unescaped.
+        // Compact JSON: `,"key":` (or `"key":` first), the key short, ASCII and unescaped. This
+        // part is inlined into every object loop; the rest is a call, so that the common case
+        // pays for no register saves.
         let quote = self.pos + usize::from(!first);
         if (first || self.bytes.get(self.pos) == Some(&b','))
             && self.bytes.get(quote) == Some(&b'"')
@@ -200,6 +202,13 @@ impl<'a> Scanner<'a> {
                 return Ok(Some(&self.bytes[quote + 1..end]));
             }
         }
+        self.next_key_general(first)
+    }
+
+    /// [`Scanner::next_key`] for whitespace, the closing `}`, and long, escaped or non-ASCII
+    /// keys.
+    #[inline(never)]
+    fn next_key_general(&mut self, first: bool) -> Scan<Option<&'a [u8]>> {
         match self.peek() {
             Some(b'}') => {
                 self.pos += 1;
@@ -484,6 +493,22 @@ fn skip_plain(bytes: &[u8], mut pos: usize) -> (usize, bool) {
         _mm_set1_epi8,
     };
     let mut high = 0;
+    // 32 bytes a step (two 16-byte blocks): long strings (texts, URLs, descriptions) take half
+    // as many loop branches.
+    while let Some((special_lo, high_lo)) = special_and_high_16(bytes, pos) {
+        let Some((special_hi, high_hi)) = special_and_high_16(bytes, pos + 16) else {
+            break;
+        };
+        let special = special_lo | special_hi << 16;
+        let high_bits = high_lo | high_hi << 16;
+        if special != 0 {
+            let before = special.trailing_zeros();
+            high |= high_bits & ((1 << before) - 1);
+            return (pos + before as usize, high != 0);
+        }
+        high |= high_bits;
+        pos += 32;
+    }
     while pos + 16 <= bytes.len() {
         // SAFETY: SSE2 is part of the x86_64 baseline, and the 16 bytes read are in bounds
         // (checked just above); `loadu` has no alignment requirement.
@@ -784,6 +809,42 @@ mod tests {
                 s.skip_value().unwrap();
                 assert_eq!(s.next_key(false), Ok(None), "{json}");
                 assert_eq!(s.finish(), Ok(()));
+            }
+        }
+    }
+
+    /// Strings are scanned 32 and 16 bytes at a time, then by words and bytes: a special byte
+    /// at every position of strings of every length up to past two steps is found, and the
+    /// ASCII flag covers exactly the bytes before the closing quote.
+    #[test]
+    fn strings_of_every_length_end_where_their_quote_is() {
+        for len in 0..80 {
+            for at in 0..len.max(1) {
+                for odd in ["", "é", "\\n", "\\u00e9", "\t", "\\x", "\u{7f}"] {
+                    let mut text = "s".repeat(len);
+                    if len > 0 {
+                        text.replace_range(at..at + 1, odd);
+                    }
+                    for tail in ["", "      ", &" ".repeat(40)] {
+                        let json = format!("[\"{text}\"{tail}]");
+                        let bytes = json.as_bytes();
+                        assert_eq!(is_valid_json(bytes), serde_accepts(bytes), "{json:?}");
+                        let mut s = Scanner::new(bytes);
+                        s.begin_array().unwrap();
+                        assert!(s.next_element(true).unwrap());
+                        match s.string() {
+                            Ok(raw) => {
+                                assert_eq!(&bytes[raw.start..raw.end], text.as_bytes(), "{json:?}");
+                                assert_eq!(raw.ascii, text.is_ascii(), "{json:?}");
+                                assert_eq!(raw.escaped, text.contains('\\'), "{json:?}");
+                            }
+                            Err(stop) => {
+                                assert_eq!(stop, Stop::Invalid, "{json:?}");
+                                assert!(!serde_accepts(bytes), "{json:?}");
+                            }
+                        }
+                    }
+                }
             }
         }
     }

@@ -396,7 +396,60 @@ fn chunk_forms<F: FnMut(&str) + ?Sized>(chunk: &str, emit: &mut F) {
 /// Calls `each` with every maximal run of ASCII word characters of `text` (for ASCII text, the
 /// non-empty pieces of `text.split(|c| !is_word(c))`), without decoding characters.
 #[inline]
-fn for_each_ascii_word_run(text: &str, mut each: impl FnMut(&str)) {
+fn for_each_ascii_word_run(text: &str, each: impl FnMut(&str)) {
+    // URLs (50 to 100 bytes, a dozen runs) go by block masks; short chunks byte by byte.
+    if text.len() >= 32 {
+        for_each_ascii_word_run_by_blocks(text, each)
+    } else {
+        for_each_ascii_word_run_by_bytes(text, each)
+    }
+}
+
+/// [`for_each_ascii_word_run`] from the word masks of [`classify`]: run boundaries are found
+/// with bit operations instead of a branch per byte.
+fn for_each_ascii_word_run_by_blocks(text: &str, mut each: impl FnMut(&str)) {
+    let bytes = text.as_bytes();
+    // The start of the run being read, if any.
+    let mut start = None;
+    let mut base = 0;
+    while base < bytes.len() {
+        let len = (bytes.len() - base).min(BLOCK);
+        // Bits past the end of a short block are clear, so a run ends there as at a non-word.
+        let word = classify(&bytes[base..base + len]).word;
+        let mut pos = 0;
+        while pos < BLOCK {
+            let ahead = u64::MAX << pos;
+            match start {
+                Some(s) => {
+                    let ends = !word & ahead;
+                    let end = ends.trailing_zeros() as usize;
+                    if ends == 0 || end >= len {
+                        break; // the run goes on into the next block, or to the end
+                    }
+                    each(&text[s..base + end]);
+                    start = None;
+                    pos = end;
+                }
+                None => {
+                    let starts = word & ahead;
+                    if starts == 0 {
+                        break;
+                    }
+                    pos = starts.trailing_zeros() as usize;
+                    start = Some(base + pos);
+                }
+            }
+        }
+        base += len;
+    }
+    if let Some(s) = start {
+        each(&text[s..]);
+    }
+}
+
+/// [`for_each_ascii_word_run`] a byte at a time.
+#[inline]
+fn for_each_ascii_word_run_by_bytes(text: &str, mut each: impl FnMut(&str)) {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
@@ -764,7 +817,50 @@ mod tests {
         }
     }
 
+    /// A way of splitting text into word runs, as the tests compare them.
+    type RunSplitter = fn(&str, &mut dyn FnMut(&str));
+
+    fn word_runs_by(split: RunSplitter, text: &str) -> Vec<String> {
+        let mut runs = Vec::new();
+        split(text, &mut |r| runs.push(r.to_string()));
+        runs
+    }
+
+    #[test]
+    fn word_runs_by_blocks_are_those_by_bytes_at_every_block_boundary() {
+        let blocks = |t: &str, e: &mut dyn FnMut(&str)| for_each_ascii_word_run_by_blocks(t, e);
+        let bytes = |t: &str, e: &mut dyn FnMut(&str)| for_each_ascii_word_run_by_bytes(t, e);
+        let pattern = "ab_9.x/--yz?q=1#f";
+        for len in 0..200 {
+            let text: String = pattern.chars().cycle().skip(len % 7).take(len).collect();
+            for text in [text.clone(), format!("{text}."), format!(".{text}")] {
+                let expected = word_runs_by(bytes, &text);
+                assert_eq!(word_runs_by(blocks, &text), expected, "{text}");
+            }
+            // One long run crossing block boundaries, and a run ending exactly at one.
+            let long = "w".repeat(len);
+            assert_eq!(
+                word_runs_by(blocks, &long),
+                word_runs_by(bytes, &long),
+                "{len}"
+            );
+            let edge = format!("{}.{}", "w".repeat(63), "v".repeat(len));
+            assert_eq!(
+                word_runs_by(blocks, &edge),
+                word_runs_by(bytes, &edge),
+                "{len}"
+            );
+        }
+    }
+
     proptest::proptest! {
+        #[test]
+        fn word_runs_by_blocks_agree_with_the_byte_scan(text in "[a-z0-9_./:?#=-]{0,300}") {
+            let blocks = |t: &str, e: &mut dyn FnMut(&str)| for_each_ascii_word_run_by_blocks(t, e);
+            let bytes = |t: &str, e: &mut dyn FnMut(&str)| for_each_ascii_word_run_by_bytes(t, e);
+            proptest::prop_assert_eq!(word_runs_by(blocks, &text), word_runs_by(bytes, &text));
+        }
+
         #[test]
         fn schemes_are_stripped_as_the_reference_does(text in tricky_text(), scheme in "[a-zA-Z:/.w]{0,9}") {
             let text = format!("{scheme}{text}");

@@ -15,16 +15,21 @@ use rdkafka::ClientContext;
 
 use crate::kafka::OwnedRecord;
 
-/// The producer settings traptor's Kafka sink uses (actors/src/sinks/kafka/mod.rs).
-pub fn traptor_producer_config(brokers: &str) -> ClientConfig {
+/// The producer settings traptor's Kafka sink uses (`producer_config` in
+/// actors/src/sinks/kafka/mod.rs), then `extra` (the benchmark's `[kafka.producer]`).
+pub fn traptor_producer_config(brokers: &str, extra: &[(String, String)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", brokers)
         .set("client.id", "traptor-perf-baseline")
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        .set("message.timeout.ms", "0")
         .set("compression.type", "lz4")
         .set("statistics.interval.ms", "5000");
+    for (name, value) in extra {
+        config.set(name, value);
+    }
     config
 }
 
@@ -58,10 +63,14 @@ pub struct BareProducer {
 }
 
 impl BareProducer {
-    pub fn new(brokers: &str, topic: &str) -> anyhow::Result<BareProducer> {
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        extra: &[(String, String)],
+    ) -> anyhow::Result<BareProducer> {
         let context = Counting::default();
         let (delivered, failed) = (context.delivered.clone(), context.failed.clone());
-        let producer = traptor_producer_config(brokers)
+        let producer = traptor_producer_config(brokers, extra)
             .create_with_context(context)
             .context("creating the baseline producer")?;
         Ok(BareProducer {

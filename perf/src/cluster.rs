@@ -38,6 +38,8 @@ pub struct ClusterSpec {
     /// `[kafka] max_in_flight_records`.
     pub max_in_flight_records: usize,
     pub log_level: String,
+    /// `[kafka.producer]`: librdkafka options on top of traptor's own settings.
+    pub producer: Vec<(String, String)>,
 }
 
 impl ClusterSpec {
@@ -75,6 +77,14 @@ connects_per_key_per_minute = {per_minute}
             endpoint = self.endpoint,
             per_minute = self.connects_per_key_per_minute,
         );
+        if !self.producer.is_empty() {
+            text.push_str("\n[kafka.producer]\n");
+            // Rust's quoting of plain ASCII text is a valid TOML basic string; the names and
+            // values here are librdkafka option names and numbers.
+            for (name, value) in &self.producer {
+                let _ = writeln!(text, "{name:?} = {value:?}");
+            }
+        }
         for (name, c) in &self.keys {
             let _ = write!(
                 text,
@@ -166,6 +176,7 @@ mod tests {
             connects_per_key_per_minute: 6,
             max_in_flight_records: 5000,
             log_level: "info".into(),
+            producer: Vec::new(),
         };
         let text = spec.to_toml();
         let parsed: toml::Table = toml::from_str(&text).unwrap();
@@ -179,6 +190,35 @@ mod tests {
             parsed["kafka"]["max_in_flight_records"].as_integer(),
             Some(5000)
         );
+    }
+
+    #[test]
+    fn producer_options_go_to_the_kafka_producer_table() {
+        let mut spec = ClusterSpec {
+            redis_url: "redis://127.0.0.1:1/15".into(),
+            notify_channel: "chan".into(),
+            brokers: "127.0.0.1:2".into(),
+            topic: "t".into(),
+            endpoint: "http://127.0.0.1:3/1.1/statuses/filter.json".into(),
+            keys: keys(2),
+            connects_per_key_per_minute: 6,
+            max_in_flight_records: 5000,
+            log_level: "info".into(),
+            producer: Vec::new(),
+        };
+        let plain: toml::Table = toml::from_str(&spec.to_toml()).unwrap();
+        assert!(plain["kafka"].get("producer").is_none());
+
+        spec.producer = vec![
+            ("linger.ms".into(), "20".into()),
+            ("batch.size".into(), "2000000".into()),
+        ];
+        let parsed: toml::Table = toml::from_str(&spec.to_toml()).unwrap();
+        let producer = &parsed["kafka"]["producer"];
+        assert_eq!(producer["linger.ms"].as_str(), Some("20"));
+        assert_eq!(producer["batch.size"].as_str(), Some("2000000"));
+        assert_eq!(parsed["kafka"]["topic"].as_str(), Some("t"));
+        assert_eq!(parsed["keys"].as_array().unwrap().len(), 2);
     }
 
     #[test]

@@ -97,6 +97,22 @@ struct ThroughputArgs {
     /// (cheaper for the emulator, which shares the machine). 0: generate every tweet.
     #[arg(long, default_value_t = 8)]
     pooled_variants: usize,
+    /// A librdkafka producer option as NAME=VALUE (repeatable), set on both sides alike:
+    /// the supervisor's `[kafka.producer]` and the bare producer. E.g. `--producer linger.ms=20`.
+    #[arg(long, value_parser = producer_option)]
+    producer: Vec<(String, String)>,
+}
+
+/// Parses `NAME=VALUE` of `--producer`.
+fn producer_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(format!(
+            "expected a librdkafka option as NAME=VALUE (e.g. linger.ms=20), got {text:?}"
+        )),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -189,6 +205,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         slice: secs(a.slice.min(a.duration).max(1)),
         pool: a.pool,
         pooled_variants: a.pooled_variants,
+        producer: a.producer.clone(),
     };
     let connections = |a: &ConnectionsArgs| connections::Options {
         counts: a.counts.clone(),
@@ -228,6 +245,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 slice: 10,
                 pool: 20_000,
                 pooled_variants: 8,
+                producer: Vec::new(),
             };
             emit(throughput::run(&common, &throughput(&t)), "throughput")?;
             let c = ConnectionsArgs {
@@ -253,4 +271,46 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         }
     }
     Ok(all_met)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_options_are_name_value_pairs() {
+        assert_eq!(
+            producer_option(" linger.ms = 20 "),
+            Ok(("linger.ms".to_owned(), "20".to_owned()))
+        );
+        assert_eq!(
+            producer_option("sasl.jaas=a=b"),
+            Ok(("sasl.jaas".to_owned(), "a=b".to_owned()))
+        );
+        assert!(producer_option("linger.ms").is_err());
+        assert!(producer_option("=20").is_err());
+    }
+
+    #[test]
+    fn the_throughput_scenario_takes_repeated_producer_options() {
+        let cli = Cli::try_parse_from([
+            "traptor-perf",
+            "throughput",
+            "--producer",
+            "linger.ms=20",
+            "--producer",
+            "batch.size=2000000",
+        ])
+        .unwrap();
+        let Scenario::Throughput(args) = cli.scenario else {
+            panic!("expected the throughput scenario");
+        };
+        assert_eq!(
+            args.producer,
+            vec![
+                ("linger.ms".to_owned(), "20".to_owned()),
+                ("batch.size".to_owned(), "2000000".to_owned())
+            ]
+        );
+    }
 }

@@ -43,6 +43,7 @@ impl Common {
             connects_per_key_per_minute: 6,
             max_in_flight_records: 100_000,
             log_level: "info".into(),
+            producer: Vec::new(),
         }
     }
 

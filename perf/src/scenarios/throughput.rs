@@ -36,6 +36,9 @@ pub struct Options {
     /// The emulator's `pooled_variants`: generated tweets kept per plant and sent again
     /// under new ids, so the emulator takes less of the machine (0: generate every tweet).
     pub pooled_variants: usize,
+    /// Extra librdkafka producer options (`linger.ms`, `batch.size`, ...), given to both
+    /// sides alike: the supervisor's `[kafka.producer]` and the bare producer.
+    pub producer: Vec<(String, String)>,
 }
 
 /// What the processes did during the slices of one side (supervisor or baseline).
@@ -114,6 +117,7 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     kafka::create_topic(brokers, &topic, common.partitions)?;
     // The endpoint is known once the emulator runs; the keys are needed to start it.
     let mut spec = common.cluster(n, String::new(), &topic);
+    spec.producer = options.producer.clone();
     let mut config = emulator_config(&spec, f64::INFINITY);
     config.pooled_variants = options.pooled_variants;
     let emulator = Emulator::start(config)?;
@@ -151,7 +155,7 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     let baseline_topic = cluster::unique("perf-baseline");
     kafka::create_topic(brokers, &baseline_topic, common.partitions)?;
     let baseline_counter = TopicCounter::new(brokers, &baseline_topic)?;
-    let mut bare = BareProducer::new(brokers, &baseline_topic)?;
+    let mut bare = BareProducer::new(brokers, &baseline_topic, &options.producer)?;
     supervisor.pause()?;
     bare.produce_for(&pool, Duration::from_secs(1))?;
     bare.flush(Duration::from_secs(30))?;
@@ -252,8 +256,13 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     report.setup(format!(
         "baseline: the first {} records the supervisor wrote (key, payload, headers), produced \
          round and round by a bare rdkafka BaseProducer with the sink's settings (idempotence, \
-         acks=all, lz4) to a fresh topic of the same broker",
-        pool.len()
+         acks=all, lz4{}) to a fresh topic of the same broker",
+        pool.len(),
+        options
+            .producer
+            .iter()
+            .map(|(name, value)| format!(", {name}={value}"))
+            .collect::<String>()
     ));
     report.check(
         "traptor → Kafka",
@@ -310,6 +319,14 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
             "{:.1} µs / {:.1} µs",
             traptor.cost(traptor.cpu),
             base.cost(base.cpu)
+        ),
+    );
+    report.info(
+        "broker CPU per record: supervisor's / bare producer's",
+        format!(
+            "{:.1} µs / {:.1} µs",
+            traptor.cost(traptor.broker_cpu),
+            base.cost(base.broker_cpu)
         ),
     );
     report.info(

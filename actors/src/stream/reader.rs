@@ -588,9 +588,12 @@ mod tests {
         assert_eq!((snap.tweets_matched, snap.tweets_unmatched), (1, 1));
     }
 
-    /// Collects batches; refuses them once `refuse` is set.
+    type KeptBatches = Rc<RefCell<Vec<Vec<Option<String>>>>>;
+
+    /// Keeps every record, and the keys of each batch apart; refuses every batch when `refuse`.
     struct TestWriter {
         records: Rc<RefCell<Vec<Record>>>,
+        batches: KeptBatches,
         refuse: bool,
     }
 
@@ -604,9 +607,23 @@ mod tests {
             if self.refuse {
                 return Err(WriteError::ShuttingDown);
             }
+            let keys = batch.0.iter().map(|r| r.key.clone()).collect();
+            self.batches.borrow_mut().push(keys);
             self.records.borrow_mut().extend(batch.0);
             Ok(())
         }
+    }
+
+    /// A [`TestWriter`] adding to `records`.
+    fn test_writer(records: &Rc<RefCell<Vec<Record>>>, refuse: bool) -> Recipient<WriteBatch> {
+        use actix::Actor;
+        TestWriter {
+            records: records.clone(),
+            batches: KeptBatches::default(),
+            refuse,
+        }
+        .start()
+        .recipient()
     }
 
     fn body_of(chunks: Vec<Result<bytes::Bytes, awc::error::PayloadError>>) -> impl StreamBody {
@@ -615,14 +632,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn read_stream_delivers_every_record_and_reports_how_it_ended() {
-        use actix::Actor;
         let records = Rc::new(RefCell::new(Vec::new()));
-        let writer = TestWriter {
-            records: records.clone(),
-            refuse: false,
-        }
-        .start()
-        .recipient();
+        let writer = test_writer(&records, false);
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![
             Ok(bytes::Bytes::from(delimited(&tweet(1, "rust")))),
@@ -646,14 +657,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn read_stream_stops_at_a_disconnect_message_after_forwarding_it() {
-        use actix::Actor;
         let records = Rc::new(RefCell::new(Vec::new()));
-        let writer = TestWriter {
-            records: records.clone(),
-            refuse: false,
-        }
-        .start()
-        .recipient();
+        let writer = test_writer(&records, false);
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![
             Ok(bytes::Bytes::from(delimited(
@@ -684,13 +689,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn read_stream_ends_when_the_writer_refuses() {
-        use actix::Actor;
-        let writer = TestWriter {
-            records: Rc::default(),
-            refuse: true,
-        }
-        .start()
-        .recipient();
+        let writer = test_writer(&Rc::default(), true);
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![Ok(bytes::Bytes::from(delimited(&tweet(1, "rust"))))];
         let end = read_stream(
@@ -708,13 +707,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn read_stream_reports_a_read_error() {
-        use actix::Actor;
-        let writer = TestWriter {
-            records: Rc::default(),
-            refuse: false,
-        }
-        .start()
-        .recipient();
+        let writer = test_writer(&Rc::default(), false);
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![Err(awc::error::PayloadError::Incomplete(None))];
         let end = read_stream(
@@ -732,14 +725,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn rules_sent_to_an_open_stream_apply_from_the_next_chunk() {
-        use actix::Actor;
         let records = Rc::new(RefCell::new(Vec::new()));
-        let writer = TestWriter {
-            records: records.clone(),
-            refuse: false,
-        }
-        .start()
-        .recipient();
+        let writer = test_writer(&records, false);
         let stats = Arc::new(StreamStats::default());
         let update = RulesUpdate::default();
         let fields = [("rule_id", "1"), ("value", "rust"), ("tag", "renamed")];
@@ -835,14 +822,8 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_stop_ends_a_silent_stream_at_once_and_reads_nothing_more() {
-        use actix::Actor;
         let records = Rc::new(RefCell::new(Vec::new()));
-        let writer = TestWriter {
-            records: records.clone(),
-            refuse: false,
-        }
-        .start()
-        .recipient();
+        let writer = test_writer(&records, false);
         let stats = Arc::new(StreamStats::default());
         let stop = StopReading::new();
         stop.request();
@@ -865,13 +846,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn received_counts_only_what_the_writer_accepted() {
-        use actix::Actor;
-        let writer = TestWriter {
-            records: Rc::default(),
-            refuse: true,
-        }
-        .start()
-        .recipient();
+        let writer = test_writer(&Rc::default(), true);
         let stats = Arc::new(StreamStats::default());
         let chunk = delimited(&tweet(1, "rust"));
         let finished = read_stream(
@@ -892,31 +867,13 @@ mod tests {
     }
 
     /// The keys of each batch a writer was given, batch by batch.
-    type KeptBatches = Rc<RefCell<Vec<Vec<Option<String>>>>>;
-
-    /// Keeps the keys of each batch it is given.
-    struct BatchKeeper {
-        batches: KeptBatches,
-    }
-
-    impl actix::Actor for BatchKeeper {
-        type Context = actix::Context<Self>;
-    }
-
-    impl actix::Handler<WriteBatch> for BatchKeeper {
-        type Result = Result<(), WriteError>;
-        fn handle(&mut self, batch: WriteBatch, _: &mut Self::Context) -> Self::Result {
-            let keys = batch.0.into_iter().map(|r| r.key).collect();
-            self.batches.borrow_mut().push(keys);
-            Ok(())
-        }
-    }
-
     fn batch_keeper() -> (Recipient<WriteBatch>, KeptBatches) {
         use actix::Actor;
         let batches = Rc::new(RefCell::new(Vec::new()));
-        let writer = BatchKeeper {
+        let writer = TestWriter {
+            records: Rc::default(),
             batches: batches.clone(),
+            refuse: false,
         }
         .start()
         .recipient();

@@ -630,6 +630,23 @@ mod tests {
         futures_util::stream::iter(chunks)
     }
 
+    /// Reads `chunks` to their end with a fresh liveness, no rule update and no stop request.
+    async fn read_all(
+        chunks: Vec<Result<bytes::Bytes, awc::error::PayloadError>>,
+        stats: &Arc<StreamStats>,
+        writer: Recipient<WriteBatch>,
+    ) -> Finished {
+        read_stream(
+            body_of(chunks),
+            reader(stats),
+            writer,
+            Liveness::new(Instant::now()),
+            RulesUpdate::default(),
+            StopReading::new(),
+        )
+        .await
+    }
+
     #[actix_rt::test]
     async fn read_stream_delivers_every_record_and_reports_how_it_ended() {
         let records = Rc::new(RefCell::new(Vec::new()));
@@ -666,16 +683,7 @@ mod tests {
             ))),
             Ok(bytes::Bytes::from(delimited(&tweet(2, "never read")))),
         ];
-        let end = read_stream(
-            body_of(chunks),
-            reader(&stats),
-            writer,
-            Liveness::new(Instant::now()),
-            RulesUpdate::default(),
-            StopReading::new(),
-        )
-        .await
-        .end;
+        let end = read_all(chunks, &stats, writer).await.end;
         assert_eq!(
             end,
             End::Disconnect {
@@ -692,16 +700,7 @@ mod tests {
         let writer = test_writer(&Rc::default(), true);
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![Ok(bytes::Bytes::from(delimited(&tweet(1, "rust"))))];
-        let end = read_stream(
-            body_of(chunks),
-            reader(&stats),
-            writer,
-            Liveness::new(Instant::now()),
-            RulesUpdate::default(),
-            StopReading::new(),
-        )
-        .await
-        .end;
+        let end = read_all(chunks, &stats, writer).await.end;
         assert!(matches!(end, End::WriterGone(reason) if reason.contains("shutting down")));
     }
 
@@ -710,16 +709,7 @@ mod tests {
         let writer = test_writer(&Rc::default(), false);
         let stats = Arc::new(StreamStats::default());
         let chunks = vec![Err(awc::error::PayloadError::Incomplete(None))];
-        let end = read_stream(
-            body_of(chunks),
-            reader(&stats),
-            writer,
-            Liveness::new(Instant::now()),
-            RulesUpdate::default(),
-            StopReading::new(),
-        )
-        .await
-        .end;
+        let end = read_all(chunks, &stats, writer).await.end;
         assert!(matches!(end, End::ReadError(_)), "{end:?}");
     }
 
@@ -891,15 +881,7 @@ mod tests {
         let chunks = (1..=3)
             .map(|id| Ok(bytes::Bytes::from(delimited(&tweet(id, "rust")))))
             .collect();
-        let finished = read_stream(
-            body_of(chunks),
-            reader(&stats),
-            writer,
-            Liveness::new(Instant::now()),
-            RulesUpdate::default(),
-            StopReading::new(),
-        )
-        .await;
+        let finished = read_all(chunks, &stats, writer).await;
         assert_eq!(finished.end, End::Closed);
         assert_eq!(*batches.borrow(), [vec![key(1), key(2), key(3)]]);
         assert_eq!(finished.received.messages, 3);
@@ -942,15 +924,7 @@ mod tests {
             .map(|id| Ok(bytes::Bytes::from(delimited(&tweet(id, &padding)))))
             .collect();
         let chunk_len = delimited(&tweet(1, &padding)).len();
-        read_stream(
-            body_of(chunks),
-            reader(&stats),
-            writer,
-            Liveness::new(Instant::now()),
-            RulesUpdate::default(),
-            StopReading::new(),
-        )
-        .await;
+        read_all(chunks, &stats, writer).await;
         let batches = batches.borrow();
         let per_batch = GATHER_BYTES.div_ceil(chunk_len);
         assert!(batches.len() > 1, "{} batches", batches.len());
@@ -972,15 +946,7 @@ mod tests {
             Ok(bytes::Bytes::from(delimited(&tweet(2, "rust")))),
             Err(awc::error::PayloadError::Incomplete(None)),
         ];
-        let finished = read_stream(
-            body_of(chunks),
-            reader(&stats),
-            writer,
-            Liveness::new(Instant::now()),
-            RulesUpdate::default(),
-            StopReading::new(),
-        )
-        .await;
+        let finished = read_all(chunks, &stats, writer).await;
         assert!(matches!(finished.end, End::ReadError(_)), "{finished:?}");
         assert_eq!(*batches.borrow(), [vec![key(1), key(2)]]);
         assert_eq!(finished.received.messages, 2);

@@ -6,7 +6,7 @@
 //! that database is read or touched.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use traptor_actors::rule_store::load_all;
@@ -24,10 +24,16 @@ fn redis_url_db9() -> String {
     format!("{scheme}://{authority}/9")
 }
 
+/// The test's own connection. The client's default 500 ms response timeout is too short
+/// for this file's bulk commands (`KEYS` over 100,000 keys, pipelines of 5,000 `HSET`s) on
+/// a busy machine; the time limits this file checks are in the tests themselves.
 async fn connect() -> MultiplexedConnection {
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(10)))
+        .set_response_timeout(Some(Duration::from_secs(60)));
     redis::Client::open(redis_url_db9())
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }

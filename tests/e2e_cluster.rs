@@ -8,7 +8,7 @@ mod e2e_common;
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use e2e_common::emulator::{
     emulator_config, keys_toml, open_tracks, runtime, start_emulator, test_credentials, test_keys,
@@ -155,6 +155,29 @@ connects_per_key_per_minute = 60
         self.kafka_within(at_least, Duration::from_secs(30))
     }
 
+    /// Waits until the topic holds at least `at_least` tweets. What the emulator handed to
+    /// the sockets is not yet what traptor received: tweets may still be in socket buffers
+    /// or the reader's hands (more of them on a busy machine), and those on a connection
+    /// replaced by a rule change go with it.
+    #[track_caller]
+    fn wait_for_tweets_in_kafka(&self, at_least: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let tweets = self
+                .kafka_within(usize::MAX, Duration::from_secs(1))
+                .iter()
+                .filter(|(_, doc)| doc.get("id_str").is_some())
+                .count();
+            if tweets >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {tweets} tweets reached Kafka within {limit:?}, {at_least} expected"
+            );
+        }
+    }
+
     fn kafka_within(
         &self,
         at_least: usize,
@@ -214,6 +237,7 @@ fn rules_from_redis_reach_kafka_with_their_collection_rules() {
     world.wait_for(Duration::from_secs(20), "tweets", &supervisor, |s| {
         tweets_sent(s) >= 40
     });
+    world.wait_for_tweets_in_kafka(40, Duration::from_secs(30));
 
     let status = supervisor.terminate(Duration::from_secs(15));
     assert!(

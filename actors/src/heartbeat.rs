@@ -154,6 +154,25 @@ mod tests {
         assert_eq!(utc_timestamp(at(1_798_761_599)), "2026-12-31T23:59:59Z");
     }
 
+    /// The value of `track:0:heartbeat` once it is there, or `None` after `limit`.
+    async fn heartbeat_within(
+        con: &mut redis::aio::MultiplexedConnection,
+        limit: Duration,
+    ) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let value: Option<String> = redis::cmd("GET")
+                .arg("track:0:heartbeat")
+                .query_async(con)
+                .await
+                .unwrap();
+            if value.is_some() || std::time::Instant::now() >= deadline {
+                return value;
+            }
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[actix_rt::test]
     #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
     async fn beats_only_for_streaming_slots_and_lets_the_key_expire_after() {
@@ -165,25 +184,42 @@ mod tests {
             .unwrap();
         let _: () = redis::cmd("FLUSHDB").query_async(&mut con).await.unwrap();
 
+        let streaming = SlotId::new(traptor_core::StreamType::Track, "0");
+
+        // A slot that starts streaming is beaten for at once, not at the next tick: with a
+        // one-minute interval the key still appears within seconds.
+        let slow = Heartbeat::new(HeartbeatSettings {
+            redis_url: url.clone(),
+            interval: Duration::from_secs(60),
+            timeout: Duration::from_secs(2),
+        })
+        .start();
+        slow.send(StreamingSlots(BTreeSet::from([streaming.clone()])))
+            .await
+            .unwrap();
+        assert!(
+            heartbeat_within(&mut con, Duration::from_secs(10))
+                .await
+                .is_some(),
+            "the key is written as soon as the slot streams"
+        );
+        slow.send(StreamingSlots(BTreeSet::new())).await.unwrap();
+        drop(slow);
+        let _: () = redis::cmd("FLUSHDB").query_async(&mut con).await.unwrap();
+
         let heartbeat = Heartbeat::new(HeartbeatSettings {
             redis_url: url.clone(),
             interval: Duration::from_millis(500),
             timeout: Duration::from_secs(2),
         })
         .start();
-        let streaming = SlotId::new(traptor_core::StreamType::Track, "0");
         heartbeat
             .send(StreamingSlots(BTreeSet::from([streaming.clone()])))
             .await
             .unwrap();
-        actix_rt::time::sleep(Duration::from_millis(300)).await;
-
-        let value: Option<String> = redis::cmd("GET")
-            .arg("track:0:heartbeat")
-            .query_async(&mut con)
+        let value = heartbeat_within(&mut con, Duration::from_secs(10))
             .await
-            .unwrap();
-        let value = value.expect("the key is written as soon as the slot streams");
+            .expect("the streaming slot's key is written");
         assert_eq!(value.len(), "2026-11-26T04:05:06Z".len(), "{value}");
         assert!(
             value.ends_with('Z') && value.as_bytes()[10] == b'T',
@@ -206,12 +242,21 @@ mod tests {
             .send(StreamingSlots(BTreeSet::new()))
             .await
             .unwrap();
-        actix_rt::time::sleep(Duration::from_millis(1600)).await;
-        let exists: bool = redis::cmd("EXISTS")
-            .arg("track:0:heartbeat")
-            .query_async(&mut con)
-            .await
-            .unwrap();
+        // The 1 s TTL runs out unless something beats again (every 500 ms if it did). A beat
+        // already on its way when the slot stopped may land late on a busy machine, but no
+        // later than the writer's 2 s timeout: so the key is gone within 2 s + 1 s, plus slack.
+        let deadline = std::time::Instant::now() + Duration::from_secs(4);
+        let exists = loop {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg("track:0:heartbeat")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            if !exists || std::time::Instant::now() >= deadline {
+                break exists;
+            }
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        };
         assert!(!exists, "the key expires once the slot no longer streams");
     }
 }

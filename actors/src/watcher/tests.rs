@@ -195,6 +195,17 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
+        OwnRedis::spawn(port, &[])
+    }
+
+    /// Starts with `dir/dump.rdb` (see [`save_dump`]) already loaded, so no client can
+    /// see this Redis before it holds that data.
+    fn start_with_dump(port: u16, dir: &std::path::Path) -> OwnRedis {
+        let dir = dir.to_str().expect("a UTF-8 temporary directory");
+        OwnRedis::spawn(port, &["--dir", dir, "--dbfilename", "dump.rdb"])
+    }
+
+    fn spawn(port: u16, extra: &[&str]) -> OwnRedis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -206,6 +217,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/services.sh installs it)");
@@ -231,6 +243,15 @@ impl Drop for OwnRedis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Leaves `dir/dump.rdb` holding what `fill` writes, by way of a scratch Redis on another
+/// port.
+async fn save_dump(dir: &std::path::Path, fill: impl AsyncFnOnce(&mut MultiplexedConnection)) {
+    let scratch = OwnRedis::start_with_dump(free_port(), dir);
+    let mut con = connection(&scratch.url()).await;
+    fill(&mut con).await;
+    let _: () = redis::cmd("SAVE").query_async(&mut con).await.unwrap();
 }
 
 fn free_port() -> u16 {
@@ -266,10 +287,15 @@ async fn keeps_the_last_rules_through_an_outage_and_resyncs_after() {
         seen.seen()
     );
 
-    // Redis comes back empty but for a changed rule: the resubscribe triggers a full sync.
-    let redis = OwnRedis::start(port);
-    let mut con = connection(&redis.url()).await;
-    add_rule(&mut con, "track:0", "1", "sad").await;
+    // Redis comes back empty but for a changed rule, and no notice is published: only the
+    // full sync after resubscribing can find it. The rule is in Redis from its first moment
+    // on; written after the restart, the watcher could resync before it and then wait 30 s.
+    let dump = tempfile::tempdir().unwrap();
+    save_dump(dump.path(), async |con| {
+        add_rule(con, "track:0", "1", "sad").await
+    })
+    .await;
+    let _redis = OwnRedis::start_with_dump(port, dump.path());
     seen.wait_for(Duration::from_secs(5), "the resync after reconnecting", |s| {
         s.iter().any(|m| matches!(m, Seen::Snapshot(snap) if snap.slots.len() == 1 && values(&snap.slots[0].rules) == ["sad"]))
     })

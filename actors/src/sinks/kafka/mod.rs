@@ -532,7 +532,12 @@ mod tests {
         cluster.broker_down(1).unwrap();
         let records: Vec<Record> = (1..=20).map(tweet).collect();
         sink.write(&records).unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
+        // A record fails once its 300 ms message timeout is noticed, which librdkafka checks
+        // about once a second, and later still on a busy machine: wait for it, bounded.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sink.stats.snapshot().retried == 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert!(
             sink.stats.snapshot().retried > 0,
             "{:?}",

@@ -44,6 +44,48 @@ pub struct RawString {
     pub ascii: bool,
 }
 
+/// Where a string literal ended and what it held (see [`Scanner::string_end`]).
+#[derive(Clone, Copy)]
+struct StringEnd {
+    /// The closing quote.
+    quote: usize,
+    kind: StringKind,
+}
+
+impl StringEnd {
+    #[inline(always)]
+    fn escaped(self) -> bool {
+        matches!(self.kind, StringKind::Escaped | StringKind::EscapedNonAscii)
+    }
+
+    #[inline(always)]
+    fn ascii(self) -> bool {
+        matches!(self.kind, StringKind::Plain | StringKind::Escaped)
+    }
+}
+
+/// The two flags of a [`RawString`] as one enum, whose unused values leave room for the
+/// `Result` tag inside the 16 bytes of a [`StringEnd`].
+#[derive(Clone, Copy)]
+enum StringKind {
+    Plain,
+    Escaped,
+    NonAscii,
+    EscapedNonAscii,
+}
+
+impl StringKind {
+    #[inline(always)]
+    fn of(escaped: bool, ascii: bool) -> StringKind {
+        match (escaped, ascii) {
+            (false, true) => StringKind::Plain,
+            (true, true) => StringKind::Escaped,
+            (false, false) => StringKind::NonAscii,
+            (true, false) => StringKind::EscapedNonAscii,
+        }
+    }
+}
+
 /// A stack of booleans, in one word up to 64 deep (a skipped value rarely nests deeper).
 #[derive(Default)]
 struct BitStack {
@@ -410,9 +452,23 @@ impl<'a> Scanner<'a> {
 
     /// Scans a string whose opening quote was consumed, up to and past its closing quote. Its
     /// bytes are not checked to be UTF-8: callers do that, on the strings they keep or skip.
-    #[inline]
+    #[inline(always)]
     fn string_body(&mut self) -> Scan<RawString> {
         let start = self.pos;
+        let end = self.string_end()?;
+        Ok(RawString {
+            start,
+            end: end.quote,
+            escaped: end.escaped(),
+            ascii: end.ascii(),
+        })
+    }
+
+    /// The scan of [`Scanner::string_body`]. Its result is 16 bytes, so it comes back in
+    /// registers: a [`RawString`] came back through the stack and was re-read with loads of
+    /// other widths than its stores, a stall on every string.
+    #[inline]
+    fn string_end(&mut self) -> Scan<StringEnd> {
         let mut escaped = false;
         let mut ascii = true;
         let bytes = self.bytes;
@@ -427,11 +483,9 @@ impl<'a> Scanner<'a> {
             match b {
                 b'"' => {
                     self.pos = pos + 1;
-                    return Ok(RawString {
-                        start,
-                        end: pos,
-                        escaped,
-                        ascii,
+                    return Ok(StringEnd {
+                        quote: pos,
+                        kind: StringKind::of(escaped, ascii),
                     });
                 }
                 b'\\' => {
@@ -744,6 +798,11 @@ mod tests {
                 String::from_utf8_lossy(case)
             );
         }
+    }
+
+    #[test]
+    fn a_string_scan_result_fits_in_two_registers() {
+        assert_eq!(std::mem::size_of::<Scan<StringEnd>>(), 16);
     }
 
     #[test]

@@ -25,23 +25,27 @@ impl<'a> Skim<'a> {
         }
     }
 
-    /// `null` or a string, as `Option<Text>` reads it.
-    pub fn optional_text(&mut self) -> Scan<Option<Text<'a>>> {
+    /// `null` or a string, as `Option<Text>` reads it, into `slot`.
+    ///
+    /// The typed reads fill their destination in place rather than return it: results that
+    /// are larger than a register, returned through `Scan`, were assembled and re-read on the
+    /// stack with stores and loads of different widths, which stalled the CPU on every field.
+    #[inline]
+    pub fn text_into(&mut self, slot: &mut Option<Text<'a>>) -> Scan<()> {
         if self.scanner.null()? {
-            return Ok(None);
+            *slot = None;
+            return Ok(());
         }
-        self.text().map(Some)
-    }
-
-    fn text(&mut self) -> Scan<Text<'a>> {
         let raw = self.scanner.string()?;
         if !raw.escaped {
-            return Ok(Text(Cow::Borrowed(self.scanner.str(raw)?)));
+            *slot = Some(Text(Cow::Borrowed(self.scanner.str(raw)?)));
+            return Ok(());
         }
         // Rare in streams: serde_json decodes it, with its own rules for odd escapes.
-        serde_json::from_slice::<String>(self.scanner.literal_bytes(raw))
-            .map(|s| Text(Cow::Owned(s)))
-            .map_err(|_| Stop::Unsure)
+        let text = serde_json::from_slice::<String>(self.scanner.literal_bytes(raw))
+            .map_err(|_| Stop::Unsure)?;
+        *slot = Some(Text(Cow::Owned(text)));
+        Ok(())
     }
 
     /// Reads the value of `key` into `view` when the view has a field of that name; `Ok(false)`
@@ -53,23 +57,25 @@ impl<'a> Skim<'a> {
         depth: usize,
     ) -> Scan<bool> {
         match key {
-            b"id_str" => view.id_str = self.optional_text()?,
-            b"created_at" => view.created_at = self.optional_text()?,
-            b"text" => view.text = self.optional_text()?,
-            b"full_text" => view.full_text = self.optional_text()?,
-            b"user" => view.user = self.optional(depth, Self::user)?,
-            b"in_reply_to_user_id_str" => view.in_reply_to_user_id_str = self.optional_text()?,
-            b"entities" => view.entities = self.optional(depth, Self::entities)?,
+            b"id_str" => self.text_into(&mut view.id_str)?,
+            b"created_at" => self.text_into(&mut view.created_at)?,
+            b"text" => self.text_into(&mut view.text)?,
+            b"full_text" => self.text_into(&mut view.full_text)?,
+            b"user" => self.optional_into(depth, &mut view.user, Self::user)?,
+            b"in_reply_to_user_id_str" => self.text_into(&mut view.in_reply_to_user_id_str)?,
+            b"entities" => self.optional_into(depth, &mut view.entities, Self::entities)?,
             b"extended_entities" => {
-                view.extended_entities = self.optional(depth, Self::entities)?
+                self.optional_into(depth, &mut view.extended_entities, Self::entities)?
             }
             b"extended_tweet" => {
-                view.extended_tweet = self.optional(depth, Self::extended_tweet)?
+                self.optional_into(depth, &mut view.extended_tweet, Self::extended_tweet)?
             }
             b"retweeted_status" => {
-                view.retweeted_status = self.optional(depth, Self::embedded_tweet)?
+                self.optional_into(depth, &mut view.retweeted_status, Self::embedded_tweet)?
             }
-            b"quoted_status" => view.quoted_status = self.optional(depth, Self::embedded_tweet)?,
+            b"quoted_status" => {
+                self.optional_into(depth, &mut view.quoted_status, Self::embedded_tweet)?
+            }
             b"coordinates" => view.coordinates = self.optional(depth, Self::point)?.flatten(),
             b"place" => view.place_bounds = self.optional(depth, Self::place)?.flatten(),
             _ => return Ok(false),
@@ -92,7 +98,27 @@ impl<'a> Skim<'a> {
         read(self, depth + 1).map(Some)
     }
 
+    /// `null` (which empties `slot`), or a value read into a fresh `slot` by `read` one level
+    /// deeper. A repeated key starts again from a default value: the last one wins, as serde's.
+    #[inline]
+    fn optional_into<T: Default>(
+        &mut self,
+        depth: usize,
+        slot: &mut Option<T>,
+        read: fn(&mut Self, usize, &mut T) -> Scan<()>,
+    ) -> Scan<()> {
+        if self.scanner.null()? {
+            *slot = None;
+            return Ok(());
+        }
+        if depth >= MAX_TYPED_DEPTH {
+            return Err(Stop::Unsure);
+        }
+        read(self, depth + 1, slot.insert(T::default()))
+    }
+
     /// An object whose members go to `member` (which returns `false` for keys it skips).
+    #[inline]
     fn object(&mut self, mut member: impl FnMut(&mut Self, &[u8]) -> Scan<bool>) -> Scan<()> {
         self.scanner.begin_object()?;
         let mut first = true;
@@ -106,108 +132,102 @@ impl<'a> Skim<'a> {
     }
 
     /// A status embedded in another (retweeted or quoted).
-    fn embedded_tweet(&mut self, depth: usize) -> Scan<Box<TweetView<'a>>> {
-        let mut view = TweetView::default();
-        self.object(|s, key| s.tweet_field(&mut view, key, depth))?;
-        Ok(Box::new(view))
+    fn embedded_tweet(&mut self, depth: usize, view: &mut Box<TweetView<'a>>) -> Scan<()> {
+        self.object(|s, key| s.tweet_field(view, key, depth))
     }
 
-    fn user(&mut self, _depth: usize) -> Scan<UserView<'a>> {
-        let mut user = UserView::default();
+    fn user(&mut self, _depth: usize, user: &mut UserView<'a>) -> Scan<()> {
         self.object(|s, key| {
             match key {
-                b"id_str" => user.id_str = s.optional_text()?,
-                b"screen_name" => user.screen_name = s.optional_text()?,
+                b"id_str" => s.text_into(&mut user.id_str)?,
+                b"screen_name" => s.text_into(&mut user.screen_name)?,
                 _ => return Ok(false),
             }
             Ok(true)
-        })?;
-        Ok(user)
+        })
     }
 
-    fn extended_tweet(&mut self, depth: usize) -> Scan<ExtendedTweet<'a>> {
-        let mut extended = ExtendedTweet::default();
+    fn extended_tweet(&mut self, depth: usize, extended: &mut ExtendedTweet<'a>) -> Scan<()> {
         self.object(|s, key| {
             match key {
-                b"full_text" => extended.full_text = s.optional_text()?,
-                b"entities" => extended.entities = s.optional(depth, Self::entities)?,
+                b"full_text" => s.text_into(&mut extended.full_text)?,
+                b"entities" => s.optional_into(depth, &mut extended.entities, Self::entities)?,
                 b"extended_entities" => {
-                    extended.extended_entities = s.optional(depth, Self::entities)?
+                    s.optional_into(depth, &mut extended.extended_entities, Self::entities)?
                 }
                 _ => return Ok(false),
             }
             Ok(true)
-        })?;
-        Ok(extended)
+        })
     }
 
-    fn entities(&mut self, depth: usize) -> Scan<Entities<'a>> {
-        let mut entities = Entities::default();
+    fn entities(&mut self, depth: usize, entities: &mut Entities<'a>) -> Scan<()> {
         self.object(|s, key| {
             match key {
-                b"hashtags" => entities.hashtags = s.optional(depth, Self::hashtags)?,
-                b"user_mentions" => entities.user_mentions = s.optional(depth, Self::mentions)?,
-                b"urls" => entities.urls = s.optional(depth, Self::url_entities)?,
-                b"media" => entities.media = s.optional(depth, Self::url_entities)?,
+                b"hashtags" => s.optional_into(depth, &mut entities.hashtags, Self::hashtags)?,
+                b"user_mentions" => {
+                    s.optional_into(depth, &mut entities.user_mentions, Self::mentions)?
+                }
+                b"urls" => s.optional_into(depth, &mut entities.urls, Self::url_entities)?,
+                b"media" => s.optional_into(depth, &mut entities.media, Self::url_entities)?,
                 _ => return Ok(false),
             }
             Ok(true)
-        })?;
-        Ok(entities)
+        })
     }
 
-    /// An array of objects, each read by `read` (a `null` element is a type error for serde).
-    fn list<T>(&mut self, mut read: impl FnMut(&mut Self) -> Scan<T>) -> Scan<Vec<T>> {
+    /// An array of objects, each read into a fresh element by `read` (a `null` element is a
+    /// type error for serde).
+    #[inline]
+    fn list_into<T: Default>(
+        &mut self,
+        items: &mut Vec<T>,
+        mut read: impl FnMut(&mut Self, &mut T) -> Scan<()>,
+    ) -> Scan<()> {
         self.scanner.begin_array()?;
-        let mut items = Vec::new();
         let mut first = true;
         while self.scanner.next_element(first)? {
             first = false;
-            items.push(read(self)?);
+            items.push(T::default());
+            read(self, items.last_mut().expect("just pushed"))?;
         }
-        Ok(items)
+        Ok(())
     }
 
-    fn hashtags(&mut self, _depth: usize) -> Scan<Vec<Hashtag<'a>>> {
-        self.list(|s| {
-            let mut tag = Hashtag::default();
+    fn hashtags(&mut self, _depth: usize, tags: &mut Vec<Hashtag<'a>>) -> Scan<()> {
+        self.list_into(tags, |s, tag| {
             s.object(|s, key| {
                 if key != b"text" {
                     return Ok(false);
                 }
-                tag.text = s.optional_text()?;
+                s.text_into(&mut tag.text)?;
                 Ok(true)
-            })?;
-            Ok(tag)
+            })
         })
     }
 
-    fn mentions(&mut self, _depth: usize) -> Scan<Vec<Mention<'a>>> {
-        self.list(|s| {
-            let mut mention = Mention::default();
+    fn mentions(&mut self, _depth: usize, mentions: &mut Vec<Mention<'a>>) -> Scan<()> {
+        self.list_into(mentions, |s, mention| {
             s.object(|s, key| {
                 if key != b"screen_name" {
                     return Ok(false);
                 }
-                mention.screen_name = s.optional_text()?;
+                s.text_into(&mut mention.screen_name)?;
                 Ok(true)
-            })?;
-            Ok(mention)
+            })
         })
     }
 
-    fn url_entities(&mut self, _depth: usize) -> Scan<Vec<UrlEntity<'a>>> {
-        self.list(|s| {
-            let mut url = UrlEntity::default();
+    fn url_entities(&mut self, _depth: usize, urls: &mut Vec<UrlEntity<'a>>) -> Scan<()> {
+        self.list_into(urls, |s, url| {
             s.object(|s, key| {
                 match key {
-                    b"expanded_url" => url.expanded_url = s.optional_text()?,
-                    b"display_url" => url.display_url = s.optional_text()?,
+                    b"expanded_url" => s.text_into(&mut url.expanded_url)?,
+                    b"display_url" => s.text_into(&mut url.display_url)?,
                     _ => return Ok(false),
                 }
                 Ok(true)
-            })?;
-            Ok(url)
+            })
         })
     }
 

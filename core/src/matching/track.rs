@@ -43,8 +43,10 @@
 //! Every term of every phrase gets a number in a `TermTable`, whose bit filter turns away
 //! nearly every token of a tweet before any table probe. Each phrase is filed under one
 //! *anchor* term (its longest), so only phrases whose anchor is present are checked. Text is
-//! lowercased into one buffer per tweet and split in a single pass over its bytes. The cost per
-//! tweet depends on the tweet, not on the number of phrases.
+//! lowercased into one buffer per tweet and split in a single pass over its bytes. A retweet's
+//! `RT @name: …` text, which repeats the start of the retweeted text, is searched only for what
+//! it adds (see `retweet_additions`). The cost per tweet depends on the tweet, not on the number
+//! of phrases.
 
 use super::fast_hash::FxHashMap;
 use super::term_table::TermTable;
@@ -185,20 +187,23 @@ fn forms_with<F: FnMut(&str) + ?Sized>(
     prefixed: &mut String,
 ) {
     for status in tweet.with_embedded() {
-        // A truncated `text` is a prefix of the extended full text: reading both is wasted work.
-        let extended_text = status
-            .extended_tweet
-            .as_ref()
-            .and_then(|e| e.full_text.as_deref());
-        let short_text = if extended_text.is_some() {
-            None
-        } else {
-            status.text.as_deref()
+        let [short_text, full_text, extended_text] = searched_texts(status);
+        // A retweet's text repeats the start of the retweeted text, which is searched in full
+        // with the embedded status: only what the retweet adds is searched here.
+        let retweet_parts =
+            short_text
+                .zip(status.retweeted_status.as_deref())
+                .and_then(|(text, retweeted)| {
+                    searched_texts(retweeted)
+                        .into_iter()
+                        .flatten()
+                        .find_map(|base| retweet_additions(text, base))
+                });
+        let texts = match retweet_parts {
+            Some((prefix, last_chunk)) => [Some(prefix), Some(last_chunk), full_text],
+            None => [short_text, full_text, extended_text],
         };
-        for text in [short_text, status.full_text.as_deref(), extended_text]
-            .into_iter()
-            .flatten()
-        {
+        for text in texts.into_iter().flatten() {
             lower_into(lower, text);
             for_each_chunk(lower, |chunk, all_word| {
                 if all_word {
@@ -224,6 +229,46 @@ fn forms_with<F: FnMut(&str) + ?Sized>(
             }
         }
     }
+}
+
+/// The texts of a status that are searched: `text` (unless there is an extended full text, of
+/// which a truncated `text` is a prefix: reading both would be wasted work), `full_text`, and
+/// `extended_tweet.full_text`.
+fn searched_texts<'t>(status: &'t TweetView<'_>) -> [Option<&'t str>; 3] {
+    let extended_text = status
+        .extended_tweet
+        .as_ref()
+        .and_then(|e| e.full_text.as_deref());
+    let short_text = if extended_text.is_some() {
+        None
+    } else {
+        status.text.as_deref()
+    };
+    [short_text, status.full_text.as_deref(), extended_text]
+}
+
+/// What a retweet's `text` adds to a searched text of the retweeted status, `retweeted`: when
+/// the text is `RT @name: ` and then a start of `retweeted` (whole, or cut and ended with `…`),
+/// the `RT @name: ` prefix and the text's last chunk (a cut word, maybe); `None` when it is not.
+///
+/// Every other chunk of the text is a chunk of `retweeted`, so its forms are found there: it is
+/// followed by whitespace inside the shared start (`…` is not whitespace) and preceded by
+/// whitespace or the start of it. A chunk's forms depend on the chunk alone (lowercasing looks
+/// no further than the word, and whitespace ends a word), so they are the same in both texts.
+fn retweet_additions<'t>(text: &'t str, retweeted: &str) -> Option<(&'t str, &'t str)> {
+    let name_and_body = text.strip_prefix("RT @")?;
+    let body_start = "RT @".len() + name_and_body.find(": ")? + ": ".len();
+    let (prefix, body) = text.split_at(body_start);
+    let shared = body.strip_suffix('…').unwrap_or(body);
+    if !retweeted.starts_with(shared) {
+        return None;
+    }
+    let last_chunk_start = body
+        .char_indices()
+        .rev()
+        .find(|(_, c)| c.is_whitespace())
+        .map_or(0, |(i, c)| i + c.len_utf8());
+    Some((prefix, &body[last_chunk_start..]))
 }
 
 /// Lowercases into a reused buffer, as `str::to_lowercase` does (the rules are lowercased with
@@ -891,6 +936,77 @@ mod tests {
     }
 
     // The contract's examples table, row by row.
+
+    #[test]
+    fn a_retweet_text_adds_its_prefix_and_last_chunk_only() {
+        let base = "Hello brave new world of tweets";
+        assert_eq!(
+            retweet_additions("RT @ana_1: Hello brave new wor…", base),
+            Some(("RT @ana_1: ", "wor…"))
+        );
+        assert_eq!(
+            retweet_additions("RT @ana_1: Hello brave new world of tweets", base),
+            Some(("RT @ana_1: ", "tweets"))
+        );
+        assert_eq!(
+            retweet_additions(
+                "RT @ana_1: Hello\u{3000}brave…",
+                base.replace(' ', "\u{3000}").as_str()
+            ),
+            Some(("RT @ana_1: ", "brave…"))
+        );
+        assert_eq!(
+            retweet_additions("RT @ana_1: Hello…", base),
+            Some(("RT @ana_1: ", "Hello…"))
+        );
+        // Not a start of the retweeted text, or not a retweet's text: searched whole.
+        assert_eq!(retweet_additions("RT @ana_1: Hello brave old…", base), None);
+        assert_eq!(retweet_additions("Hello brave new world", base), None);
+        assert_eq!(retweet_additions("RT @ana_1 Hello brave", base), None);
+    }
+
+    fn form_set(tweet_json: &serde_json::Value) -> std::collections::BTreeSet<String> {
+        let json = tweet_json.to_string();
+        let tweet: TweetView = serde_json::from_str(&json).unwrap();
+        let mut forms = std::collections::BTreeSet::new();
+        for_each_form(&tweet, &mut |form| {
+            forms.insert(form.to_owned());
+        });
+        forms
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2_000))]
+
+        /// A retweet yields exactly the forms of its text and of the retweeted text searched
+        /// separately, however the retweeted text is cut (mid-word, mid-whitespace, whole) and
+        /// whatever it holds.
+        #[test]
+        fn a_retweet_yields_the_forms_of_both_texts(
+            base in tricky_text(),
+            cut in 0.0..=1.0f64,
+            ellipsis in proptest::bool::ANY,
+            extended in proptest::bool::ANY,
+        ) {
+            let boundaries: Vec<usize> = base
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([base.len()])
+                .collect();
+            let at = boundaries[((boundaries.len() - 1) as f64 * cut) as usize];
+            let marker = if ellipsis { "…" } else { "" };
+            let text = format!("RT @Some_One: {}{marker}", &base[..at]);
+            let retweeted = if extended {
+                serde_json::json!({ "text": "short", "extended_tweet": { "full_text": base } })
+            } else {
+                serde_json::json!({ "text": base })
+            };
+            let retweet = serde_json::json!({ "text": text, "retweeted_status": retweeted });
+            let mut separately = form_set(&serde_json::json!({ "text": text }));
+            separately.extend(form_set(&retweeted));
+            proptest::prop_assert_eq!(form_set(&retweet), separately);
+        }
+    }
 
     #[test]
     fn twitter_matches_case_variants_and_punctuation() {

@@ -167,7 +167,15 @@ impl ConnectionBody {
 
     fn apply_control(&mut self, control: Control) {
         match control {
-            Control::Message(message) => self.frame(&message),
+            Control::Message(message) => {
+                self.frame(&message);
+                // Nothing follows a disconnect message on its connection, as on the real
+                // stream. The `Close` sent after it may arrive a poll later, and tweets still
+                // queued for the connection would otherwise be framed in between.
+                if message.kind == MessageKind::Disconnect {
+                    self.ending = Ending::AfterFlush;
+                }
+            }
             Control::Raw { kind, bytes } => {
                 self.buf.extend_from_slice(&bytes);
                 self.tally.add(kind, None, bytes.len());

@@ -13,52 +13,20 @@ use traptor_actors::stream::{BackoffConfig, DropKind};
 use traptor_core::MessageKind;
 use traptor_firehose::{Fault, FaultKind};
 
-const PATIENCE: Duration = Duration::from_secs(10);
-
-/// Gaps between consecutive connect attempts of the log, in ms.
-fn gaps(log: &[traptor_firehose::ConnectLogEntry]) -> Vec<u64> {
-    log.windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect()
-}
-
 #[actix_rt::test]
 async fn http_500_backs_off_on_the_http_schedule() {
-    let emulator = firehose(|c| {
-        c.faults = vec![Fault::all(FaultKind::RespondWith {
-            status: 500,
-            count: 3,
-        })]
-    })
-    .await;
-    let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
-
-    let log = emulator.stats().log;
-    let statuses: Vec<u16> = log.iter().map(|e| e.status).collect();
-    assert_eq!(statuses, [500, 500, 500, 200]);
-    // 5 s, 10 s, 20 s scaled by 0.05.
-    let gaps = gaps(&log);
-    for (gap, expected) in gaps.iter().zip([250u64, 500, 1000]) {
-        assert!(
-            (*gap >= expected) && (*gap < expected + 400),
-            "gaps {gaps:?} ms, expected about 250, 500, 1000"
-        );
-    }
-    assert_eq!(h.stream.stats.snapshot().http_status(500), 3);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    let (emulator, h) = streaming_after_three_refusals(500).await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn a_connection_closed_mid_frame_reconnects_at_once_and_forwards_no_half_message() {
     let emulator = firehose(|c| c.rate = 100.0).await;
-    let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("some tweets", PATIENCE, || h.records().len() >= 10).await;
+    let h = Harness::start(rust_spec(&emulator));
+    h.wait_for_records(10).await;
     sleep(Duration::from_millis(400)).await; // established
     emulator.inject(Fault::all(FaultKind::CloseMidFrame));
-    wait_until("streaming again", PATIENCE, || {
-        h.count_state("streaming") == 2
-    })
-    .await;
+    h.wait_for_state("streaming", 2).await;
 
     let stats = emulator.stats();
     let first = &stats.connections[0];
@@ -67,12 +35,7 @@ async fn a_connection_closed_mid_frame_reconnects_at_once_and_forwards_no_half_m
     let gap = stats.log[1].at_ms.saturating_sub(closed_at);
     assert!(gap < 300, "reconnected {gap} ms after the close");
     // Every whole tweet of the first connection arrived; the half one did not.
-    let delivered: Vec<u64> = h
-        .records()
-        .iter()
-        .filter(|r| r.kind == MessageKind::Tweet)
-        .map(|r| r.key.as_deref().unwrap().parse().unwrap())
-        .collect();
+    let delivered = tweet_ids(&h.records());
     assert_eq!(&delivered[..first.tweet_ids.len()], &first.tweet_ids[..]);
     assert!(
         h.records().iter().all(|r| r.kind != MessageKind::Invalid),
@@ -84,27 +47,22 @@ async fn a_connection_closed_mid_frame_reconnects_at_once_and_forwards_no_half_m
         snapshot.drops_of(DropKind::ReadError) + snapshot.drops_of(DropKind::Closed),
         1
     );
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn an_oversized_frame_is_skipped_and_the_stream_goes_on_without_reconnecting() {
     let emulator = firehose(|c| c.rate = 100.0).await;
-    let mut spec = spec(emulator.url(), vec![track_rule("1", "rust")]);
+    let mut spec = rust_spec(&emulator);
     spec.max_frame_bytes = 64 * 1024;
     let h = Harness::start(spec);
-    wait_until("some tweets", PATIENCE, || h.records().len() >= 5).await;
+    h.wait_for_records(5).await;
     emulator.inject(Fault::all(FaultKind::OversizedFrame { bytes: 256 * 1024 }));
     wait_until("the oversized frame counted", PATIENCE, || {
         h.stream.stats.snapshot().frame_errors >= 1
     })
     .await;
-    let after = h.records().len();
-    wait_until("more tweets after it", PATIENCE, || {
-        h.records().len() >= after + 10
-    })
-    .await;
+    h.wait_for_more_records(10).await;
 
     let stats = emulator.stats();
     assert_eq!(stats.log.len(), 1, "no reconnect for an oversized frame");
@@ -117,26 +75,16 @@ async fn an_oversized_frame_is_skipped_and_the_stream_goes_on_without_reconnecti
         "nothing beyond the frame limit is forwarded"
     );
     // Every tweet sent (the oversized one is not a tweet) arrived, in order.
-    let delivered: Vec<u64> = h
-        .records()
-        .iter()
-        .filter(|r| r.kind == MessageKind::Tweet)
-        .map(|r| r.key.as_deref().unwrap().parse().unwrap())
-        .collect();
+    let delivered = tweet_ids(&h.records());
     let sent = &emulator.stats().connections[0].tweet_ids;
     assert_eq!(&sent[..delivered.len()], &delivered[..]);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn two_connections_with_the_same_key_get_code_7_and_do_not_storm() {
     let emulator = firehose(|_| {}).await;
-    let first = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("the first streaming", PATIENCE, || {
-        first.count_state("streaming") == 1
-    })
-    .await;
+    let first = Harness::start_streaming(rust_spec(&emulator)).await;
     sleep(Duration::from_millis(400)).await;
     // A second client with the same key, as a second process would be.
     let second = Harness::start(spec(emulator.url(), vec![track_rule("2", "python")]));
@@ -175,13 +123,13 @@ async fn two_connections_with_the_same_key_get_code_7_and_do_not_storm() {
     let attempts = stats.log.len();
     eprintln!(
         "same key twice: {attempts} connects in 3 s; gaps {:?} ms",
-        gaps(&stats.log)
+        connect_gaps(&stats.log)
     );
     assert!(
         attempts <= 8,
         "{attempts} connects in 3 s: a reconnect storm"
     );
-    let gaps = gaps(&stats.log);
+    let gaps = connect_gaps(&stats.log);
     assert!(
         gaps[1..].iter().all(|g| *g >= 240),
         "after the first displacement no two connects come closer than the first HTTP wait: {gaps:?}"
@@ -220,7 +168,7 @@ async fn invalid_credentials_never_earn_a_420_over_simulated_hours() {
         c.connect_limit = 10;
     })
     .await;
-    let mut spec = spec(emulator.url(), vec![track_rule("1", "rust")]);
+    let mut spec = rust_spec(&emulator);
     spec.credentials.consumer_secret = "wrong-secret".into();
     spec.backoff = BackoffConfig::default().scaled(scale);
     let retry = spec.backoff.auth_failed_retry;
@@ -233,7 +181,7 @@ async fn invalid_credentials_never_earn_a_420_over_simulated_hours() {
     eprintln!(
         "{hours} simulated hours ({run:?}): {} attempts, auth retry {retry:?} (10 min scaled); gaps {:?} ms",
         log.len(),
-        gaps(&log)
+        connect_gaps(&log)
     );
     assert!(
         log.iter().all(|e| e.status == 401),
@@ -247,7 +195,9 @@ async fn invalid_credentials_never_earn_a_420_over_simulated_hours() {
     );
     let min = retry.as_millis() as u64;
     assert!(
-        gaps(&log).iter().all(|g| *g >= min && *g < min + 150),
+        connect_gaps(&log)
+            .iter()
+            .all(|g| *g >= min && *g < min + 150),
         "gaps must follow the 10 min auth retry (scaled: {min} ms)"
     );
     // Measured against the allowance: at most one attempt per scaled window of 60 s, far
@@ -268,6 +218,5 @@ async fn invalid_credentials_never_earn_a_420_over_simulated_hours() {
         .states()
         .iter()
         .all(|s| !matches!(s, StreamState::BackingOff { .. } | StreamState::Streaming)));
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }

@@ -13,8 +13,6 @@ use traptor_actors::stream::{DropKind, Pacer, PacingConfig};
 use traptor_core::MessageKind;
 use traptor_firehose::{Fault, FaultKind};
 
-const PATIENCE: Duration = Duration::from_secs(10);
-
 #[actix_rt::test]
 async fn every_message_the_emulator_sent_on_a_connection_reaches_the_writer() {
     let emulator = firehose(|c| c.rate = 300.0).await;
@@ -44,11 +42,7 @@ async fn every_message_the_emulator_sent_on_a_connection_reaches_the_writer() {
         .iter()
         .take_while(|r| r.kind != MessageKind::Disconnect)
         .collect();
-    let tweets: Vec<u64> = before_disconnect
-        .iter()
-        .filter(|r| r.kind == MessageKind::Tweet)
-        .map(|r| r.key.as_deref().unwrap().parse().unwrap())
-        .collect();
+    let tweets = tweet_ids(before_disconnect.iter().copied());
     assert_eq!(
         tweets, first.tweet_ids,
         "the same tweets, in the same order"
@@ -79,22 +73,17 @@ async fn every_message_the_emulator_sent_on_a_connection_reaches_the_writer() {
         "every delivered tweet is attributed to a rule"
     );
     assert!(snapshot.tweets_matched >= tweets.len() as u64);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn a_disconnect_message_on_an_established_stream_reconnects_at_once() {
     let emulator = firehose(|_| {}).await;
-    let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
+    let h = Harness::start_streaming(rust_spec(&emulator)).await;
     sleep(Duration::from_millis(500)).await; // past `established_after`
                                              // Code 12 (reconnect requested); code 7, a duplicate connection, backs off instead.
     emulator.inject(Fault::all(FaultKind::Disconnect { code: 12 }));
-    wait_until("streaming again", PATIENCE, || {
-        h.count_state("streaming") == 2
-    })
-    .await;
+    h.wait_for_state("streaming", 2).await;
 
     let log = emulator.stats().log;
     assert_eq!(log.len(), 2, "{log:?}");
@@ -117,32 +106,12 @@ async fn a_disconnect_message_on_an_established_stream_reconnects_at_once() {
             .drops_of(DropKind::DisconnectMessage),
         1
     );
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn http_503_backs_off_exponentially_from_the_http_base() {
-    let emulator = firehose(|c| {
-        c.faults = vec![Fault::all(FaultKind::RespondWith {
-            status: 503,
-            count: 3,
-        })]
-    })
-    .await;
-    let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
-
-    let log = emulator.stats().log;
-    let statuses: Vec<u16> = log.iter().map(|e| e.status).collect();
-    assert_eq!(statuses, [503, 503, 503, 200]);
-    let gaps: Vec<u64> = log.windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect();
-    for (gap, expected) in gaps.iter().zip([250u64, 500, 1000]) {
-        assert!(
-            *gap >= expected && *gap < expected + 400,
-            "gaps {gaps:?}, expected about 250, 500, 1000 ms"
-        );
-    }
+    let (emulator, h) = streaming_after_three_refusals(503).await;
     let delays: Vec<Duration> = h
         .states()
         .into_iter()
@@ -152,24 +121,15 @@ async fn http_503_backs_off_exponentially_from_the_http_base() {
         })
         .collect();
     assert_eq!(delays, [250, 500, 1000].map(Duration::from_millis));
-    assert_eq!(h.stream.stats.snapshot().http_status(503), 3);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn http_420_backs_off_for_the_long_rate_limit_wait() {
-    let emulator = firehose(|c| {
-        c.faults = vec![Fault::all(FaultKind::RespondWith {
-            status: 420,
-            count: 1,
-        })]
-    })
-    .await;
-    let mut spec = spec(emulator.url(), vec![track_rule("1", "rust")]);
+    let emulator = firehose_answering(420, 1).await;
+    let mut spec = rust_spec(&emulator);
     spec.backoff.rate_limited_initial = Duration::from_millis(1500);
-    let h = Harness::start(spec);
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
+    let h = Harness::start_streaming(spec).await;
 
     let log = emulator.stats().log;
     assert_eq!(log.iter().map(|e| e.status).collect::<Vec<_>>(), [420, 200]);
@@ -183,14 +143,13 @@ async fn http_420_backs_off_for_the_long_rate_limit_wait() {
         .iter()
         .any(|s| matches!(s, StreamState::BackingOff { delay, reason }
         if *delay == Duration::from_millis(1500) && reason.contains("420"))));
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn bad_credentials_report_auth_failed_retry_slowly_and_never_earn_a_420() {
     let emulator = firehose(|c| c.connect_limit = 3).await;
-    let mut spec = spec(emulator.url(), vec![track_rule("1", "rust")]);
+    let mut spec = rust_spec(&emulator);
     spec.credentials.consumer_secret = "wrong-secret".into();
     spec.backoff.auth_failed_retry = Duration::from_millis(300);
     let h = Harness::start(spec);
@@ -203,7 +162,7 @@ async fn bad_credentials_report_auth_failed_retry_slowly_and_never_earn_a_420() 
         "{} attempts in 1.6 s with a 300 ms retry",
         log.len()
     );
-    let gaps: Vec<u64> = log.windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect();
+    let gaps = connect_gaps(&log);
     assert!(
         gaps.iter().all(|g| *g >= 300),
         "retried faster than the auth retry: {gaps:?}"
@@ -221,27 +180,22 @@ async fn bad_credentials_report_auth_failed_retry_slowly_and_never_earn_a_420() 
         !last_error.contains("wrong-secret") && !last_error.contains("test-access-token-secret"),
         "{last_error}"
     );
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn a_stalled_stream_is_reconnected_after_the_stall_timeout() {
     let emulator = firehose(|c| c.rate = 50.0).await;
-    let mut spec = spec(emulator.url(), vec![track_rule("1", "rust")]);
+    let mut spec = rust_spec(&emulator);
     spec.stall_timeout = Duration::from_millis(400);
-    let h = Harness::start(spec);
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
+    let h = Harness::start_streaming(spec).await;
     sleep(Duration::from_millis(400)).await;
     let stalled_at = std::time::Instant::now();
     assert_eq!(
         emulator.inject(Fault::all(FaultKind::Stall { duration: None })),
         1
     );
-    wait_until("streaming again", PATIENCE, || {
-        h.count_state("streaming") == 2
-    })
-    .await;
+    h.wait_for_state("streaming", 2).await;
 
     // Silence counts from the last byte, which came shortly before the stall began.
     let took = stalled_at.elapsed();
@@ -251,8 +205,7 @@ async fn a_stalled_stream_is_reconnected_after_the_stall_timeout() {
     );
     assert_eq!(h.stream.stats.snapshot().drops_of(DropKind::Stall), 1);
     assert_eq!(emulator.stats().log.len(), 2);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
@@ -262,10 +215,9 @@ async fn keep_alives_alone_keep_a_quiet_stream_up() {
         c.keepalive = Duration::from_millis(100);
     })
     .await;
-    let mut spec = spec(emulator.url(), vec![track_rule("1", "rust")]);
+    let mut spec = rust_spec(&emulator);
     spec.stall_timeout = Duration::from_millis(400);
-    let h = Harness::start(spec);
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
+    let h = Harness::start_streaming(spec).await;
     sleep(Duration::from_millis(1500)).await;
     assert_eq!(
         emulator.stats().log.len(),
@@ -273,26 +225,21 @@ async fn keep_alives_alone_keep_a_quiet_stream_up() {
         "no reconnect while keep-alives arrive"
     );
     assert!(h.stream.stats.snapshot().keep_alives >= 5);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn malformed_frames_and_invalid_json_are_forwarded_and_the_stream_goes_on() {
     let emulator = firehose(|c| c.rate = 100.0).await;
-    let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("some tweets", PATIENCE, || h.records().len() >= 5).await;
+    let h = Harness::start(rust_spec(&emulator));
+    h.wait_for_records(5).await;
     emulator.inject(Fault::all(FaultKind::InvalidJson));
     emulator.inject(Fault::all(FaultKind::MalformedFrame));
     wait_until("the invalid message", PATIENCE, || {
         h.records().iter().any(|r| r.kind == MessageKind::Invalid)
     })
     .await;
-    let after = h.records().len();
-    wait_until("more tweets after it", PATIENCE, || {
-        h.records().len() >= after + 10
-    })
-    .await;
+    h.wait_for_more_records(10).await;
 
     assert_eq!(emulator.stats().log.len(), 1, "no reconnect for bad input");
     let snapshot = h.stream.stats.snapshot();
@@ -301,16 +248,14 @@ async fn malformed_frames_and_invalid_json_are_forwarded_and_the_stream_goes_on(
         "both faults are counted: {snapshot:?}"
     );
     assert!(snapshot.messages_of(MessageKind::Invalid) >= 1);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn a_rule_change_reconnects_with_the_new_filter_and_unchanged_rules_do_not() {
     let emulator = firehose(|_| {}).await;
     let rules = vec![track_rule("1", "rust")];
-    let h = Harness::start(spec(emulator.url(), rules.clone()));
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
+    let h = Harness::start_streaming(spec(emulator.url(), rules.clone())).await;
 
     h.stream
         .addr
@@ -332,66 +277,46 @@ async fn a_rule_change_reconnects_with_the_new_filter_and_unchanged_rules_do_not
         .send(UpdateRules { rules: new_rules })
         .await
         .unwrap();
-    wait_until("streaming again", PATIENCE, || {
-        h.count_state("streaming") == 2
-    })
-    .await;
+    h.wait_for_state("streaming", 2).await;
     let stats = emulator.stats();
     assert_eq!(stats.log.len(), 2);
     let newest = stats.connections.iter().max_by_key(|c| c.id).unwrap();
     assert_eq!(newest.track, ["rust", "ferris crab"]);
     assert!(newest.open);
     assert_eq!(h.stream.stats.snapshot().drops_of(DropKind::RuleChange), 1);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn connects_are_paced_per_key_even_when_backoff_would_allow_more() {
-    let emulator = firehose(|c| {
-        c.faults = vec![Fault::all(FaultKind::RespondWith {
-            status: 503,
-            count: 2,
-        })]
-    })
-    .await;
-    let mut spec = spec(emulator.url(), vec![track_rule("1", "rust")]);
+    let emulator = firehose_answering(503, 2).await;
+    let mut spec = rust_spec(&emulator);
     spec.backoff.http_initial = Duration::from_millis(20);
     let pacer = Arc::new(Pacer::new(PacingConfig {
         burst: 1,
         interval: Duration::from_millis(500),
     }));
     let h = Harness::start_with_pacer(spec, pacer);
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
+    h.wait_for_state("streaming", 1).await;
 
     let log = emulator.stats().log;
     assert_eq!(
         log.iter().map(|e| e.status).collect::<Vec<_>>(),
         [503, 503, 200]
     );
-    let gaps: Vec<u64> = log.windows(2).map(|w| w[1].at_ms - w[0].at_ms).collect();
+    let gaps = connect_gaps(&log);
     assert!(
         gaps.iter().all(|g| *g >= 480),
         "attempts closer than the key's allowance: {gaps:?}"
     );
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn a_stream_stopped_while_backing_off_makes_no_further_attempt() {
-    let emulator = firehose(|c| {
-        c.faults = vec![Fault::all(FaultKind::RespondWith {
-            status: 503,
-            count: 100,
-        })]
-    })
-    .await;
-    let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("backing off", PATIENCE, || {
-        h.count_state("backing_off") == 1
-    })
-    .await;
+    let emulator = firehose_answering(503, 100).await;
+    let h = Harness::start(rust_spec(&emulator));
+    h.wait_for_state("backing_off", 1).await;
     h.stream.addr.send(StopStream).await.unwrap();
     sleep(Duration::from_millis(600)).await;
     assert_eq!(emulator.stats().log.len(), 1);
@@ -406,10 +331,9 @@ async fn a_response_head_slower_than_the_head_timeout_is_a_network_failure() {
         count: 1,
     };
     let emulator = firehose(|c| c.faults = vec![Fault::all(delay)]).await;
-    let mut spec = spec(emulator.url(), vec![track_rule("1", "rust")]);
+    let mut spec = rust_spec(&emulator);
     spec.http.head_timeout = Duration::from_millis(200);
-    let h = Harness::start(spec);
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
+    let h = Harness::start_streaming(spec).await;
     let snapshot = h.stream.stats.snapshot();
     assert_eq!(snapshot.network_errors, 1);
     assert!(
@@ -420,8 +344,7 @@ async fn a_response_head_slower_than_the_head_timeout_is_a_network_failure() {
         "{:?}",
         h.states()
     );
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
@@ -431,8 +354,8 @@ async fn a_rejected_filter_waits_for_new_rules_and_then_retries_at_once() {
         count: 1,
     };
     let emulator = firehose(|c| c.faults = vec![Fault::all(rejected)]).await;
-    let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("rejected", PATIENCE, || h.count_state("rejected") == 1).await;
+    let h = Harness::start(rust_spec(&emulator));
+    h.wait_for_state("rejected", 1).await;
     sleep(Duration::from_millis(300)).await;
     assert_eq!(emulator.stats().log.len(), 1, "no retry storm after a 406");
 
@@ -452,17 +375,15 @@ async fn a_rejected_filter_waits_for_new_rules_and_then_retries_at_once() {
         [406, 200]
     );
     assert_eq!(stats.connections[0].track, ["rustacean"]);
-    h.stream.addr.send(StopStream).await.unwrap();
-    emulator.stop().await;
+    h.stop_with(emulator).await;
 }
 
 #[actix_rt::test]
 async fn stop_closes_the_connection_and_reports_stopped() {
     let emulator = firehose(|_| {}).await;
-    let h = Harness::start(spec(emulator.url(), vec![track_rule("1", "rust")]));
-    wait_until("streaming", PATIENCE, || h.count_state("streaming") == 1).await;
+    let h = Harness::start_streaming(rust_spec(&emulator)).await;
     h.stream.addr.send(StopStream).await.unwrap();
-    wait_until("stopped", PATIENCE, || h.count_state("stopped") == 1).await;
+    h.wait_for_state("stopped", 1).await;
     wait_until("the emulator sees the close", PATIENCE, || {
         emulator.stats().open_connections().count() == 0
     })

@@ -13,7 +13,7 @@ const SECOND: Duration = Duration::from_secs(1);
 #[tokio::test]
 async fn a_signed_post_streams_tweets_and_is_logged() {
     let handle = start(config()).await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
+    let mut stream = open_track(&handle, 0, "alpha").await;
     assert!(stream
         .header("content-type")
         .unwrap()
@@ -94,13 +94,7 @@ async fn authentication_failures_get_401_with_a_reason() {
         assert_eq!(response.status, 401);
         let body = response.body_json().await;
         assert_eq!(body["errors"][0]["code"], code, "{body}");
-        assert!(
-            body["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains(words),
-            "{body}"
-        );
+        assert!(error_message(&body).contains(words), "{body}");
     }
 
     // The same nonce twice: the first connects, the replay is refused.
@@ -159,7 +153,7 @@ async fn invalid_parameters_get_406_and_too_many_get_413() {
             "parameters (name, value length): {shown:?}"
         );
         let body = response.body_json().await;
-        assert!(!body["errors"][0]["message"].as_str().unwrap().is_empty());
+        assert!(!error_message(&body).is_empty());
     }
     let stats = handle.stats();
     let key2 = stats.credential("key2").unwrap();
@@ -173,26 +167,18 @@ async fn invalid_parameters_get_406_and_too_many_get_413() {
 #[tokio::test]
 async fn a_second_connection_with_the_same_key_ends_the_first_with_code_7() {
     let handle = start(config()).await;
-    let mut first = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
-    first.next_tweet(5 * SECOND).await.unwrap();
-    let mut second = open(&handle, Connect::post(&key(0), &[("track", "beta")])).await;
-    let disconnect = loop {
-        let message = first
-            .next_json(5 * SECOND)
-            .await
-            .expect("the disconnect notice");
-        if message.get("disconnect").is_some() {
-            break message;
-        }
-    };
+    let mut first = open_track_flowing(&handle, 0, "alpha").await;
+    let mut second = open_track(&handle, 0, "beta").await;
+    let disconnect = first
+        .next_disconnect(5 * SECOND)
+        .await
+        .expect("the disconnect notice");
     assert_eq!(disconnect["disconnect"]["code"], 7);
-    let end = loop {
-        match first.next_frame(5 * SECOND).await {
-            Ok(_) => continue,
-            Err(end) => break end,
-        }
-    };
-    assert_ne!(end, End::Timeout, "the old stream is closed");
+    assert_ne!(
+        first.until_end().await,
+        End::Timeout,
+        "the old stream is closed"
+    );
     second
         .next_tweet(5 * SECOND)
         .await
@@ -212,38 +198,25 @@ async fn a_second_connection_with_the_same_key_ends_the_first_with_code_7() {
 
 #[tokio::test]
 async fn connecting_too_often_gets_420_and_each_420_extends_the_penalty() {
-    let handle = start(FirehoseConfig {
-        connect_limit: 3,
-        connect_window: Duration::from_secs(5),
-        rate_limit_penalty: Duration::from_millis(300),
-        ..config()
-    })
-    .await;
-    let form = [("track", "alpha")];
+    let handle = start_connect_limited(3, Duration::from_secs(5), Duration::from_millis(300)).await;
     for _ in 0..3 {
-        open(&handle, Connect::post(&key(0), &form)).await;
+        open_track(&handle, 0, "alpha").await;
     }
     assert_eq!(
-        Connect::post(&key(0), &form)
-            .send(handle.addr())
-            .await
-            .status,
+        connect_status(&handle, Connect::track(0, "alpha")).await,
         420
     );
     // Retrying at once: refused again, and the penalty doubles to 600 ms.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut again = Connect::post(&key(0), &form).send(handle.addr()).await;
+    let mut again = Connect::track(0, "alpha").send(handle.addr()).await;
     assert_eq!(again.status, 420);
     assert!(again.body_text().await.contains("600 ms"));
     // Another key is not affected.
-    open(&handle, Connect::post(&key(1), &form)).await;
+    open_track(&handle, 1, "alpha").await;
     // Still limited 400 ms later (a single penalty would have ended), free after the doubled one.
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
-        Connect::post(&key(0), &form)
-            .send(handle.addr())
-            .await
-            .status,
+        connect_status(&handle, Connect::track(0, "alpha")).await,
         420
     );
     tokio::time::sleep(Duration::from_millis(1300)).await;
@@ -262,25 +235,16 @@ async fn connecting_too_often_gets_420_and_each_420_extends_the_penalty() {
 
 #[tokio::test]
 async fn the_penalty_ends_and_connecting_works_again() {
-    let handle = start(FirehoseConfig {
-        connect_limit: 2,
-        connect_window: Duration::from_millis(400),
-        rate_limit_penalty: Duration::from_millis(300),
-        ..config()
-    })
-    .await;
-    let form = [("track", "alpha")];
-    open(&handle, Connect::post(&key(0), &form)).await;
-    open(&handle, Connect::post(&key(0), &form)).await;
+    let handle =
+        start_connect_limited(2, Duration::from_millis(400), Duration::from_millis(300)).await;
+    open_track(&handle, 0, "alpha").await;
+    open_track(&handle, 0, "alpha").await;
     assert_eq!(
-        Connect::post(&key(0), &form)
-            .send(handle.addr())
-            .await
-            .status,
+        connect_status(&handle, Connect::track(0, "alpha")).await,
         420
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    open(&handle, Connect::post(&key(0), &form)).await;
+    open_track(&handle, 0, "alpha").await;
     handle.stop().await;
 }
 
@@ -297,49 +261,31 @@ async fn injected_connect_faults_answer_the_next_attempts_of_their_target() {
         ..config()
     })
     .await;
-    let form = [("track", "alpha")];
     // Another key is not targeted.
-    open(&handle, Connect::post(&key(1), &form)).await;
+    open_track(&handle, 1, "alpha").await;
     for _ in 0..2 {
-        let mut response = Connect::post(&key(0), &form).send(handle.addr()).await;
+        let mut response = Connect::track(0, "alpha").send(handle.addr()).await;
         assert_eq!(response.status, 503);
         assert!(response.body_json().await["errors"][0]["message"].is_string());
     }
-    open(&handle, Connect::post(&key(0), &form)).await;
+    open_track(&handle, 0, "alpha").await;
 
     // Through the control endpoint: 420 once for everyone, then a delayed head.
-    let (status, _) = plain_request(
-        handle.addr(),
-        "POST",
-        "/control/respond_with",
-        r#"{"status":420}"#,
-    )
-    .await;
-    assert_eq!(status, 200);
+    control(&handle, "respond_with", r#"{"status":420}"#).await;
     assert_eq!(
-        Connect::post(&key(2), &form)
-            .send(handle.addr())
-            .await
-            .status,
+        connect_status(&handle, Connect::track(2, "alpha")).await,
         420
     );
-    let (status, _) = plain_request(
-        handle.addr(),
-        "POST",
-        "/control/delay_head",
-        r#"{"delay_ms":400}"#,
-    )
-    .await;
-    assert_eq!(status, 200);
+    control(&handle, "delay_head", r#"{"delay_ms":400}"#).await;
     let started = Instant::now();
-    open(&handle, Connect::post(&key(2), &form)).await;
+    open_track(&handle, 2, "alpha").await;
     assert!(
         started.elapsed() >= Duration::from_millis(380),
         "head delayed: {:?}",
         started.elapsed()
     );
     let started = Instant::now();
-    open(&handle, Connect::post(&key(1), &form)).await;
+    open_track(&handle, 1, "alpha").await;
     assert!(
         started.elapsed() < Duration::from_millis(300),
         "only the next attempt is delayed"
@@ -348,19 +294,13 @@ async fn injected_connect_faults_answer_the_next_attempts_of_their_target() {
     for status in [401u16, 500] {
         handle.inject(Fault::all(FaultKind::RespondWith { status, count: 1 }));
         assert_eq!(
-            Connect::post(&key(2), &form)
-                .send(handle.addr())
-                .await
-                .status,
+            connect_status(&handle, Connect::track(2, "alpha")).await,
             status
         );
     }
     let (status, body) = plain_request(handle.addr(), "POST", "/control/no_such_fault", "").await;
     assert_eq!(status, 404);
-    assert!(body["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("drop"));
+    assert!(error_message(&body).contains("drop"));
     let stats = handle.stats();
     assert_eq!(stats.credential("key0").unwrap().rejected_other, 2);
     assert_eq!(stats.credential("key2").unwrap().rejected_420, 1);
@@ -370,7 +310,7 @@ async fn injected_connect_faults_answer_the_next_attempts_of_their_target() {
 #[tokio::test]
 async fn stats_never_show_a_consumer_key_in_clear() {
     let handle = start(config()).await;
-    let _stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
+    let _stream = open_track(&handle, 0, "alpha").await;
     let (status, stats) = plain_request(handle.addr(), "GET", "/stats", "").await;
     assert_eq!(status, 200);
     let text = stats.to_string();

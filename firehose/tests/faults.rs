@@ -5,26 +5,16 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::*;
-use traptor_firehose::{Fault, FaultKind, FirehoseConfig, MessageKind};
+use traptor_firehose::{Fault, FaultKind, MessageKind};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-async fn until_end(stream: &mut Response) -> End {
-    loop {
-        match stream.next_frame(5 * SECOND).await {
-            Ok(_) => continue,
-            Err(end) => return end,
-        }
-    }
-}
 
 #[tokio::test]
 async fn drop_closes_the_socket_without_a_clean_end() {
     let handle = start(config()).await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
-    stream.next_tweet(5 * SECOND).await.unwrap();
+    let mut stream = open_track_flowing(&handle, 0, "alpha").await;
     assert_eq!(handle.inject(Fault::all(FaultKind::Drop)), 1);
-    assert_eq!(until_end(&mut stream).await, End::Closed);
+    assert_eq!(stream.until_end().await, End::Closed);
     let stats = handle.stats();
     assert_eq!(
         stats.connections[0].close_reason.as_deref(),
@@ -37,12 +27,12 @@ async fn drop_closes_the_socket_without_a_clean_end() {
 #[tokio::test]
 async fn faults_reach_only_the_targeted_key() {
     let handle = start(config()).await;
-    let mut kept = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
-    let mut dropped = open(&handle, Connect::post(&key(1), &[("track", "beta")])).await;
+    let mut kept = open_track(&handle, 0, "alpha").await;
+    let mut dropped = open_track(&handle, 1, "beta").await;
     let body = format!(r#"{{"consumer_key":"{}"}}"#, key(1).consumer_key);
-    let (status, reply) = plain_request(handle.addr(), "POST", "/control/drop", &body).await;
-    assert_eq!((status, reply["connections"].as_u64()), (200, Some(1)));
-    assert_eq!(until_end(&mut dropped).await, End::Closed);
+    let reply = control(&handle, "drop", &body).await;
+    assert_eq!(reply["connections"].as_u64(), Some(1));
+    assert_eq!(dropped.until_end().await, End::Closed);
     for _ in 0..5 {
         kept.next_tweet(5 * SECOND)
             .await
@@ -53,14 +43,8 @@ async fn faults_reach_only_the_targeted_key() {
 
 #[tokio::test]
 async fn a_stall_sends_nothing_not_even_keepalives_then_resumes() {
-    let handle = start(FirehoseConfig {
-        rate: 100.0,
-        keepalive: Duration::from_millis(50),
-        ..config()
-    })
-    .await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
-    stream.next_tweet(5 * SECOND).await.unwrap();
+    let handle = start_with_keepalive(100.0, Duration::from_millis(50)).await;
+    let mut stream = open_track_flowing(&handle, 0, "alpha").await;
     handle.inject(Fault::all(FaultKind::Stall { duration: None }));
     // Drain what was in flight, then expect silence.
     let quiet_since = loop {
@@ -74,8 +58,7 @@ async fn a_stall_sends_nothing_not_even_keepalives_then_resumes() {
         stream.next_frame(Duration::from_millis(400)).await,
         Err(End::Timeout)
     ));
-    let (status, _) = plain_request(handle.addr(), "POST", "/control/resume", "").await;
-    assert_eq!(status, 200);
+    control(&handle, "resume", "").await;
     stream
         .next_frame(2 * SECOND)
         .await
@@ -107,8 +90,7 @@ async fn a_stall_sends_nothing_not_even_keepalives_then_resumes() {
 #[tokio::test]
 async fn malformed_invalid_and_oversized_frames_are_delivered_then_the_stream_goes_on() {
     let handle = start(config()).await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
-    stream.next_tweet(5 * SECOND).await.unwrap();
+    let mut stream = open_track_flowing(&handle, 0, "alpha").await;
     handle.inject(Fault::all(FaultKind::MalformedFrame));
     handle.inject(Fault::all(FaultKind::InvalidJson));
     handle.inject(Fault::all(FaultKind::OversizedFrame { bytes: 1_500_000 }));
@@ -144,16 +126,8 @@ async fn malformed_invalid_and_oversized_frames_are_delivered_then_the_stream_go
 
 #[tokio::test]
 async fn a_malformed_length_line_in_delimited_mode() {
-    let handle = start(FirehoseConfig {
-        rate: 0.0,
-        ..config()
-    })
-    .await;
-    let mut stream = open(
-        &handle,
-        Connect::post(&key(0), &[("track", "alpha"), ("delimited", "length")]),
-    )
-    .await;
+    let handle = start_at_rate(0.0).await;
+    let mut stream = open(&handle, Connect::track(0, "alpha").length_delimited()).await;
     // Read raw: this client's framing would reject the bad length line.
     stream.delimited = false;
     handle.inject(Fault::all(FaultKind::MalformedFrame));
@@ -177,15 +151,10 @@ async fn a_malformed_length_line_in_delimited_mode() {
 
 #[tokio::test]
 async fn close_mid_frame_leaves_half_a_message_then_closes() {
-    let handle = start(FirehoseConfig {
-        rate: 0.0,
-        ..config()
-    })
-    .await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
-    let (status, _) = plain_request(handle.addr(), "POST", "/control/close_mid_frame", "{}").await;
-    assert_eq!(status, 200);
-    assert_eq!(until_end(&mut stream).await, End::Closed);
+    let handle = start_at_rate(0.0).await;
+    let mut stream = open_track(&handle, 0, "alpha").await;
+    control(&handle, "close_mid_frame", "{}").await;
+    assert_eq!(stream.until_end().await, End::Closed);
     let left = stream.leftover();
     assert!(
         left.len() > 500 && !left.windows(2).any(|w| w == b"\r\n"),
@@ -199,23 +168,14 @@ async fn close_mid_frame_leaves_half_a_message_then_closes() {
 #[tokio::test]
 async fn an_injected_disconnect_sends_its_code_then_ends() {
     let handle = start(config()).await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
-    let (status, _) = plain_request(
-        handle.addr(),
-        "POST",
-        "/control/disconnect",
-        r#"{"code":12}"#,
-    )
-    .await;
-    assert_eq!(status, 200);
-    let code = loop {
-        let message = stream.next_json(5 * SECOND).await.unwrap();
-        if let Some(code) = message.pointer("/disconnect/code") {
-            break code.as_u64();
-        }
-    };
-    assert_eq!(code, Some(12));
-    assert_ne!(until_end(&mut stream).await, End::Timeout);
+    let mut stream = open_track(&handle, 0, "alpha").await;
+    control(&handle, "disconnect", r#"{"code":12}"#).await;
+    let notice = stream.next_disconnect(5 * SECOND).await.unwrap();
+    assert_eq!(
+        notice.pointer("/disconnect/code").and_then(|c| c.as_u64()),
+        Some(12)
+    );
+    assert_ne!(stream.until_end().await, End::Timeout);
     handle.stop().await;
 }
 
@@ -225,15 +185,9 @@ async fn a_bad_control_body_is_refused_with_a_reason() {
     let (status, body) =
         plain_request(handle.addr(), "POST", "/control/stall", r#"{"duration":5}"#).await;
     assert_eq!(status, 400);
-    assert!(body["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("duration"));
+    assert!(error_message(&body).contains("duration"));
     let (status, body) = plain_request(handle.addr(), "POST", "/control/respond_with", "{}").await;
     assert_eq!(status, 400);
-    assert!(body["errors"][0]["message"]
-        .as_str()
-        .unwrap()
-        .contains("status"));
+    assert!(error_message(&body).contains("status"));
     handle.stop().await;
 }

@@ -15,13 +15,8 @@ const SECOND: Duration = Duration::from_secs(1);
 
 #[tokio::test]
 async fn keepalives_arrive_when_there_is_nothing_to_send() {
-    let handle = start(FirehoseConfig {
-        rate: 0.0,
-        keepalive: Duration::from_millis(100),
-        ..config()
-    })
-    .await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
+    let handle = start_with_keepalive(0.0, Duration::from_millis(100)).await;
+    let mut stream = open_track(&handle, 0, "alpha").await;
     let started = Instant::now();
     for _ in 0..4 {
         assert!(matches!(
@@ -40,17 +35,9 @@ async fn keepalives_arrive_when_there_is_nothing_to_send() {
 
 #[tokio::test]
 async fn delimited_length_counts_the_message_and_its_crlf() {
-    let handle = start(FirehoseConfig {
-        rate: 300.0,
-        ..config()
-    })
-    .await;
+    let handle = start_at_rate(300.0).await;
     // The support client asserts each length against the bytes that follow it.
-    let mut stream = open(
-        &handle,
-        Connect::post(&key(0), &[("track", "alpha"), ("delimited", "length")]),
-    )
-    .await;
+    let mut stream = open(&handle, Connect::track(0, "alpha").length_delimited()).await;
     for _ in 0..30 {
         let tweet = stream
             .next_tweet(5 * SECOND)
@@ -96,17 +83,9 @@ fn located_in(tweet: &Value, area: &GeoBox) -> bool {
 
 #[tokio::test]
 async fn every_connection_gets_tweets_planted_for_its_own_filter() {
-    let handle = start(FirehoseConfig {
-        rate: 600.0,
-        ..config()
-    })
-    .await;
+    let handle = start_at_rate(600.0).await;
     let nyc = GeoBox::new(-74.0, 40.0, -73.0, 41.0);
-    let mut track = open(
-        &handle,
-        Connect::post(&key(0), &[("track", "alpha,rust lang")]),
-    )
-    .await;
+    let mut track = open_track(&handle, 0, "alpha,rust lang").await;
     let mut follow = open(
         &handle,
         Connect::post(&key(1), &[("follow", "783214,6253282")]),
@@ -153,21 +132,9 @@ async fn every_connection_gets_tweets_planted_for_its_own_filter() {
 
 #[tokio::test]
 async fn connections_sharing_a_phrase_receive_the_same_tweets() {
-    let handle = start(FirehoseConfig {
-        rate: 300.0,
-        ..config()
-    })
-    .await;
-    let mut a = open(
-        &handle,
-        Connect::post(&key(0), &[("track", "Shared Topic")]),
-    )
-    .await;
-    let mut b = open(
-        &handle,
-        Connect::post(&key(1), &[("track", "shared   topic,other")]),
-    )
-    .await;
+    let handle = start_at_rate(300.0).await;
+    let mut a = open_track(&handle, 0, "Shared Topic").await;
+    let mut b = open_track(&handle, 1, "shared   topic,other").await;
     let mut ids_a = Vec::new();
     for _ in 0..30 {
         ids_a.push(
@@ -194,11 +161,7 @@ async fn connections_sharing_a_phrase_receive_the_same_tweets() {
 
 #[tokio::test]
 async fn language_and_filter_level_are_honoured() {
-    let handle = start(FirehoseConfig {
-        rate: 300.0,
-        ..config()
-    })
-    .await;
+    let handle = start_at_rate(300.0).await;
     let mut stream = open(
         &handle,
         Connect::post(
@@ -232,7 +195,7 @@ async fn a_rate_cap_withholds_tweets_and_reports_them_in_limit_notices() {
         ..config()
     })
     .await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
+    let mut stream = open_track(&handle, 0, "alpha").await;
     let mut counts = Vec::new();
     let started = Instant::now();
     while counts.len() < 4 {
@@ -271,7 +234,7 @@ async fn compliance_messages_follow_the_tweets_they_concern() {
         ..config()
     })
     .await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
+    let mut stream = open_track(&handle, 0, "alpha").await;
     let mut seen_ids = Vec::new();
     let mut kinds = std::collections::BTreeSet::new();
     while kinds.len() < 4 {
@@ -299,19 +262,37 @@ async fn compliance_messages_follow_the_tweets_they_concern() {
     handle.stop().await;
 }
 
+/// Tweets far faster than a reader that does not read can take, into a short queue, so that a
+/// slow reader overflows it within seconds.
+fn overflowing_config() -> FirehoseConfig {
+    FirehoseConfig {
+        rate: 4000.0,
+        max_queue: 400,
+        ..config()
+    }
+}
+
+/// A connect of `key(0)` with a small receive buffer, so that not reading backs the stream up
+/// into the emulator's queue quickly.
+fn slow_reader(form: &[(&str, &str)]) -> Connect {
+    let mut connect = Connect::post(&key(0), form);
+    connect.recv_buffer = Some(4096);
+    connect
+}
+
 #[tokio::test]
 async fn a_slow_reader_gets_stall_warnings_then_disconnect_code_4() {
     let handle = start(FirehoseConfig {
-        rate: 4000.0,
-        max_queue: 400,
         stall_warning_interval: Duration::from_millis(50),
         keepalive: Duration::from_secs(5),
-        ..config()
+        ..overflowing_config()
     })
     .await;
-    let mut connect = Connect::post(&key(0), &[("track", "alpha"), ("stall_warnings", "true")]);
-    connect.recv_buffer = Some(4096);
-    let mut stream = open(&handle, connect).await;
+    let mut stream = open(
+        &handle,
+        slow_reader(&[("track", "alpha"), ("stall_warnings", "true")]),
+    )
+    .await;
     // Not reading: the socket buffers fill, then the emulator's queue.
     eventually(&handle, 20 * SECOND, "the queue overflows", |s| {
         s.connections[0].close_reason.as_deref() == Some("queue_full")
@@ -344,15 +325,8 @@ async fn a_slow_reader_gets_stall_warnings_then_disconnect_code_4() {
 
 #[tokio::test]
 async fn without_stall_warnings_a_slow_reader_gets_no_warning() {
-    let handle = start(FirehoseConfig {
-        rate: 4000.0,
-        max_queue: 400,
-        ..config()
-    })
-    .await;
-    let mut connect = Connect::post(&key(0), &[("track", "alpha")]);
-    connect.recv_buffer = Some(4096);
-    let _stream = open(&handle, connect).await;
+    let handle = start(overflowing_config()).await;
+    let _stream = open(&handle, slow_reader(&[("track", "alpha")])).await;
     eventually(&handle, 20 * SECOND, "the queue overflows", |s| {
         !s.connections[0].open
     })
@@ -380,7 +354,7 @@ async fn replay_serves_the_archive_lines_that_match_each_connection() {
         ..config()
     })
     .await;
-    let mut alpha = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
+    let mut alpha = open_track(&handle, 0, "alpha").await;
     let mut followed = open(&handle, Connect::post(&key(1), &[("follow", "20")])).await;
     let mut got = Vec::new();
     for _ in 0..3 {
@@ -402,18 +376,12 @@ async fn replay_serves_the_archive_lines_that_match_each_connection() {
 #[tokio::test]
 async fn stopping_tells_every_stream_the_server_shuts_down() {
     let handle = start(config()).await;
-    let mut stream = open(&handle, Connect::post(&key(0), &[("track", "alpha")])).await;
-    stream.next_tweet(5 * SECOND).await.unwrap();
+    let mut stream = open_track_flowing(&handle, 0, "alpha").await;
     let stop = tokio::spawn(handle.stop());
-    let code = loop {
-        match stream.next_json(5 * SECOND).await {
-            Ok(message) if message.get("disconnect").is_some() => {
-                break message["disconnect"]["code"].clone()
-            }
-            Ok(_) => continue,
-            Err(end) => panic!("ended ({end:?}) without a disconnect notice"),
-        }
-    };
-    assert_eq!(code, 1);
+    let notice = stream
+        .next_disconnect(5 * SECOND)
+        .await
+        .unwrap_or_else(|end| panic!("ended ({end:?}) without a disconnect notice"));
+    assert_eq!(notice["disconnect"]["code"], 1);
     stop.await.unwrap();
 }

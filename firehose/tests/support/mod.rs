@@ -40,6 +40,12 @@ pub async fn start(config: FirehoseConfig) -> FirehoseHandle {
     Firehose::start(config).await.expect("the emulator starts")
 }
 
+/// The fast test [`config`] at `rate` tweets per second (0: keep-alives only), the one knob
+/// most stream tests turn.
+pub async fn start_at_rate(rate: f64) -> FirehoseHandle {
+    start(FirehoseConfig { rate, ..config() }).await
+}
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -87,6 +93,17 @@ impl Connect {
             unsigned_extra: None,
             recv_buffer: None,
         }
+    }
+
+    /// A POST of `key(n)` tracking `phrases` (comma-separated), the request most tests send.
+    pub fn track(n: u32, phrases: &str) -> Connect {
+        Connect::post(&key(n), &[("track", phrases)])
+    }
+
+    /// The same request asking for `delimited=length` framing.
+    pub fn length_delimited(mut self) -> Connect {
+        self.form.push(("delimited".into(), "length".into()));
+        self
     }
 
     pub fn get(credentials: &Credentials, query: &[(&str, &str)]) -> Connect {
@@ -414,6 +431,28 @@ impl Response {
     pub fn ended(&self) -> Option<End> {
         self.end.clone()
     }
+
+    /// Skips frames (5 s for each at the most) until the stream ends, and says how.
+    pub async fn until_end(&mut self) -> End {
+        loop {
+            if let Err(end) = self.next_frame(Duration::from_secs(5)).await {
+                return end;
+            }
+        }
+    }
+
+    /// The next `disconnect` notice (other messages skipped), or how the stream ended before
+    /// one came: the notice every shutdown, kick and injected disconnect must send.
+    pub async fn next_disconnect(&mut self, wait: Duration) -> Result<Value, End> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = self.next_json(left).await?;
+            if message.get("disconnect").is_some() {
+                return Ok(message);
+            }
+        }
+    }
 }
 
 /// Opens a stream and checks it was accepted.
@@ -433,6 +472,70 @@ pub async fn open(handle: &FirehoseHandle, connect: Connect) -> Response {
     }
     response.delimited = delimited;
     response
+}
+
+/// Opens a POST stream of `key(n)` tracking `phrases` (comma-separated), the plain stream
+/// most tests start from.
+pub async fn open_track(handle: &FirehoseHandle, n: u32, phrases: &str) -> Response {
+    open(handle, Connect::track(n, phrases)).await
+}
+
+/// The fast test [`config`] at `rate` tweets per second with keep-alives every `keepalive`,
+/// for the tests that time the silence between tweets.
+pub async fn start_with_keepalive(rate: f64, keepalive: Duration) -> FirehoseHandle {
+    start(FirehoseConfig {
+        rate,
+        keepalive,
+        ..config()
+    })
+    .await
+}
+
+/// An emulator whose connect-rate limit is `limit` attempts per `window` for each key, and whose
+/// first 420 penalty lasts `penalty`: the knobs of the rate-limit tests.
+pub async fn start_connect_limited(
+    limit: usize,
+    window: Duration,
+    penalty: Duration,
+) -> FirehoseHandle {
+    start(FirehoseConfig {
+        connect_limit: limit,
+        connect_window: window,
+        rate_limit_penalty: penalty,
+        ..config()
+    })
+    .await
+}
+
+/// Opens like [`open_track`] and waits (5 s at the most) for the first tweet, so that what a
+/// test does next meets a stream that is already flowing.
+pub async fn open_track_flowing(handle: &FirehoseHandle, n: u32, phrases: &str) -> Response {
+    let mut stream = open_track(handle, n, phrases).await;
+    stream
+        .next_tweet(Duration::from_secs(5))
+        .await
+        .expect("a first tweet");
+    stream
+}
+
+/// Sends a connect attempt expected to be refused and returns only its status.
+pub async fn connect_status(handle: &FirehoseHandle, connect: Connect) -> u16 {
+    connect.send(handle.addr()).await.status
+}
+
+/// The first error message of a Twitter-style error body (`{"errors":[{"message":..}]}`).
+pub fn error_message(body: &Value) -> &str {
+    body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message in {body}"))
+}
+
+/// Posts to `/control/{action}`, asserts it was accepted (200) and returns the reply.
+pub async fn control(handle: &FirehoseHandle, action: &str, body: &str) -> Value {
+    let (status, reply) =
+        plain_request(handle.addr(), "POST", &format!("/control/{action}"), body).await;
+    assert_eq!(status, 200, "/control/{action} refused: {reply}");
+    reply
 }
 
 /// A plain request to the emulator's own endpoints (`/stats`, `/control/...`).

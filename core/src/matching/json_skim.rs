@@ -542,10 +542,6 @@ impl<'a> Scanner<'a> {
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn skip_plain(bytes: &[u8], mut pos: usize) -> (usize, bool) {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
     let mut high = 0;
     // 32 bytes a step (two 16-byte blocks): long strings (texts, URLs, descriptions) take half
     // as many loop branches.
@@ -563,20 +559,7 @@ fn skip_plain(bytes: &[u8], mut pos: usize) -> (usize, bool) {
         high |= high_bits;
         pos += 32;
     }
-    while pos + 16 <= bytes.len() {
-        // SAFETY: SSE2 is part of the x86_64 baseline, and the 16 bytes read are in bounds
-        // (checked just above); `loadu` has no alignment requirement.
-        let (special, high_bits) = unsafe {
-            let chunk = _mm_loadu_si128(bytes.as_ptr().add(pos) as *const __m128i);
-            let quote = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'"' as i8));
-            let backslash = _mm_cmpeq_epi8(chunk, _mm_set1_epi8(b'\\' as i8));
-            let control = _mm_cmpeq_epi8(_mm_min_epu8(chunk, _mm_set1_epi8(0x1f)), chunk);
-            let special = _mm_or_si128(_mm_or_si128(quote, backslash), control);
-            (
-                _mm_movemask_epi8(special) as u32,
-                _mm_movemask_epi8(chunk) as u32,
-            )
-        };
+    while let Some((special, high_bits)) = special_and_high_16(bytes, pos) {
         if special != 0 {
             let before = special.trailing_zeros();
             high |= high_bits & ((1 << before) - 1);

@@ -35,9 +35,18 @@ impl<'a> Message<'a> {
     /// [`Stop`] that sends the frame down the serde path. Control messages that carry a record
     /// key (`delete`, `status_withheld`) are left to serde.
     pub fn skim(frame: &'a [u8]) -> Scan<Message<'a>> {
+        let mut message = Message::default();
+        message.skim_from(frame)?;
+        Ok(message)
+    }
+
+    /// [`Message::skim`] into a message just made with `Message::default()`: filled in place,
+    /// where a returned message (hundreds of bytes) would be copied on every frame.
+    #[inline]
+    pub fn skim_from(&mut self, frame: &'a [u8]) -> Scan<()> {
+        let message = self;
         let mut skim = Skim::new(frame);
         skim.scanner.begin_object()?;
-        let mut message = Message::default();
         // The deciding keys in document order, kept on the stack (a tweet has four or five);
         // a frame with more is left to serde.
         let mut names = [""; 16];
@@ -60,7 +69,7 @@ impl<'a> Message<'a> {
         }
         skim.scanner.finish()?;
         message.known_kind = Some(kind_of_keys(names[..name_count].iter().copied()));
-        Ok(message)
+        Ok(())
     }
 
     /// The kind the top-level keys give.

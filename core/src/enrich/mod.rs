@@ -123,8 +123,9 @@ impl Enricher {
 
     /// Turns one frame of the stream into its output record. Never panics, never drops it.
     pub fn enrich(&self, frame: &[u8], received_at_ms: i64) -> Enriched {
-        match Message::skim(frame) {
-            Ok(message) => self.enrich_message(frame, &message, received_at_ms),
+        let mut message = Message::default();
+        match message.skim_from(frame) {
+            Ok(()) => self.enrich_message(frame, &message, received_at_ms),
             // Invalid frames, odd field types and control messages with keys: serde's reading
             // decides, and its errors name what is wrong.
             Err(_) => self.enrich_with_serde(frame, received_at_ms),

@@ -59,8 +59,10 @@ impl TermTable {
     }
 
     /// The id of the term equal to `token`, if any.
-    #[inline]
+    #[inline(always)]
     pub fn get(&self, token: &[u8]) -> Option<u32> {
+        // The sketch turns away most tokens: that test is inlined into the tokenizer's loop,
+        // the rest is a call.
         if token.len() > self.longest || token.is_empty() {
             return None;
         }
@@ -68,6 +70,11 @@ impl TermTable {
         if self.sketch[bit / 64] & (1 << (bit % 64)) == 0 {
             return None;
         }
+        self.get_past_sketch(token)
+    }
+
+    #[inline(never)]
+    fn get_past_sketch(&self, token: &[u8]) -> Option<u32> {
         let hash = hash(token);
         let bit = (hash >> (64 - FILTER_BITS)) as usize;
         if self.filter[bit / 64] & (1 << (bit % 64)) == 0 {

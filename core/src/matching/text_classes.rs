@@ -124,22 +124,32 @@ mod sse2 {
     }
 }
 
-/// The length of the ASCII prefix of `bytes`.
+/// Appends the ASCII prefix of `bytes` to `out`, lowercased, and returns its length: the
+/// copy and the lowercasing in one pass, eight bytes at a time.
 #[inline]
-pub fn ascii_prefix_len(bytes: &[u8]) -> usize {
+pub fn push_lowercase_ascii_prefix(out: &mut Vec<u8>, bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGHS: u64 = ONES << 7;
+    out.reserve(bytes.len());
     let mut pos = 0;
     while let Some(chunk) = bytes.get(pos..pos + 8) {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-        let high = word & 0x8080_8080_8080_8080;
-        if high != 0 {
-            return pos + (high.trailing_zeros() / 8) as usize;
+        if word & HIGHS != 0 {
+            break;
         }
+        // Every byte is below 0x80, so these sums stay within their byte: the high bit of a
+        // byte of `from_a` is set for bytes >= `A`, that of `past_z` for bytes > `Z`.
+        let from_a = word.wrapping_add(ONES * u64::from(0x80 - b'A'));
+        let past_z = word.wrapping_add(ONES * u64::from(0x80 - b'Z' - 1));
+        let capitals = from_a & !past_z & HIGHS;
+        out.extend_from_slice(&(word | capitals >> 2).to_le_bytes());
         pos += 8;
     }
-    pos + bytes[pos..]
-        .iter()
-        .position(|b| !b.is_ascii())
-        .unwrap_or(bytes.len() - pos)
+    while let Some(&b) = bytes.get(pos).filter(|b| b.is_ascii()) {
+        out.push(b.to_ascii_lowercase());
+        pos += 1;
+    }
+    pos
 }
 
 #[cfg(test)]
@@ -182,14 +192,43 @@ mod tests {
     }
 
     #[test]
-    fn the_ascii_prefix_ends_at_the_first_high_byte() {
+    fn the_ascii_prefix_ends_at_the_first_high_byte_and_is_lowercased() {
         for len in 0..40 {
             for at in 0..=len {
-                let mut bytes = vec![b'x'; len];
+                // Every ASCII byte, the letters' neighbours `@`, `[`, `` ` `` and `{` included.
+                let mut bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 128) as u8).collect();
                 if at < len {
                     bytes[at] = 0x80 | (at as u8);
                 }
-                assert_eq!(ascii_prefix_len(&bytes), at, "{len} {at}");
+                let mut out = b"kept".to_vec();
+                assert_eq!(
+                    push_lowercase_ascii_prefix(&mut out, &bytes),
+                    at,
+                    "{len} {at}"
+                );
+                let expected: Vec<u8> = b"kept"
+                    .iter()
+                    .chain(&bytes[..at])
+                    .map(u8::to_ascii_lowercase)
+                    .collect();
+                assert_eq!(out, expected, "{len} {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_ascii_byte_is_lowercased_as_std_does_in_every_lane() {
+        for b in 0..0x80u8 {
+            for lane in 0..8 {
+                let mut bytes = *b"abcdefgh";
+                bytes[lane] = b;
+                let mut out = Vec::new();
+                assert_eq!(push_lowercase_ascii_prefix(&mut out, &bytes), 8);
+                assert_eq!(
+                    out,
+                    bytes.to_ascii_lowercase(),
+                    "byte {b:#x} in lane {lane}"
+                );
             }
         }
     }

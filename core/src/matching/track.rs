@@ -50,7 +50,7 @@
 
 use super::fast_hash::FxHashMap;
 use super::term_table::TermTable;
-use super::text_classes::{ascii_prefix_len, classify, BLOCK};
+use super::text_classes::{classify, push_lowercase_ascii_prefix, BLOCK};
 use super::tweet::TweetView;
 
 /// The track phrases of a rule set, indexed by term.
@@ -224,7 +224,7 @@ fn forms_with<F: FnMut(&str) + ?Sized>(
                 marked_forms('@', name, lower, prefixed, emit);
             }
             for url in entities.urls() {
-                lower_short_into(lower, url);
+                lower_into(lower, url);
                 url_forms(lower, emit);
             }
         }
@@ -278,10 +278,8 @@ fn lower_into(buf: &mut String, text: &str) {
     let mut rest = text;
     loop {
         // ASCII runs are copied and lowercased in bulk, the rest a character at a time.
-        let run = ascii_prefix_len(rest.as_bytes());
-        let start = buf.len();
-        buf.push_str(&rest[..run]);
-        buf[start..].make_ascii_lowercase();
+        // SAFETY: only ASCII bytes are appended, so the buffer stays UTF-8.
+        let run = push_lowercase_ascii_prefix(unsafe { buf.as_mut_vec() }, rest.as_bytes());
         let Some(c) = rest[run..].chars().next() else {
             return;
         };
@@ -529,19 +527,6 @@ fn unicode_chunk_forms<F: FnMut(&str) + ?Sized>(chunk: &str, emit: &mut F) {
     }
 }
 
-/// Lowercases `text` into `buf`, as [`lower_into`] does, copying an all-ASCII text in one go
-/// (hashtags, screen names and URLs nearly always are).
-#[inline]
-fn lower_short_into(buf: &mut String, text: &str) {
-    if text.is_ascii() {
-        buf.clear();
-        buf.push_str(text);
-        buf.make_ascii_lowercase();
-    } else {
-        lower_into(buf, text);
-    }
-}
-
 /// `#tag` and `tag`, or `@name` and `name`.
 fn marked_forms<F: FnMut(&str) + ?Sized>(
     mark: char,
@@ -550,7 +535,7 @@ fn marked_forms<F: FnMut(&str) + ?Sized>(
     prefixed: &mut String,
     emit: &mut F,
 ) {
-    lower_short_into(lower, name);
+    lower_into(lower, name);
     prefixed.clear();
     prefixed.push(mark);
     prefixed.push_str(lower);
@@ -915,7 +900,7 @@ mod tests {
         #[test]
         fn short_texts_lowercase_as_the_reference_does(text in tricky_text()) {
             let (mut fast, mut reference) = (String::new(), String::new());
-            lower_short_into(&mut fast, &text);
+            lower_into(&mut fast, &text);
             reference::lower_into(&mut reference, &text);
             proptest::prop_assert_eq!(fast, reference);
         }

@@ -48,7 +48,15 @@ impl LineSink<File> {
                     path.display()
                 ))
             })?;
-        Ok(LineSink::new("file", file, |file| file.sync_data(), stats))
+        // A device or a FIFO (`/dev/null`, a named pipe) has nothing to make durable, and
+        // `fsync` on it fails with EINVAL: only a regular file is synced.
+        let regular = file.metadata().map(|m| m.is_file()).unwrap_or(true);
+        let sync: fn(&mut File) -> io::Result<()> = if regular {
+            |file| file.sync_data()
+        } else {
+            |_| Ok(())
+        };
+        Ok(LineSink::new("file", file, sync, stats))
     }
 }
 
@@ -216,6 +224,16 @@ mod tests {
             "{error:?}"
         );
         assert_eq!(sink.stats.snapshot().in_flight, 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_as_the_file_sink_is_written_and_flushed_without_an_error() {
+        let mut sink = LineSink::file(Path::new("/dev/null"), Arc::default()).unwrap();
+        sink.write(&[record(MessageKind::Tweet, "{}")]).unwrap();
+        // fsync(2) on /dev/null fails with EINVAL; the flush must not try it.
+        assert!((sink.sync)(sink.out.get_mut()).is_ok());
+        assert_eq!(sink.flush(Duration::from_secs(1)), 0);
     }
 
     #[test]

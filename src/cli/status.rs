@@ -250,7 +250,7 @@ fn unix_seconds() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use traptor_actors::status::{KafkaReport, Readiness, WatcherReport};
+    use traptor_actors::status::{ConnectionStatus, KafkaReport, Readiness, WatcherReport};
 
     use super::*;
 
@@ -264,21 +264,27 @@ mod tests {
             },
             connections: vec![
                 ConnectionReport {
-                    connection: "track:0".into(),
-                    key: "k1".into(),
-                    state: "streaming".into(),
-                    state_since: Some(1_100),
-                    rules: 12,
-                    tweets_per_second: Some(3.25),
-                    ..ConnectionReport::default()
+                    status: ConnectionStatus {
+                        connection: "track:0".into(),
+                        key: "k1".into(),
+                        state: "streaming".into(),
+                        state_since: Some(1_100),
+                        rules: 12,
+                        tweets_per_second: Some(3.25),
+                        ..ConnectionStatus::default()
+                    },
+                    counters: None,
                 },
                 ConnectionReport {
-                    connection: "follow:1/1".into(),
-                    key: "key-two".into(),
-                    state: "auth_failed".into(),
-                    rules: 3,
-                    last_error: Some("HTTP 401".into()),
-                    ..ConnectionReport::default()
+                    status: ConnectionStatus {
+                        connection: "follow:1/1".into(),
+                        key: "key-two".into(),
+                        state: "auth_failed".into(),
+                        rules: 3,
+                        last_error: Some("HTTP 401".into()),
+                        ..ConnectionStatus::default()
+                    },
+                    counters: None,
                 },
             ],
             rules_left_out: vec!["track:9 rule 4: over the 400-phrase limit".into()],

@@ -121,12 +121,16 @@ fn rules_problem(rules: &RulesReport) -> Option<String> {
 mod tests {
     use super::*;
     use crate::status::report::{ConnectionReport, KafkaReport, WatcherReport};
+    use crate::status::ConnectionStatus;
 
     fn connection(state: &str) -> ConnectionReport {
         ConnectionReport {
-            connection: "track:0".into(),
-            state: state.into(),
-            ..ConnectionReport::default()
+            status: ConnectionStatus {
+                connection: "track:0".into(),
+                state: state.into(),
+                ..ConnectionStatus::default()
+            },
+            counters: None,
         }
     }
 

@@ -28,6 +28,8 @@ use crate::sinks::WriterHandle;
 use crate::supervisor::GetStatus;
 use crate::watcher::{redis_address, WatcherSettings, WatcherStats};
 
+/// The fields of each `/status` connection entry (a [`ConnectionReport`] embeds it).
+pub use crate::supervisor::status::ConnectionStatus;
 pub use health::{readiness, Readiness};
 pub use registry::{StreamReading, StreamRegistry};
 pub use report::{

@@ -6,6 +6,7 @@
 //! API key's secrets, a Redis password or a Kafka option value.
 
 use std::collections::BTreeMap;
+use std::ops::Deref;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -43,27 +44,27 @@ pub struct StatusReport {
     pub rules_source: RulesReport,
 }
 
-/// One planned connection: its place in the plan, its state and its counters.
+/// One planned connection as `/status` shows it: the supervisor's [`ConnectionStatus`] (its
+/// fields inline, not nested) plus the stream's counters.
+///
+/// The status fields are read through the report (`report.state`, via `Deref`) because the
+/// report is that status with counters added, not a separate thing that happens to hold one.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConnectionReport {
-    /// `track:0`, or `track:0/1` for a slot's second connection.
-    pub connection: String,
-    pub slot: String,
-    pub part: u32,
-    /// The API key's name (never its secrets).
-    pub key: String,
-    pub rules: usize,
-    /// Filter terms sent to the server (phrases, ids or boxes).
-    pub terms: usize,
-    pub state: String,
-    /// Unix seconds when the state was entered.
-    pub state_since: Option<u64>,
-    pub last_error: Option<String>,
-    pub tweets_per_second: Option<f64>,
-    pub restarts: u32,
+    /// Its `last_error` is the failing state's reason, else the stream's latest error.
+    #[serde(flatten)]
+    pub status: ConnectionStatus,
     /// `None` until the connection's stream has started.
     pub counters: Option<StreamCounters>,
+}
+
+impl Deref for ConnectionReport {
+    type Target = ConnectionStatus;
+
+    fn deref(&self) -> &ConnectionStatus {
+        &self.status
+    }
 }
 
 /// A stream's counters since its stream actor started.
@@ -247,7 +248,7 @@ pub fn build(sources: &StatusSources, snapshot: StatusSnapshot, now: SystemTime)
 }
 
 fn connection_report(
-    status: ConnectionStatus,
+    mut status: ConnectionStatus,
     stats: Option<StreamStatsSnapshot>,
     now_ms: u64,
 ) -> ConnectionReport {
@@ -259,22 +260,12 @@ fn connection_report(
         status.state.as_str(),
         "backing_off" | "auth_failed" | "rejected"
     );
-    let last_error = match (failing, status.last_error) {
+    status.last_error = match (failing, status.last_error.take()) {
         (true, Some(reason)) => Some(reason),
         (_, reason) => stream_error.or(reason),
     };
     ConnectionReport {
-        connection: status.connection,
-        slot: status.slot,
-        part: status.part,
-        key: status.key,
-        rules: status.rules,
-        terms: status.terms,
-        state: status.state,
-        state_since: status.state_since,
-        last_error,
-        tweets_per_second: status.tweets_per_second,
-        restarts: status.restarts,
+        status,
         counters: stats.map(|stats| counters(stats, now_ms)),
     }
 }
@@ -358,4 +349,105 @@ fn unix_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use traptor_core::MessageKind;
+
+    use super::*;
+    use crate::stream::{DropKind, StreamStats};
+
+    const NOW_MS: u64 = 1_700_000_100_000;
+
+    fn second_part() -> ConnectionStatus {
+        ConnectionStatus {
+            connection: "track:0/1".into(),
+            slot: "track:0".into(),
+            part: 1,
+            key: "k1".into(),
+            rules: 3,
+            terms: 4,
+            state: "streaming".into(),
+            state_since: Some(1_700_000_000),
+            last_error: Some("HTTP 420: Enhance Your Calm".into()),
+            tweets_per_second: Some(2.5),
+            restarts: 1,
+        }
+    }
+
+    /// A stream refused once, then connected, with the counters the report converts (by-kind
+    /// maps, the tweet timestamp, the last error) set; the plain counts stay 0.
+    fn stream_stats() -> StreamStatsSnapshot {
+        let stats = StreamStats::default();
+        stats.http_status(420, "HTTP 420: Enhance Your Calm");
+        stats.connected();
+        stats.message(MessageKind::Tweet);
+        stats.rules_matched(["r1"]);
+        stats.tweet_timestamp(NOW_MS as i64 - 1_500);
+        stats.dropped(DropKind::Stall);
+        stats.frame_error("a message over 1 MiB");
+        stats.snapshot()
+    }
+
+    #[test]
+    fn a_connection_entry_keeps_its_json_shape() {
+        let entry = connection_report(second_part(), Some(stream_stats()), NOW_MS);
+        let expected = json!({
+            "connection": "track:0/1",
+            "slot": "track:0",
+            "part": 1,
+            "key": "k1",
+            "rules": 3,
+            "terms": 4,
+            "state": "streaming",
+            "state_since": 1_700_000_000u64,
+            // Streaming again: the stream's newer error wins over the supervisor's old one.
+            "last_error": "a message over 1 MiB",
+            "tweets_per_second": 2.5,
+            "restarts": 1,
+            "counters": {
+                "connect_attempts": 0,
+                "connects": 1,
+                "network_errors": 0,
+                "disconnects": { "stall": 1 },
+                "http_statuses": { "420": 1 },
+                "messages": { "tweet": 1 },
+                "tweets_matched": 0,
+                "tweets_unmatched": 0,
+                "bytes": 0,
+                "keep_alives": 0,
+                "frame_errors": 1,
+                "limit_undelivered": 0,
+                "last_tweet_at_ms": NOW_MS - 1_500,
+                "lag_seconds": 1.5,
+            },
+        });
+        assert_eq!(serde_json::to_value(&entry).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_connection_entry_reads_back_as_written() {
+        let mut entry = connection_report(second_part(), Some(stream_stats()), NOW_MS);
+        // Per-rule matches are for /metrics only and do not travel in the JSON.
+        entry.counters.as_mut().unwrap().rule_matches.clear();
+        let json = serde_json::to_string(&entry).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ConnectionReport>(&json).unwrap(),
+            entry
+        );
+    }
+
+    #[test]
+    fn a_failing_connection_without_a_stream_keeps_its_own_reason() {
+        let mut status = second_part();
+        status.state = "auth_failed".into();
+        status.last_error = Some("HTTP 401".into());
+        let entry = connection_report(status, None, NOW_MS);
+        let json = serde_json::to_value(&entry).unwrap();
+        assert_eq!(json["last_error"], "HTTP 401");
+        assert_eq!(json["counters"], serde_json::Value::Null);
+        assert_eq!(entry.state, "auth_failed", "status fields read through");
+    }
 }

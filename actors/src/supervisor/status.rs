@@ -1,9 +1,9 @@
-//! The supervisor's view of the cluster as plain data: logged periodically and serializable
-//! for a `/status` endpoint.
+//! The supervisor's view of the cluster as plain data: logged periodically and, joined with
+//! the streams' counters, served as the `/status` document (`crate::status::report`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::messages::StreamState;
 
@@ -20,8 +20,13 @@ pub struct StatusSnapshot {
     pub shutting_down: bool,
 }
 
-/// One planned connection.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One planned connection: its place in the plan and how it is doing.
+///
+/// The single definition of these fields: `/status` serializes them inline in each
+/// `ConnectionReport` entry, so a field added here shows up there (and in `traptor status`)
+/// without a second list to keep in step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ConnectionStatus {
     /// `track:0`, or `track:0/1` for a slot's second connection.
     pub connection: String,
@@ -30,9 +35,10 @@ pub struct ConnectionStatus {
     /// The API key's name from the config (never its secrets).
     pub key: String,
     pub rules: usize,
+    /// Filter terms sent to the server (phrases, ids or boxes).
     pub terms: usize,
-    /// `connecting`, `streaming`, `backing_off`, `auth_failed`, `rejected`, `stopped`, or
-    /// `restarting` while a crashed child waits for its restart.
+    /// `not_started`, `connecting`, `streaming`, `backing_off`, `auth_failed`, `rejected`,
+    /// `stopped`, or `restarting` while a crashed child waits for its restart.
     pub state: String,
     /// Seconds since the Unix epoch when the state was entered.
     pub state_since: Option<u64>,

@@ -14,7 +14,7 @@ use traptor_actors::sinks::start_writer;
 use traptor_actors::status::{
     report, RulesSourceView, StatusReport, StatusSources, StreamRegistry,
 };
-use traptor_actors::supervisor::status::StatusSnapshot;
+use traptor_actors::supervisor::status::{ClusterStatus, StatusSnapshot};
 
 async fn wait_for_report(
     sources: &StatusSources,
@@ -51,11 +51,7 @@ async fn kafka_readiness_follows_the_brokers() {
     let writer = start_writer(&SinkConfig::Kafka, &kafka).unwrap();
     let nothing_planned = StatusSnapshot {
         connections: vec![],
-        rules_left_out: vec![],
-        rule_errors: vec![],
-        slots_without_key: vec![],
-        unused_keys: vec![],
-        shutting_down: false,
+        cluster: ClusterStatus::default(),
     };
     let sources = StatusSources {
         supervisor: FixedSupervisor(nothing_planned).start().recipient(),

@@ -10,7 +10,7 @@ use actix::prelude::*;
 use status_support::{parse_exposition, FixedSupervisor};
 use traptor_actors::status::{metrics, report, RulesSourceView, StatusSources, StreamRegistry};
 use traptor_actors::stream::{DropKind, StreamStats};
-use traptor_actors::supervisor::status::{ConnectionStatus, StatusSnapshot};
+use traptor_actors::supervisor::status::{ClusterStatus, ConnectionStatus, StatusSnapshot};
 use traptor_actors::watcher::{WatcherSettings, WatcherStats};
 use traptor_core::plan::ConnectionId;
 use traptor_core::{MessageKind, SlotId, StreamType};
@@ -38,11 +38,13 @@ fn snapshot() -> StatusSnapshot {
             connection(0, "k1", "streaming"),
             connection(1, "k2", "backing_off"),
         ],
-        rules_left_out: vec!["track:9 rule 7: no key".into()],
-        rule_errors: vec![],
-        slots_without_key: vec!["track:9".into()],
-        unused_keys: vec!["k3".into()],
-        shutting_down: false,
+        cluster: ClusterStatus {
+            rules_left_out: vec!["track:9 rule 7: no key".into()],
+            rule_errors: vec![],
+            slots_without_key: vec!["track:9".into()],
+            unused_keys: vec!["k3".into()],
+            shutting_down: false,
+        },
     }
 }
 

@@ -250,7 +250,10 @@ fn unix_seconds() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use traptor_actors::status::{ConnectionStatus, KafkaReport, Readiness, WatcherReport};
+    use traptor_actors::sinks::WriterStatsSnapshot;
+    use traptor_actors::status::{
+        ClusterStatus, ConnectionStatus, KafkaReport, Readiness, WatcherReport,
+    };
 
     use super::*;
 
@@ -287,17 +290,23 @@ mod tests {
                     counters: None,
                 },
             ],
-            rules_left_out: vec!["track:9 rule 4: over the 400-phrase limit".into()],
-            unused_keys: vec!["k3".into()],
+            cluster: ClusterStatus {
+                rules_left_out: vec!["track:9 rule 4: over the 400-phrase limit".into()],
+                unused_keys: vec!["k3".into()],
+                ..ClusterStatus::default()
+            },
             writer: Some(WriterReport {
                 sink: "kafka".into(),
-                queued: 10,
-                delivered: 9,
-                in_flight: 1,
-                spooled: 4,
-                replayed: 3,
-                spool_records: 1,
-                spool_bytes: 900,
+                stats: WriterStatsSnapshot {
+                    queued: 10,
+                    delivered: 9,
+                    in_flight: 1,
+                    spooled: 4,
+                    replayed: 3,
+                    spool_records: 1,
+                    spool_bytes: 900,
+                    ..WriterStatsSnapshot::default()
+                },
                 kafka: Some(KafkaReport {
                     reports: 2,
                     brokers_up: 0,

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use serde::{Deserialize, Serialize};
+
 /// What a writer did with the records it was given. Updated by the writer (and, for Kafka, by
 /// the producer's delivery callbacks on librdkafka's thread), read by anyone holding the `Arc`.
 #[derive(Debug, Default)]
@@ -80,8 +82,14 @@ impl KafkaHealth {
     }
 }
 
-/// A copy of the counters at one moment, for status lines and metrics.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A copy of the counters at one moment, for status lines and metrics. Each field means what
+/// the [`WriterStats`] field of the same name counts.
+///
+/// The single definition of these counters: `/status` serializes them inline in its `writer`
+/// section (`status::WriterReport`), so a counter added here shows up there without a second
+/// list to keep in step.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WriterStatsSnapshot {
     pub queued: u64,
     pub delivered: u64,

@@ -223,7 +223,7 @@ mod tests {
     #[test]
     fn every_problem_is_listed() {
         let mut report = healthy();
-        report.shutting_down = true;
+        report.cluster.shutting_down = true;
         report.writer.as_mut().unwrap().closed = Some("stdout closed".into());
         report.connections = vec![connection("stopped")];
         let verdict = readiness(&report);

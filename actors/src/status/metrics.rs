@@ -136,7 +136,7 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
         "traptor_stream_connects_total",
         "Connections that were accepted (HTTP 200) and started streaming.",
     )
-    .sample(&labels, counters.connects);
+    .sample(&labels, counters.connected);
     f.counter(
         "traptor_stream_network_errors_total",
         "Connection attempts that failed before an HTTP response.",
@@ -146,7 +146,7 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
         "traptor_stream_disconnects_total",
         "Open streams that ended, by reason.",
     );
-    for reason in with_zeroes(&counters.disconnects, DropKind::ALL.map(DropKind::as_str)) {
+    for reason in with_zeroes(&counters.drops, DropKind::ALL.map(DropKind::as_str)) {
         disconnects.sample(&with("reason", reason.0), reason.1);
     }
     let responses = f.counter(

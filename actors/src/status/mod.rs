@@ -28,8 +28,9 @@ use crate::sinks::WriterHandle;
 use crate::supervisor::GetStatus;
 use crate::watcher::{redis_address, WatcherSettings, WatcherStats};
 
-/// The fields of each `/status` connection entry (a [`ConnectionReport`] embeds it).
-pub use crate::supervisor::status::ConnectionStatus;
+/// The fields of each `/status` connection entry (a [`ConnectionReport`] embeds it), and of
+/// the document's cluster-wide part (a [`StatusReport`] embeds it).
+pub use crate::supervisor::status::{ClusterStatus, ConnectionStatus};
 pub use health::{readiness, Readiness};
 pub use registry::{StreamReading, StreamRegistry};
 pub use report::{

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use traptor_core::{MessageKind, Rule};
 
 /// Why an open stream ended; each reason has its own counter.
@@ -71,17 +73,26 @@ pub struct StreamStats {
 }
 
 /// A plain copy of [`StreamStats`] at one moment, for status pages and metrics.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+///
+/// The single definition of these counters: `/status` serializes them, under the names given
+/// here, in each connection's `counters` (`status::StreamCounters`), so a counter added here
+/// shows up there (and in `traptor status`) without a second list to keep in step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StreamStatsSnapshot {
     pub connect_attempts: u64,
+    /// Connections that got a 200 and started streaming.
+    #[serde(rename = "connects")]
     pub connected: u64,
     pub network_errors: u64,
     /// Ended streams by reason (see [`DropKind::as_str`]).
-    pub drops: BTreeMap<&'static str, u64>,
+    #[serde(rename = "disconnects")]
+    pub drops: BTreeMap<String, u64>,
     /// Non-200 responses by status.
+    #[serde(deserialize_with = "status_code_keys")]
     pub http_statuses: BTreeMap<u16, u64>,
     /// Messages by kind (see [`MessageKind::as_str`]); kinds never seen are left out.
-    pub messages: BTreeMap<&'static str, u64>,
+    pub messages: BTreeMap<String, u64>,
     pub tweets_matched: u64,
     pub tweets_unmatched: u64,
     pub bytes: u64,
@@ -89,11 +100,32 @@ pub struct StreamStatsSnapshot {
     pub frame_errors: u64,
     /// The latest `limit` count: tweets the server could not deliver on the current connection.
     pub limit_undelivered: u64,
+    /// `/status` shows it as the connection's `last_error`, next to the state's reason.
+    #[serde(skip)]
     pub last_error: Option<String>,
-    /// Tweets matched per rule id.
+    /// Tweets matched per rule id: for `/metrics` only (too long for a status page).
+    #[serde(skip)]
     pub rule_matches: BTreeMap<String, u64>,
     /// `timestamp_ms` of the newest tweet, if any tweet carried one.
+    #[serde(rename = "last_tweet_at_ms")]
     pub last_tweet_ms: Option<i64>,
+}
+
+/// Reads status codes back from JSON object keys, which are strings. serde_json converts such
+/// keys to numbers itself, but not when the map sits in a struct that another one flattens
+/// (as `status::StreamCounters` flattens the snapshot): then the keys arrive as strings.
+fn status_code_keys<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<u16, u64>, D::Error> {
+    BTreeMap::<String, u64>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(code, count)| match code.parse() {
+            Ok(code) => Ok((code, count)),
+            Err(_) => Err(D::Error::custom(format!(
+                "http_statuses: {code:?} is not an HTTP status code"
+            ))),
+        })
+        .collect()
 }
 
 impl StreamStatsSnapshot {
@@ -206,14 +238,14 @@ impl StreamStats {
                 .iter()
                 .zip(&self.drops)
                 .filter(|(_, n)| load(n) > 0)
-                .map(|(k, n)| (k.as_str(), load(n)))
+                .map(|(k, n)| (k.as_str().to_owned(), load(n)))
                 .collect(),
             http_statuses: lock(&self.http_statuses).clone(),
             messages: MessageKind::ALL
                 .iter()
                 .zip(&self.messages)
                 .filter(|(_, n)| load(n) > 0)
-                .map(|(k, n)| (k.as_str(), load(n)))
+                .map(|(k, n)| (k.as_str().to_owned(), load(n)))
                 .collect(),
             tweets_matched: load(&self.tweets_matched),
             tweets_unmatched: load(&self.tweets_unmatched),

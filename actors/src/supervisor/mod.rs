@@ -24,7 +24,7 @@ use crate::messages::{
 };
 use children::{failures_after_death, restart_delay, ChildHandle, ChildSpec, SpawnStream};
 use reconcile::{reconcile, Running};
-use status::{epoch_seconds, rate, state_error, ConnectionStatus, StatusSnapshot};
+use status::{epoch_seconds, rate, state_error, ClusterStatus, ConnectionStatus, StatusSnapshot};
 
 pub use children::{ArbiterPool, TweetCounter};
 
@@ -359,21 +359,23 @@ impl Supervisor {
             .collect();
         StatusSnapshot {
             connections,
-            rules_left_out: self.plan.left_out.iter().map(ToString::to_string).collect(),
-            rule_errors: self
-                .rule_errors
-                .values()
-                .flatten()
-                .map(ToString::to_string)
-                .collect(),
-            slots_without_key: self
-                .plan
-                .slots_without_key
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            unused_keys: self.plan.unused_keys.clone(),
-            shutting_down: self.shutting_down,
+            cluster: ClusterStatus {
+                rules_left_out: self.plan.left_out.iter().map(ToString::to_string).collect(),
+                rule_errors: self
+                    .rule_errors
+                    .values()
+                    .flatten()
+                    .map(ToString::to_string)
+                    .collect(),
+                slots_without_key: self
+                    .plan
+                    .slots_without_key
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                unused_keys: self.plan.unused_keys.clone(),
+                shutting_down: self.shutting_down,
+            },
         }
     }
 

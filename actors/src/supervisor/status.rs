@@ -1,6 +1,7 @@
 //! The supervisor's view of the cluster as plain data: logged periodically and, joined with
 //! the streams' counters, served as the `/status` document (`crate::status::report`).
 
+use std::ops::Deref;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -8,14 +9,41 @@ use serde::{Deserialize, Serialize};
 use crate::messages::StreamState;
 
 /// Everything an operator asks first: what runs, how it is doing, and what is not collected.
+///
+/// The cluster-wide fields are read through the snapshot (`snapshot.unused_keys`, via
+/// `Deref`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StatusSnapshot {
     pub connections: Vec<ConnectionStatus>,
-    /// Rules not on any connection, one line each (`Plan::left_out`).
+    /// Inline, not nested.
+    #[serde(flatten)]
+    pub cluster: ClusterStatus,
+}
+
+impl Deref for StatusSnapshot {
+    type Target = ClusterStatus;
+
+    fn deref(&self) -> &ClusterStatus {
+        &self.cluster
+    }
+}
+
+/// The supervisor's status beyond its connections: what it cannot collect, and whether it is
+/// stopping.
+///
+/// The single definition of these fields: `/status` serializes them inline at the top of its
+/// document (`StatusReport`), so a field added here shows up there (and in `traptor status`)
+/// without a second list to keep in step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterStatus {
+    /// Rules not on any connection, one line each with the reason (`Plan::left_out`).
     pub rules_left_out: Vec<String>,
-    /// Rules that could not be loaded at all, one line each.
+    /// Rules that could not be loaded at all, one line each with the reason.
     pub rule_errors: Vec<String>,
+    /// Slots with rules but no API key to run them on.
     pub slots_without_key: Vec<String>,
+    /// API keys from the config that no connection uses.
     pub unused_keys: Vec<String>,
     pub shutting_down: bool,
 }

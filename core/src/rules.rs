@@ -684,7 +684,9 @@ mod tests {
     #[test]
     fn each_bad_rule_gets_an_error_that_names_it() {
         let long = "x".repeat(61);
-        let cases: Vec<(Vec<(String, String)>, StreamType, &str)> = vec![
+        // The rule's fields, the slot's type, and what the error must say.
+        type Case<'a> = (Vec<(String, String)>, StreamType, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 fields(&[("value", "a")]),
                 StreamType::Track,

@@ -5,6 +5,53 @@ use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::OffsetDateTime;
 
+/// A timestamp of the `traptor` object, held inline: a tweet's two timestamps are written on
+/// every tweet, and two heap strings per tweet showed in enrichment's profile. Any `i32` year
+/// fits (`-2147483648-12-31T23:59:59.999Z` is 32 bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct IsoTimestamp {
+    len: u8,
+    bytes: [u8; 40],
+}
+
+impl IsoTimestamp {
+    fn new() -> IsoTimestamp {
+        IsoTimestamp {
+            len: 0,
+            bytes: [0; 40],
+        }
+    }
+
+    fn push_str(&mut self, text: &str) {
+        let end = usize::from(self.len) + text.len();
+        self.bytes[usize::from(self.len)..end].copy_from_slice(text.as_bytes());
+        self.len = end as u8;
+    }
+
+    fn push(&mut self, c: char) {
+        self.push_str(c.encode_utf8(&mut [0; 4]));
+    }
+
+    pub fn as_str(&self) -> &str {
+        // SAFETY: only whole `str`s are appended, so the bytes are UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.bytes[..usize::from(self.len)]) }
+    }
+}
+
+impl std::ops::Deref for IsoTimestamp {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for IsoTimestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// Twitter's `created_at`: `Mon Feb 22 01:34:53 +0000 2016`.
 const CREATED_AT: &[BorrowedFormatItem<'static>] = format_description!(
     "[weekday repr:short] [month repr:short] [day] [hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute] [year]"
@@ -12,14 +59,14 @@ const CREATED_AT: &[BorrowedFormatItem<'static>] = format_description!(
 
 /// `Mon Feb 22 01:34:53 +0000 2016` → `2016-02-22T01:34:53+00:00` (ISO-8601 keeping the tweet's
 /// own offset, as Python's `isoformat()` did); `None` for anything else.
-pub fn created_at_iso(created_at: &str) -> Option<String> {
+pub fn created_at_iso(created_at: &str) -> Option<IsoTimestamp> {
     if let Some(iso) = canonical_created_at_iso(created_at.as_bytes()) {
         return Some(iso);
     }
     let at = OffsetDateTime::parse(created_at.trim(), CREATED_AT).ok()?;
     let (year, month, day) = at.to_calendar_date();
     let (hours, minutes, _) = at.offset().as_hms();
-    let mut out = String::with_capacity(25);
+    let mut out = IsoTimestamp::new();
     push_date_time(
         &mut out,
         year,
@@ -40,7 +87,7 @@ pub fn created_at_iso(created_at: &str) -> Option<String> {
 /// four-digit year from 1000, every field in range and the weekday that of the date), read by
 /// hand: `time`'s general parser costs more than the rest of a tweet's timestamps. Anything
 /// else gives `None`, and the caller asks `time`, whose answer on this shape is the same.
-fn canonical_created_at_iso(text: &[u8]) -> Option<String> {
+fn canonical_created_at_iso(text: &[u8]) -> Option<IsoTimestamp> {
     const WEEKDAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
     const MONTHS: [&[u8; 3]; 12] = [
         b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
@@ -76,7 +123,7 @@ fn canonical_created_at_iso(text: &[u8]) -> Option<String> {
     if !in_range || weekday_from_monday(year, month, day) != weekday {
         return None;
     }
-    let mut out = String::with_capacity(25);
+    let mut out = IsoTimestamp::new();
     push_date_time(&mut out, i32::from(year), month, day, hour, minute, second);
     // `-0000` is a zero offset, which `time` writes with `+`.
     let zero = offset_hours == 0 && offset_minutes == 0;
@@ -110,7 +157,7 @@ fn weekday_from_monday(year: u16, month: u8, day: u8) -> usize {
 }
 
 /// Milliseconds since the epoch → `2016-02-22T01:34:53.123Z`; `None` when out of range.
-pub fn received_at_iso(received_at_ms: i64) -> Option<String> {
+pub fn received_at_iso(received_at_ms: i64) -> Option<IsoTimestamp> {
     let (days, millis_of_day) = (
         received_at_ms.div_euclid(MILLIS_PER_DAY),
         received_at_ms.rem_euclid(MILLIS_PER_DAY),
@@ -128,7 +175,7 @@ pub fn received_at_iso(received_at_ms: i64) -> Option<String> {
     };
     let seconds = (millis_of_day / 1000) as u32;
     let millis = (millis_of_day % 1000) as u32;
-    let mut out = String::with_capacity(24);
+    let mut out = IsoTimestamp::new();
     push_date_time(
         &mut out,
         year,
@@ -171,7 +218,7 @@ fn civil_from_days(days: i64) -> (i32, u8, u8) {
 /// even `String::push` per character cost more than the rest of a timestamp's share of
 /// enrichment.
 fn push_date_time(
-    out: &mut String,
+    out: &mut IsoTimestamp,
     year: i32,
     month: u8,
     day: u8,
@@ -202,7 +249,7 @@ fn push_date_time(
     out.push_str(ascii(text));
 }
 
-fn push_two_digits(out: &mut String, value: u8) {
+fn push_two_digits(out: &mut IsoTimestamp, value: u8) {
     let text = [b'0' + value / 10 % 10, b'0' + value % 10];
     out.push_str(ascii(&text));
 }
@@ -218,6 +265,18 @@ fn ascii(text: &[u8]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_timestamp_fits_inline() {
+        let mut out = IsoTimestamp::new();
+        push_date_time(&mut out, i32::MIN, 12, 31, 23, 59, 59);
+        out.push_str(".999Z");
+        assert_eq!(&*out, "-2147483648-12-31T23:59:59.999Z");
+        let mut out = IsoTimestamp::new();
+        push_date_time(&mut out, i32::MAX, 1, 1, 0, 0, 0);
+        out.push_str("+23:59");
+        assert_eq!(out.as_str(), "2147483647-01-01T00:00:00+23:59");
+    }
 
     #[test]
     fn created_at_becomes_iso_with_its_offset() {
@@ -294,7 +353,11 @@ mod tests {
                     date.day(),
                     date.year()
                 );
-                assert_eq!(created_at_iso(&text), reference(&text), "{text}");
+                assert_eq!(
+                    created_at_iso(&text).as_deref(),
+                    reference(&text).as_deref(),
+                    "{text}"
+                );
             }
             date = date.next_day().unwrap();
         }
@@ -317,7 +380,11 @@ mod tests {
             "Mon Feb 22 01:34:53 +0000 \u{ff}\u{ff}",
             "Mon Feb 22 01:34:53 +0000 2016\n",
         ] {
-            assert_eq!(created_at_iso(text), reference(text), "{text:?}");
+            assert_eq!(
+                created_at_iso(text).as_deref(),
+                reference(text).as_deref(),
+                "{text:?}"
+            );
         }
     }
 
@@ -365,7 +432,11 @@ mod tests {
             cases.push(ms);
         }
         for ms in cases {
-            assert_eq!(received_at_iso(ms), reference(ms), "{ms}");
+            assert_eq!(
+                received_at_iso(ms).as_deref(),
+                reference(ms).as_deref(),
+                "{ms}"
+            );
         }
     }
 }

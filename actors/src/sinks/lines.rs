@@ -98,7 +98,7 @@ impl<W: Write + Send + Unpin + 'static> Sink for LineSink<W> {
         self.stats.record_queued(records.len() as u64);
         let written = records
             .iter()
-            .try_for_each(|record| self.out.write_all(&encode_line(record)))
+            .try_for_each(|record| write_line(&mut self.out, record))
             .and_then(|()| self.out.flush());
         match written {
             Ok(()) => {
@@ -134,19 +134,30 @@ impl<W: Write + Send + Unpin + 'static> Sink for LineSink<W> {
 /// framing, so a frame that is not JSON is wrapped as `{"traptor_invalid_frame": "<text>"}`,
 /// and line breaks in a JSON payload (only possible as whitespace between tokens) become spaces.
 pub fn encode_line(record: &Record) -> Vec<u8> {
-    let mut line = if record.kind == MessageKind::Invalid {
+    let mut line = Vec::with_capacity(record.payload.len() + 1);
+    write_line(&mut line, record).expect("writing to a Vec cannot fail");
+    line
+}
+
+/// [`encode_line`] written straight to `out`: a payload without line breaks (nearly all of
+/// them) is written as it is, without a copy.
+fn write_line(out: &mut impl Write, record: &Record) -> io::Result<()> {
+    if record.kind == MessageKind::Invalid {
         let text = String::from_utf8_lossy(&record.payload);
-        serde_json::to_vec(&serde_json::json!({ "traptor_invalid_frame": text }))
-            .expect("a JSON object of one string always serializes")
+        serde_json::to_writer(
+            &mut *out,
+            &serde_json::json!({ "traptor_invalid_frame": text }),
+        )?;
+    } else if memchr::memchr2(b'\n', b'\r', &record.payload).is_none() {
+        out.write_all(&record.payload)?;
     } else {
         let mut payload = record.payload.clone();
         for byte in payload.iter_mut().filter(|b| **b == b'\n' || **b == b'\r') {
             *byte = b' ';
         }
-        payload
-    };
-    line.push(b'\n');
-    line
+        out.write_all(&payload)?;
+    }
+    out.write_all(b"\n")
 }
 
 #[cfg(test)]

@@ -8,6 +8,27 @@ use std::time::Duration;
 
 use e2e_common::{enriched_tweets, repo_root, Supervisor};
 
+fn demo_with_tweets() -> Supervisor {
+    let mut supervisor = Supervisor::start_with_file(&repo_root().join("config/demo.toml"), false);
+    supervisor.wait_for(Duration::from_secs(30), "enriched tweets", |s| {
+        !enriched_tweets(&s.stdout()).is_empty()
+    });
+    supervisor
+}
+
+#[test]
+fn one_stop_request_delivered_twice_at_once_still_stops_cleanly() {
+    let mut supervisor = demo_with_tweets();
+    supervisor.signal_twice_at_once("TERM");
+    let status = supervisor.wait_for_exit(Duration::from_secs(15));
+    let stderr = supervisor.stderr();
+    assert!(status.success(), "exit status {status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("stopped cleanly") && !stderr.contains("exiting now"),
+        "a clean stop, not a forced exit:\n{stderr}"
+    );
+}
+
 #[test]
 fn the_demo_prints_enriched_tweets_and_stops_cleanly_on_sigterm() {
     let mut supervisor = Supervisor::start_with_file(&repo_root().join("config/demo.toml"), false);

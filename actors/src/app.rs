@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use traptor_core::oauth::Credentials;
@@ -32,6 +32,9 @@ use crate::watcher::{
 /// Together they bound a clean shutdown at about 10 s.
 const STOP_STREAMS_TIMEOUT: Duration = Duration::from_secs(3);
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(6);
+/// A signal this soon after the one that started the shutdown is the same request delivered
+/// twice (see `run`), not a second one that forces the exit.
+const REPEATED_SIGNAL_WINDOW: Duration = Duration::from_millis(500);
 
 /// Why `run` returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,8 +188,9 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
         }
     };
     tracing::info!("{signal}: shutting down (a second signal exits at once)");
+    let shutdown_began = Instant::now();
     actix_rt::spawn(async move {
-        let again = signals.next().await;
+        let again = forcing_signal(&mut signals, shutdown_began).await;
         tracing::error!("{again} during shutdown: exiting now, records still held are lost");
         std::process::exit(130);
     });
@@ -356,12 +360,34 @@ impl Signals {
             int: signal(SignalKind::interrupt())?,
         })
     }
+}
 
+/// Where stop signals come from: the process's own, or a test's.
+trait StopSignals {
+    /// The next stop signal's name.
+    async fn next(&mut self) -> &'static str;
+}
+
+impl StopSignals for Signals {
     async fn next(&mut self) -> &'static str {
         tokio::select! {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+/// The signal that forces the exit during a shutdown that began at `shutdown_began`: the
+/// first one to come at least [`REPEATED_SIGNAL_WINDOW`] after it. `timeout`, and tools that
+/// signal a process and then its process group, deliver one stop twice at the same moment;
+/// that is not an operator insisting.
+async fn forcing_signal(signals: &mut impl StopSignals, shutdown_began: Instant) -> &'static str {
+    loop {
+        let again = signals.next().await;
+        if shutdown_began.elapsed() >= REPEATED_SIGNAL_WINDOW {
+            return again;
+        }
+        tracing::debug!("{again} right after the first: taken as the same stop request");
     }
 }
 
@@ -444,4 +470,43 @@ pub async fn check(config: &ClusterConfig) -> Result<CheckReport, AppError> {
         plan,
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// Signals that arrive after the given delays, one after the other.
+    struct ScriptedSignals(VecDeque<(Duration, &'static str)>);
+
+    impl StopSignals for ScriptedSignals {
+        async fn next(&mut self) -> &'static str {
+            let (delay, name) = self.0.pop_front().expect("no signal left in the script");
+            tokio::time::sleep(delay).await;
+            name
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_repeat_at_the_same_moment_is_the_same_request_and_a_later_one_forces_the_exit() {
+        let began = Instant::now();
+        let mut signals = ScriptedSignals(VecDeque::from([
+            (Duration::from_millis(1), "SIGTERM"),
+            (
+                REPEATED_SIGNAL_WINDOW + Duration::from_millis(100),
+                "SIGINT",
+            ),
+        ]));
+        assert_eq!(forcing_signal(&mut signals, began).await, "SIGINT");
+        assert!(began.elapsed() >= REPEATED_SIGNAL_WINDOW);
+    }
+
+    #[actix_rt::test]
+    async fn a_signal_after_the_window_forces_the_exit_at_once() {
+        let began = Instant::now() - REPEATED_SIGNAL_WINDOW;
+        let mut signals = ScriptedSignals(VecDeque::from([(Duration::ZERO, "SIGTERM")]));
+        assert_eq!(forcing_signal(&mut signals, began).await, "SIGTERM");
+    }
 }

@@ -102,6 +102,18 @@ impl Supervisor {
         assert!(status.success(), "kill -{name} failed");
     }
 
+    /// Sends signal `name` twice at once, as `timeout` does (to the process, then to its
+    /// process group).
+    pub fn signal_twice_at_once(&self, name: &str) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .args([&pid, &pid])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill -{name} {pid} {pid} failed");
+    }
+
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -118,6 +130,11 @@ impl Supervisor {
     /// Sends SIGTERM and waits for the exit, at most `limit`.
     pub fn terminate(&mut self, limit: Duration) -> ExitStatus {
         self.signal("TERM");
+        self.wait_for_exit(limit)
+    }
+
+    /// Waits for the process to exit, at most `limit`.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self
@@ -131,7 +148,7 @@ impl Supervisor {
             }
             assert!(
                 Instant::now() < deadline,
-                "traptor-supervisor did not exit within {limit:?} of SIGTERM; stderr:\n{}",
+                "traptor-supervisor did not exit within {limit:?}; stderr:\n{}",
                 self.stderr()
             );
             thread::sleep(Duration::from_millis(50));

@@ -17,6 +17,7 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant, Sleep};
 
+use crate::batch::{FramedRun, LengthPrefix};
 use crate::messages::MessageKind;
 use crate::state::Shared;
 use crate::stats::ConnectionStats;
@@ -37,6 +38,15 @@ impl Outgoing {
             json: json.into(),
         }
     }
+}
+
+/// What a connection's data queue carries.
+#[derive(Debug)]
+pub enum Data {
+    /// One message, framed by the connection.
+    Message(Outgoing),
+    /// Messages the pump already framed for this connection (load mode), sent as one chunk.
+    Framed(FramedRun),
 }
 
 /// Orders for a connection that overtake its queue.
@@ -73,21 +83,37 @@ enum Ending {
 }
 
 /// What was framed since the last update of the shared counters.
-#[derive(Default)]
-struct Tally {
-    counts: Vec<(MessageKind, u64)>,
-    ids: Vec<u64>,
-    bytes: u64,
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    pub(crate) counts: Vec<(MessageKind, u64)>,
+    pub(crate) ids: Vec<u64>,
+    pub(crate) bytes: u64,
 }
 
 impl Tally {
-    fn add(&mut self, kind: MessageKind, tweet_id: Option<u64>, bytes: usize) {
+    pub(crate) fn add(&mut self, kind: MessageKind, tweet_id: Option<u64>, bytes: usize) {
         match self.counts.iter_mut().find(|(k, _)| *k == kind) {
             Some((_, n)) => *n += 1,
             None => self.counts.push((kind, 1)),
         }
         self.ids.extend(tweet_id);
         self.bytes += bytes as u64;
+    }
+
+    /// Adds what another tally counted (a batch framed elsewhere), taking its ids.
+    fn merge(&mut self, other: Tally) {
+        for (kind, n) in other.counts {
+            match self.counts.iter_mut().find(|(k, _)| *k == kind) {
+                Some((_, total)) => *total += n,
+                None => self.counts.push((kind, n)),
+            }
+        }
+        if self.ids.is_empty() {
+            self.ids = other.ids;
+        } else {
+            self.ids.extend_from_slice(&other.ids);
+        }
+        self.bytes += other.bytes;
     }
 
     fn apply(&mut self, stats: &Mutex<ConnectionStats>, max_ids: usize) {
@@ -111,7 +137,7 @@ pub struct ConnectionBody {
     pub(crate) id: u64,
     pub(crate) shared: Arc<Shared>,
     pub(crate) stats: Arc<Mutex<ConnectionStats>>,
-    pub(crate) data: mpsc::Receiver<Outgoing>,
+    pub(crate) data: mpsc::Receiver<Data>,
     pub(crate) control: mpsc::UnboundedReceiver<Control>,
     pub(crate) delimited: bool,
     pub(crate) keepalive: Duration,
@@ -129,7 +155,7 @@ impl ConnectionBody {
         id: u64,
         shared: Arc<Shared>,
         stats: Arc<Mutex<ConnectionStats>>,
-        data: mpsc::Receiver<Outgoing>,
+        data: mpsc::Receiver<Data>,
         control: mpsc::UnboundedReceiver<Control>,
         delimited: bool,
         keepalive: Duration,
@@ -156,8 +182,7 @@ impl ConnectionBody {
         let start = self.buf.len();
         if self.delimited {
             self.buf
-                .extend_from_slice((message.json.len() + 2).to_string().as_bytes());
-            self.buf.extend_from_slice(b"\r\n");
+                .extend_from_slice(LengthPrefix::of(message.json.len()).as_bytes());
         }
         self.buf.extend_from_slice(&message.json);
         self.buf.extend_from_slice(b"\r\n");
@@ -187,7 +212,7 @@ impl ConnectionBody {
             Control::CloseMidFrame(json) => {
                 let mut framed = Vec::with_capacity(json.len() + 16);
                 if self.delimited {
-                    framed.extend_from_slice(format!("{}\r\n", json.len() + 2).as_bytes());
+                    framed.extend_from_slice(LengthPrefix::of(json.len()).as_bytes());
                 }
                 framed.extend_from_slice(&json);
                 framed.truncate(framed.len() / 2);
@@ -200,10 +225,15 @@ impl ConnectionBody {
     }
 
     fn emit(&mut self) -> Bytes {
+        let chunk = self.buf.split().freeze();
+        self.emit_chunk(chunk)
+    }
+
+    fn emit_chunk(&mut self, chunk: Bytes) -> Bytes {
         self.tally.apply(&self.stats, self.max_ids);
         let deadline = Instant::now() + self.keepalive;
         self.keepalive_timer.as_mut().reset(deadline);
-        self.buf.split().freeze()
+        chunk
     }
 }
 
@@ -254,7 +284,16 @@ impl Stream for ConnectionBody {
         if matches!(this.ending, Ending::Running) {
             while this.buf.len() < CHUNK_BYTES {
                 match this.data.poll_recv(cx) {
-                    Poll::Ready(Some(message)) => this.frame(&message),
+                    Poll::Ready(Some(Data::Message(message))) => this.frame(&message),
+                    // Already framed: handed on as it is unless something waits before it.
+                    Poll::Ready(Some(Data::Framed(run))) if this.buf.is_empty() => {
+                        this.tally.merge(run.tally);
+                        return Poll::Ready(Some(Ok(this.emit_chunk(run.bytes))));
+                    }
+                    Poll::Ready(Some(Data::Framed(run))) => {
+                        this.buf.extend_from_slice(&run.bytes);
+                        this.tally.merge(run.tally);
+                    }
                     _ => break,
                 }
             }

@@ -80,7 +80,8 @@ pub struct FirehoseConfig {
     pub connect_limit: usize,
     /// How long a credential stays limited after its first 420; each further 420 doubles it.
     pub rate_limit_penalty: Duration,
-    /// Messages queued per connection before it is disconnected (code 4) as too slow.
+    /// Messages queued per connection before it is disconnected (code 4) as too slow. In load
+    /// mode the queue holds batches of up to 16 messages: `max_queue / 16` of them.
     pub max_queue: usize,
     /// Queue fill (percent) at which `stall_warnings=true` connections get a `warning`.
     pub stall_warning_percent: u32,
@@ -95,7 +96,7 @@ pub struct FirehoseConfig {
     /// phrase, account or box a tweet is made for) gets this many tweets generated as usual,
     /// and later tweets for it are copies of one of them under a new id and timestamp (see
     /// `pool`). Sizes, mix and routing stay those of the generator. 0 (the default) generates
-    /// every tweet.
+    /// every tweet. In load mode each copy is patched in place into the connection's batch.
     pub pooled_variants: usize,
     /// Faults in force from the start (e.g. answer the first N connects with 503).
     pub faults: Vec<Fault>,

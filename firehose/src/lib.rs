@@ -18,12 +18,14 @@
 //! ```
 
 pub mod auth;
+mod batch;
 mod body;
 pub mod config;
 pub mod fault;
 pub mod generate;
 pub mod messages;
 pub mod params;
+mod plant_choice;
 mod pool;
 mod pump;
 pub mod ratelimit;

@@ -6,27 +6,101 @@
 //! copies keep everything that matters to a reader of the stream: the bytes, sizes and mix come
 //! from the generator, each copy has an id never used before (so ground truth by id holds),
 //! and it is routed by its plant exactly like a fresh tweet.
+//!
+//! A copy is written straight into its destination with its new id and times patched in
+//! ([`Original::write_copy`]); the new values are rendered once per tweet ([`Stamp`]), not per
+//! copy, and the date text once per second ([`Stamper`]).
 
 use std::collections::HashMap;
 
-use crate::generate::{created_at, FastRng, Plant, TweetFacts, TweetGenerator, UserRole};
+use crate::generate::{created_at, FastRng, Plant, TweetFacts, UserRole};
 
-/// One generated tweet and where its time-dependent fields sit in it.
-struct Original {
-    json: Vec<u8>,
-    facts: TweetFacts,
-    /// Offsets of every occurrence of the top-level id's digits (`id`, `id_str`, URLs).
-    id_at: Vec<usize>,
-    /// Offset of `created_at`'s value (between the quotes).
-    created_at_at: usize,
-    /// Offset of the top-level `timestamp_ms` digits.
-    timestamp_at: usize,
-}
+/// Where a plant's tweets sit in the pool.
+pub type SlotId = usize;
+
+/// Where one kept tweet sits in the pool.
+#[derive(Debug, Clone, Copy)]
+pub struct Place(usize);
 
 /// The pool: up to `variants` generated tweets per distinct plant.
+///
+/// Copying a kept tweet is memory-bound (thousands of kept tweets do not fit in a cache), so
+/// what a copy needs is laid out to be reached in few steps: a plant's tweets sit side by side
+/// in one table, and each holds its patch points and recipients inline.
 pub struct TweetPool {
     variants: usize,
-    by_plant: HashMap<PlantKey, Vec<Original>>,
+    by_plant: HashMap<PlantKey, SlotId>,
+    slots: Vec<Slot>,
+    /// `variants` places per slot, in slot order, filled as the slot's tweets are generated.
+    originals: Vec<Option<Original>>,
+}
+
+/// One distinct plant and how many of its tweets are kept.
+struct Slot {
+    plant: Plant,
+    kept: usize,
+}
+
+/// Most places of the top-level id in one tweet that a kept tweet can have (generated tweets
+/// have 2 to 5); a tweet with more is not kept.
+const MAX_ID_PLACES: usize = 8;
+
+/// One generated tweet and where its time-dependent fields sit in it.
+pub struct Original {
+    json: Box<[u8]>,
+    /// Offsets of every occurrence of the top-level id's digits (`id`, `id_str`, URLs).
+    id_at: [u32; MAX_ID_PLACES],
+    id_places: u8,
+    id_len: u8,
+    created_at_len: u8,
+    timestamp_len: u8,
+    /// Offset of the top-level `timestamp_ms` digits.
+    timestamp_at: u32,
+    /// Where the pump sends copies of this tweet, remembered per set of connections.
+    pub routing: Routing,
+    /// The author's id (of `facts`, kept at hand: compliance messages name it).
+    pub author_id: u64,
+    facts: Box<TweetFacts>,
+}
+
+/// Offset of `created_at`'s value (between the quotes): the first field of every tweet.
+const CREATED_AT_AT: usize = b"{\"created_at\":\"".len();
+
+/// Recipients of a kept tweet's copies: they depend only on the tweet's plant and facts and on
+/// the connections, so the pump works them out once per set of connections (`version`).
+#[derive(Debug, Default)]
+pub struct Routing {
+    pub version: Option<u64>,
+    len: usize,
+    /// Most tweets go to one or two connections: kept here without a pointer to follow.
+    inline: [usize; 2],
+    more: Vec<usize>,
+}
+
+impl Routing {
+    pub fn set(&mut self, version: u64, recipients: &[usize]) {
+        self.version = Some(version);
+        self.len = recipients.len();
+        self.more.clear();
+        for (n, &i) in recipients.iter().enumerate() {
+            match self.inline.get_mut(n) {
+                Some(place) => *place = i,
+                None => self.more.push(i),
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The `n`th recipient (`n` below [`len`](Routing::len)).
+    pub fn get(&self, n: usize) -> usize {
+        match self.inline.get(n) {
+            Some(&i) => i,
+            None => self.more[n - self.inline.len()],
+        }
+    }
 }
 
 /// What makes two plants the same for reuse.
@@ -65,91 +139,218 @@ impl TweetPool {
         TweetPool {
             variants: variants.max(1),
             by_plant: HashMap::new(),
+            slots: Vec::new(),
+            originals: Vec::new(),
         }
     }
 
-    /// Appends to `out` a tweet carrying `plant`: freshly generated while the plant has fewer
-    /// than `variants` kept, otherwise a copy of one of them under a new id and time.
-    pub fn write_tweet(
-        &mut self,
-        generator: &mut TweetGenerator,
-        rng: &mut FastRng,
-        plant: &Plant,
-        out: &mut Vec<u8>,
-    ) -> TweetFacts {
-        let kept = self.by_plant.entry(PlantKey::of(plant)).or_default();
-        if kept.len() < self.variants {
-            let start = out.len();
-            let facts = generator.write_tweet(plant, out);
-            if let Some(original) = Original::new(out[start..].to_vec(), facts.clone()) {
-                kept.push(original);
-            }
-            return facts;
+    /// The slot of `plant`, created empty the first time the plant is seen.
+    pub fn slot_for(&mut self, plant: &Plant) -> SlotId {
+        let next = self.slots.len();
+        let slot = *self.by_plant.entry(PlantKey::of(plant)).or_insert(next);
+        if slot == next {
+            self.slots.push(Slot {
+                plant: plant.clone(),
+                kept: 0,
+            });
+            self.originals
+                .resize_with(self.originals.len() + self.variants, || None);
         }
-        let original = &kept[rng.index(kept.len())];
-        let (id, created_ms) = generator.next_id();
-        match original.copy_as(id, created_ms, out) {
-            Some(facts) => facts,
-            // A new id of another length cannot be patched in: generate this one.
-            None => generator.write_tweet(plant, out),
+        slot
+    }
+
+    pub fn plant(&self, slot: SlotId) -> &Plant {
+        &self.slots[slot].plant
+    }
+
+    /// True once the slot holds its `variants` tweets: later tweets for it are copies.
+    pub fn is_full(&self, slot: SlotId) -> bool {
+        self.slots[slot].kept >= self.variants
+    }
+
+    /// Keeps a tweet just generated for the slot's plant (unless the slot is full, or the
+    /// tweet's time-dependent fields cannot be found in it).
+    pub fn keep(&mut self, slot: SlotId, json: &[u8], facts: &TweetFacts) {
+        if self.is_full(slot) {
+            return;
         }
+        if let Some(original) = Original::new(json, facts) {
+            let place = slot * self.variants + self.slots[slot].kept;
+            self.originals[place] = Some(original);
+            self.slots[slot].kept += 1;
+        }
+    }
+
+    /// Where one of a full slot's tweets, drawn at random, is kept.
+    pub fn pick(&self, slot: SlotId, rng: &mut FastRng) -> Place {
+        debug_assert!(self.is_full(slot), "copies are made of full slots only");
+        Place(slot * self.variants + rng.index(self.variants))
+    }
+
+    pub fn original(&self, place: Place) -> &Original {
+        self.originals[place.0]
+            .as_ref()
+            .expect("places are picked in full slots only")
+    }
+
+    pub fn original_mut(&mut self, place: Place) -> &mut Original {
+        self.originals[place.0]
+            .as_mut()
+            .expect("places are picked in full slots only")
     }
 }
 
 impl Original {
-    /// Finds the time-dependent fields of a generated tweet; `None` if one is missing.
-    fn new(json: Vec<u8>, facts: TweetFacts) -> Option<Original> {
+    /// Finds the time-dependent fields of a generated tweet; `None` if one is missing (or the
+    /// id has more places than kept tweets can have).
+    fn new(json: &[u8], facts: &TweetFacts) -> Option<Original> {
         let id = facts.id.to_string();
-        let id_at = occurrences_as_number(&json, id.as_bytes());
-        let created_at_at = b"{\"created_at\":\"".len();
+        let places = occurrences_as_number(json, id.as_bytes());
         let expected = created_at(facts.created_ms / 1000);
-        if json.get(created_at_at..created_at_at + expected.len()) != Some(expected.as_bytes()) {
+        let created_at_field = CREATED_AT_AT..CREATED_AT_AT + expected.len();
+        if json.get(created_at_field) != Some(expected.as_bytes()) {
             return None;
         }
         let key = b"\"timestamp_ms\":\"";
         let timestamp_at = json.windows(key.len()).rposition(|w| w == key)? + key.len();
         let timestamp = facts.created_ms.to_string();
         if json.get(timestamp_at..timestamp_at + timestamp.len()) != Some(timestamp.as_bytes())
-            || id_at.len() < 2
+            || places.len() < 2
+            || places.len() > MAX_ID_PLACES
+            || u32::try_from(json.len()).is_err()
         {
             return None;
         }
+        let mut id_at = [0u32; MAX_ID_PLACES];
+        for (place, at) in id_at.iter_mut().zip(&places) {
+            *place = *at as u32;
+        }
         Some(Original {
-            json,
-            facts,
+            json: json.into(),
             id_at,
-            created_at_at,
-            timestamp_at,
+            id_places: places.len() as u8,
+            id_len: id.len() as u8,
+            created_at_len: expected.len() as u8,
+            timestamp_at: timestamp_at as u32,
+            timestamp_len: timestamp.len() as u8,
+            routing: Routing::default(),
+            author_id: facts.author_id,
+            facts: Box::new(facts.clone()),
         })
     }
 
-    /// Appends the tweet with `id` and `created_ms` in place of its own; `None` when they do
-    /// not have the width of the originals (the copy would need re-rendering).
-    fn copy_as(&self, id: u64, created_ms: u64, out: &mut Vec<u8>) -> Option<TweetFacts> {
-        let new_id = id.to_string();
-        let old_id_len = self.facts.id.to_string().len();
-        let timestamp = created_ms.to_string();
-        let created = created_at(created_ms / 1000);
-        if new_id.len() != old_id_len
-            || timestamp.len() != self.facts.created_ms.to_string().len()
-            || created.len() != created_at(self.facts.created_ms / 1000).len()
-        {
-            return None;
-        }
+    pub fn facts(&self) -> &TweetFacts {
+        &self.facts
+    }
+
+    /// Length of the tweet's JSON, and of every copy of it.
+    pub fn json_len(&self) -> usize {
+        self.json.len()
+    }
+
+    /// True when `stamp`'s id and times have the widths of this tweet's, so a copy can be
+    /// patched in place (otherwise the tweet must be generated anew).
+    pub fn fits(&self, stamp: &Stamp) -> bool {
+        stamp.id.as_bytes().len() == usize::from(self.id_len)
+            && stamp.timestamp.as_bytes().len() == usize::from(self.timestamp_len)
+            && stamp.created_at().len() == usize::from(self.created_at_len)
+    }
+
+    /// Appends the tweet with `stamp`'s id and times in place of its own. The stamp must
+    /// [fit](Original::fits).
+    pub fn write_copy(&self, stamp: &Stamp, out: &mut Vec<u8>) {
+        assert!(
+            self.fits(stamp),
+            "a stamp of other widths cannot be patched in"
+        );
         let start = out.len();
         out.extend_from_slice(&self.json);
         let copy = &mut out[start..];
-        for &at in &self.id_at {
-            copy[at..at + new_id.len()].copy_from_slice(new_id.as_bytes());
+        let id = stamp.id.as_bytes();
+        for &at in &self.id_at[..usize::from(self.id_places)] {
+            let at = at as usize;
+            copy[at..at + id.len()].copy_from_slice(id);
         }
-        copy[self.created_at_at..self.created_at_at + created.len()]
-            .copy_from_slice(created.as_bytes());
-        copy[self.timestamp_at..self.timestamp_at + timestamp.len()]
-            .copy_from_slice(timestamp.as_bytes());
-        let mut facts = self.facts.clone();
-        facts.id = id;
-        facts.created_ms = created_ms;
-        Some(facts)
+        let created_at = stamp.created_at();
+        copy[CREATED_AT_AT..CREATED_AT_AT + created_at.len()].copy_from_slice(created_at);
+        let (at, timestamp) = (self.timestamp_at as usize, stamp.timestamp.as_bytes());
+        copy[at..at + timestamp.len()].copy_from_slice(timestamp);
+    }
+}
+
+/// A number's decimal digits, rendered without allocating.
+#[derive(Debug, Clone, Copy)]
+pub struct Digits {
+    buf: [u8; 20],
+    start: u8,
+}
+
+impl Digits {
+    pub fn of(mut n: u64) -> Digits {
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Digits {
+            buf,
+            start: at as u8,
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[usize::from(self.start)..]
+    }
+}
+
+/// The new id and times of one copied tweet, rendered once for all its recipients.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub id_value: u64,
+    id: Digits,
+    timestamp: Digits,
+    created_at: [u8; CREATED_AT_MAX],
+    created_at_len: usize,
+}
+
+/// Room for a `created_at` text (30 bytes until the year 10000).
+const CREATED_AT_MAX: usize = 40;
+
+impl Stamp {
+    fn created_at(&self) -> &[u8] {
+        &self.created_at[..self.created_at_len]
+    }
+}
+
+/// Renders stamps, keeping the `created_at` text of the current second.
+#[derive(Debug, Default)]
+pub struct Stamper {
+    second: Option<u64>,
+    created_at: Vec<u8>,
+}
+
+impl Stamper {
+    pub fn stamp(&mut self, id: u64, created_ms: u64) -> Stamp {
+        let second = created_ms / 1000;
+        if self.second != Some(second) {
+            self.second = Some(second);
+            self.created_at = created_at(second).into_bytes();
+        }
+        let mut stamp = Stamp {
+            id_value: id,
+            id: Digits::of(id),
+            timestamp: Digits::of(created_ms),
+            created_at: [0; CREATED_AT_MAX],
+            created_at_len: self.created_at.len().min(CREATED_AT_MAX),
+        };
+        stamp.created_at[..stamp.created_at_len]
+            .copy_from_slice(&self.created_at[..stamp.created_at_len]);
+        stamp
     }
 }
 
@@ -169,7 +370,35 @@ fn occurrences_as_number(json: &[u8], digits: &[u8]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generate::{Clock, GeneratorOptions};
+    use crate::generate::{Clock, GeneratorOptions, TweetGenerator};
+
+    /// What the pump does for one tweet: generate while the plant's slot fills, then copy.
+    fn write_tweet(
+        pool: &mut TweetPool,
+        generator: &mut TweetGenerator,
+        rng: &mut FastRng,
+        stamper: &mut Stamper,
+        plant: &Plant,
+        out: &mut Vec<u8>,
+    ) -> TweetFacts {
+        let slot = pool.slot_for(plant);
+        if !pool.is_full(slot) {
+            let start = out.len();
+            let facts = generator.write_tweet(plant, out);
+            pool.keep(slot, &out[start..], &facts);
+            return facts;
+        }
+        let (id, created_ms) = generator.next_id();
+        let stamp = stamper.stamp(id, created_ms);
+        let original = pool.original(pool.pick(slot, rng));
+        assert!(original.fits(&stamp), "ids of this test keep their width");
+        original.write_copy(&stamp, out);
+        TweetFacts {
+            id,
+            created_ms,
+            ..original.facts().clone()
+        }
+    }
 
     fn generator() -> TweetGenerator {
         TweetGenerator::new(9, GeneratorOptions::default())
@@ -189,12 +418,20 @@ mod tests {
     #[test]
     fn copies_carry_new_unique_ids_and_times_and_keep_the_rest() {
         let (mut generator, mut rng) = (generator(), FastRng::new(3));
+        let mut stamper = Stamper::default();
         let mut pool = TweetPool::new(2);
         let mut ids = std::collections::HashSet::new();
         let mut originals: Vec<(String, TweetFacts)> = Vec::new();
         for n in 0..50 {
             let mut out = Vec::new();
-            let facts = pool.write_tweet(&mut generator, &mut rng, &plant("rust lang"), &mut out);
+            let facts = write_tweet(
+                &mut pool,
+                &mut generator,
+                &mut rng,
+                &mut stamper,
+                &plant("rust lang"),
+                &mut out,
+            );
             let tweet = parse(&out);
             assert_eq!(tweet["id"].as_u64(), Some(facts.id));
             assert_eq!(
@@ -236,11 +473,19 @@ mod tests {
     #[test]
     fn each_plant_gets_its_own_originals() {
         let (mut generator, mut rng) = (generator(), FastRng::new(3));
+        let mut stamper = Stamper::default();
         let mut pool = TweetPool::new(1);
         for _ in 0..5 {
             for phrase in ["alpha beta", "gamma"] {
                 let mut out = Vec::new();
-                pool.write_tweet(&mut generator, &mut rng, &plant(phrase), &mut out);
+                write_tweet(
+                    &mut pool,
+                    &mut generator,
+                    &mut rng,
+                    &mut stamper,
+                    &plant(phrase),
+                    &mut out,
+                );
                 let text = parse(&out).to_string();
                 assert!(
                     phrase.split(' ').all(|term| text.contains(term)),
@@ -249,6 +494,8 @@ mod tests {
             }
         }
         assert_eq!(pool.by_plant.len(), 2);
+        assert_eq!(pool.slots.len(), 2);
+        assert_eq!(pool.originals.len(), 2);
     }
 
     #[test]
@@ -262,11 +509,56 @@ mod tests {
         };
         let mut generator = TweetGenerator::new(1, options);
         let mut rng = FastRng::new(1);
+        let mut stamper = Stamper::default();
         let mut pool = TweetPool::new(1);
         for _ in 0..3 {
             let mut out = Vec::new();
-            let facts = pool.write_tweet(&mut generator, &mut rng, &plant("x"), &mut out);
+            let facts = write_tweet(
+                &mut pool,
+                &mut generator,
+                &mut rng,
+                &mut stamper,
+                &plant("x"),
+                &mut out,
+            );
             assert_eq!(parse(&out)["id"].as_u64(), Some(facts.id));
+        }
+    }
+
+    #[test]
+    fn a_stamp_of_another_width_does_not_fit() {
+        let mut generator = generator();
+        let mut out = Vec::new();
+        let facts = generator.write_tweet(&plant("x"), &mut out);
+        let original = Original::new(&out, &facts).expect("a generated tweet can be kept");
+        let mut stamper = Stamper::default();
+        let same_width = stamper.stamp(facts.id + 1, facts.created_ms + 1);
+        assert!(original.fits(&same_width));
+        let mut copy = Vec::new();
+        original.write_copy(&same_width, &mut copy);
+        assert_eq!(copy.len(), original.json_len());
+        assert_eq!(parse(&copy)["id"].as_u64(), Some(facts.id + 1));
+        let narrower = stamper.stamp(facts.id / 10, facts.created_ms);
+        assert!(!original.fits(&narrower));
+    }
+
+    #[test]
+    fn digits_and_stamps_render_like_display() {
+        for n in [0, 7, 10, 1_456_104_893_000, u64::MAX] {
+            assert_eq!(Digits::of(n).as_bytes(), n.to_string().as_bytes());
+        }
+        let stamp = Stamper::default().stamp(5, 1_456_104_893_123);
+        assert_eq!(stamp.created_at(), b"Mon Feb 22 01:34:53 +0000 2016");
+    }
+
+    #[test]
+    fn routing_keeps_any_number_of_recipients() {
+        let mut routing = Routing::default();
+        for list in [vec![], vec![4], vec![1, 2], vec![0, 3, 5, 9]] {
+            routing.set(7, &list);
+            let back: Vec<usize> = (0..routing.len()).map(|n| routing.get(n)).collect();
+            assert_eq!(back, list);
+            assert_eq!(routing.version, Some(7));
         }
     }
 

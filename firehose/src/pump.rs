@@ -5,6 +5,11 @@
 //! and hands messages to each connection's bounded queue. A full queue means the client reads
 //! too slowly: stall warnings first, then `disconnect` code 4 (or, at an infinite rate, the
 //! pump simply waits: load-generation mode).
+//!
+//! In load mode the pump frames messages itself into per-connection batches (see `batch`),
+//! and with a tweet pool it writes each copy straight into them, routed by a list worked out
+//! once per kept tweet and set of connections: the cost per tweet is then little more than
+//! one copy of its bytes.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -14,11 +19,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::body::{Control, Outgoing};
-use crate::generate::{FastRng, Plant, PlantedUser, TweetFacts, TweetGenerator, UserRole};
+use crate::batch::{Batch, BATCH_MESSAGES};
+use crate::body::{Control, Data, Outgoing};
+use crate::generate::{FastRng, Plant, TweetFacts, TweetGenerator};
 use crate::messages::{self, disconnect_code, MessageKind};
 use crate::params::phrase_key;
-use crate::pool::TweetPool;
+use crate::plant_choice::{PlantChoice, PlantSlots};
+use crate::pool::{Original, Stamp, Stamper, TweetPool};
 use crate::replay::ReplayLine;
 use crate::state::{LiveConnection, Shared};
 
@@ -39,6 +46,10 @@ pub fn spawn(shared: Arc<Shared>) -> std::io::Result<std::thread::JoinHandle<()>
         })
 }
 
+/// Tweets produced per round in load mode: enough for the batches of many connections to
+/// fill before the round ends and hands over what is left in them.
+const LOAD_ROUND: u64 = 4096;
+
 /// Per-connection bookkeeping of the pump, kept across re-reads of the connection set.
 struct RouteState {
     tokens: f64,
@@ -48,6 +59,10 @@ struct RouteState {
     last_warning: Option<Instant>,
     queue_peak: usize,
     dead: bool,
+    /// Messages framed for the connection and not handed over yet (load mode).
+    batch: Batch,
+    /// The pool slot of each plant drawn for this connection.
+    plant_slots: PlantSlots,
 }
 
 impl RouteState {
@@ -60,6 +75,63 @@ impl RouteState {
             last_warning: None,
             queue_peak: 0,
             dead: false,
+            batch: Batch::default(),
+            plant_slots: PlantSlots::default(),
+        }
+    }
+}
+
+/// A message for one connection before it is framed: owned bytes, or a kept tweet to be
+/// copied under a new stamp straight into the connection's batch.
+enum Message<'a> {
+    Owned(Outgoing),
+    Copy {
+        original: &'a Original,
+        stamp: &'a Stamp,
+    },
+}
+
+impl Message<'_> {
+    fn kind(&self) -> MessageKind {
+        match self {
+            Message::Owned(outgoing) => outgoing.kind,
+            Message::Copy { .. } => MessageKind::Tweet,
+        }
+    }
+
+    fn tweet_id(&self) -> Option<u64> {
+        match self {
+            Message::Owned(outgoing) => outgoing.tweet_id,
+            Message::Copy { stamp, .. } => Some(stamp.id_value),
+        }
+    }
+
+    fn json_len(&self) -> usize {
+        match self {
+            Message::Owned(outgoing) => outgoing.json.len(),
+            Message::Copy { original, .. } => original.json_len(),
+        }
+    }
+
+    fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            Message::Owned(outgoing) => out.extend_from_slice(&outgoing.json),
+            Message::Copy { original, stamp } => original.write_copy(stamp, out),
+        }
+    }
+
+    fn into_outgoing(self) -> Outgoing {
+        match self {
+            Message::Owned(outgoing) => outgoing,
+            Message::Copy { original, stamp } => {
+                let mut json = Vec::with_capacity(original.json_len());
+                original.write_copy(stamp, &mut json);
+                Outgoing {
+                    kind: MessageKind::Tweet,
+                    tweet_id: Some(stamp.id_value),
+                    json: json.into(),
+                }
+            }
         }
     }
 }
@@ -84,6 +156,9 @@ struct Pump {
     recipients: Vec<usize>,
     /// Tweets kept for reuse (`pooled_variants` > 0).
     pool: Option<TweetPool>,
+    stamper: Stamper,
+    /// Unlimited rate: wait on full queues and hand messages over in batches.
+    load_mode: bool,
 }
 
 impl Pump {
@@ -92,6 +167,8 @@ impl Pump {
         let pool = (config.pooled_variants > 0).then(|| TweetPool::new(config.pooled_variants));
         Pump {
             pool,
+            stamper: Stamper::default(),
+            load_mode: config.rate.is_infinite(),
             generator: TweetGenerator::new(config.seed, config.generator.clone()),
             rng: FastRng::new(config.seed ^ 0x5eed_0f7a_551c),
             shared,
@@ -120,7 +197,7 @@ impl Pump {
                 continue;
             }
             let due = if rate.is_infinite() {
-                256
+                LOAD_ROUND
             } else {
                 let target = (epoch.elapsed().as_secs_f64() * rate) as u64;
                 // More than a second behind: skip the backlog rather than burst it.
@@ -136,12 +213,17 @@ impl Pump {
                     .await;
                 continue;
             }
+            let mut idle = false;
             for _ in 0..due.min(4096) {
                 done += 1;
                 if !self.produce_one().await {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    idle = true;
                     break;
                 }
+            }
+            self.flush_batches().await;
+            if idle {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     }
@@ -199,47 +281,102 @@ impl Pump {
             return true;
         }
         let target = self.rng.index(self.routes.len());
-        let filter = self.routes[target].conn.filter.clone();
-        let mut plant = Plant {
-            lang: (!filter.language.is_empty()).then(|| self.rng.pick(&filter.language).clone()),
-            filter_level: Some(filter.filter_level),
-            ..Plant::default()
-        };
-        let mut k = self.rng.index(filter.item_count());
-        if k < filter.track.len() {
-            plant.phrases.push(filter.track[k].clone());
-        } else {
-            k -= filter.track.len();
-            if k < filter.follow.len() {
-                let roll = self.rng.unit();
-                let role = if roll < 0.6 {
-                    UserRole::Author
-                } else if roll < 0.85 {
-                    UserRole::RetweetedAuthor
-                } else {
-                    UserRole::ReplyTarget
-                };
-                plant.user = Some(PlantedUser {
-                    id: filter.follow[k],
-                    role,
-                });
-            } else {
-                plant.location = Some(filter.locations[k - filter.follow.len()]);
+        let choice = PlantChoice::draw(&mut self.rng, &self.routes[target].conn.filter);
+        match self.pool.take() {
+            Some(mut pool) => {
+                self.produce_pooled(&mut pool, target, choice).await;
+                self.pool = Some(pool);
+            }
+            None => {
+                let plant = choice.plant(&self.routes[target].conn.filter);
+                self.produce_generated(&plant).await;
             }
         }
-        self.buf.clear();
-        let facts = match &mut self.pool {
-            Some(pool) => {
-                pool.write_tweet(&mut self.generator, &mut self.rng, &plant, &mut self.buf)
+        true
+    }
+
+    /// A copy of a kept tweet for the drawn plant, or a generated one while the plant has
+    /// fewer than `pooled_variants` kept (kept then too).
+    async fn produce_pooled(&mut self, pool: &mut TweetPool, target: usize, choice: PlantChoice) {
+        let Route { conn, state } = &mut self.routes[target];
+        let cached = state.plant_slots.get_or_insert(&conn.filter, choice, || {
+            pool.slot_for(&choice.plant(&conn.filter))
+        });
+        if !cached.full {
+            cached.full = pool.is_full(cached.slot);
+        }
+        let (slot, full) = (cached.slot, cached.full);
+        if !full {
+            let plant = pool.plant(slot).clone();
+            let facts = self.produce_generated(&plant).await;
+            pool.keep(slot, &self.buf, &facts);
+            return;
+        }
+        let (id, created_ms) = self.generator.next_id();
+        let stamp = self.stamper.stamp(id, created_ms);
+        let place = pool.pick(slot, &mut self.rng);
+        if !pool.original(place).fits(&stamp) {
+            // A new id of another width cannot be patched in: generate this one.
+            let plant = pool.plant(slot).clone();
+            self.produce_generated(&plant).await;
+            return;
+        }
+        if pool.original(place).routing.version != Some(self.version) {
+            let mut recipients = std::mem::take(&mut self.recipients);
+            self.recipients_of(
+                pool.plant(slot),
+                pool.original(place).facts(),
+                &mut recipients,
+            );
+            pool.original_mut(place)
+                .routing
+                .set(self.version, &recipients);
+            self.recipients = recipients;
+        }
+        let original = pool.original(place);
+        let author = original.author_id;
+        self.shared.produced.fetch_add(1, Ordering::Relaxed);
+        for n in 0..original.routing.len() {
+            let i = original.routing.get(n);
+            let message = Message::Copy {
+                original,
+                stamp: &stamp,
+            };
+            if self.deliver(i, message).await {
+                self.compliance(i, id, author).await;
             }
-            None => self.generator.write_tweet(&plant, &mut self.buf),
-        };
+        }
+    }
+
+    /// Generates a tweet carrying `plant` into `self.buf` and delivers it to every connection
+    /// it is for.
+    async fn produce_generated(&mut self, plant: &Plant) -> TweetFacts {
+        self.buf.clear();
+        let facts = self.generator.write_tweet(plant, &mut self.buf);
         let json = Bytes::copy_from_slice(&self.buf);
         self.shared.produced.fetch_add(1, Ordering::Relaxed);
+        let mut recipients = std::mem::take(&mut self.recipients);
+        self.recipients_of(plant, &facts, &mut recipients);
+        for &i in &recipients {
+            let message = Message::Owned(Outgoing {
+                kind: MessageKind::Tweet,
+                tweet_id: Some(facts.id),
+                json: json.clone(),
+            });
+            if self.deliver(i, message).await {
+                self.compliance(i, facts.id, facts.author_id).await;
+            }
+        }
+        self.recipients = recipients;
+        facts
+    }
 
-        self.recipients.clear();
+    /// The connections a tweet carrying `plant` with these facts goes to (ground truth: what
+    /// it was planted for, and what its author and place select), in order, each once.
+    fn recipients_of(&self, plant: &Plant, facts: &TweetFacts, out: &mut Vec<usize>) {
+        out.clear();
         if let Some(phrase) = plant.phrases.first() {
-            self.recipients.extend(
+            out.extend(
                 self.by_phrase
                     .get(&phrase_key(phrase))
                     .into_iter()
@@ -252,37 +389,23 @@ impl Pump {
             .into_iter()
             .chain([facts.author_id])
         {
-            self.recipients
-                .extend(self.by_user.get(&id).into_iter().flatten());
+            out.extend(self.by_user.get(&id).into_iter().flatten());
         }
         if let (Some(geo), false) = (facts.geo, facts.is_retweet) {
             for &i in &self.located {
                 if geo.selected_by(&self.routes[i].conn.filter.locations) {
-                    self.recipients.push(i);
+                    out.push(i);
                 }
             }
         }
-        self.recipients.sort_unstable();
-        self.recipients.dedup();
-        let recipients = std::mem::take(&mut self.recipients);
-        for &i in &recipients {
-            if self.routes[i]
+        out.sort_unstable();
+        out.dedup();
+        out.retain(|&i| {
+            self.routes[i]
                 .conn
                 .filter
                 .accepts(&facts.lang, facts.filter_level)
-            {
-                let message = Outgoing {
-                    kind: MessageKind::Tweet,
-                    tweet_id: Some(facts.id),
-                    json: json.clone(),
-                };
-                if self.deliver(i, message).await {
-                    self.compliance(i, &facts).await;
-                }
-            }
-        }
-        self.recipients = recipients;
-        true
+        });
     }
 
     async fn replay_one(&mut self) -> bool {
@@ -298,11 +421,11 @@ impl Pump {
         self.shared.produced.fetch_add(1, Ordering::Relaxed);
         for i in 0..self.routes.len() {
             if line.selected_by(&self.routes[i].conn.filter) {
-                let message = Outgoing {
+                let message = Message::Owned(Outgoing {
                     kind: line.kind,
                     tweet_id: line.tweet_id,
                     json: line.json.clone(),
-                };
+                });
                 self.deliver(i, message).await;
             }
         }
@@ -310,13 +433,13 @@ impl Pump {
     }
 
     /// Applies the per-connection rate cap, then queues; false if the tweet was not queued.
-    async fn deliver(&mut self, i: usize, message: Outgoing) -> bool {
+    async fn deliver(&mut self, i: usize, message: Message<'_>) -> bool {
         let config = &self.shared.config;
         let state = &mut self.routes[i].state;
         if state.dead {
             return false;
         }
-        if let (Some(cap), MessageKind::Tweet) = (config.limit_cap_per_sec, message.kind) {
+        if let (Some(cap), MessageKind::Tweet) = (config.limit_cap_per_sec, message.kind()) {
             let now = Instant::now();
             state.tokens = (state.tokens + now.duration_since(state.refilled).as_secs_f64() * cap)
                 .min(cap.max(1.0));
@@ -340,7 +463,7 @@ impl Pump {
                         MessageKind::Limit,
                         messages::limit(undelivered, messages::now_ms()),
                     );
-                    self.enqueue(i, notice).await;
+                    self.enqueue(i, Message::Owned(notice)).await;
                 }
                 return false;
             }
@@ -350,83 +473,126 @@ impl Pump {
     }
 
     /// The compliance messages that may follow a delivered tweet.
-    async fn compliance(&mut self, i: usize, facts: &TweetFacts) {
+    async fn compliance(&mut self, i: usize, id: u64, user: u64) {
         let rates = self.shared.config.control_message_rates;
+        let drawn = [
+            self.rng.chance(rates.delete),
+            self.rng.chance(rates.scrub_geo),
+            self.rng.chance(rates.status_withheld),
+            self.rng.chance(rates.user_withheld),
+        ];
+        if !drawn.contains(&true) {
+            return;
+        }
         let now = messages::now_ms();
-        let (id, user) = (facts.id, facts.author_id);
-        if self.rng.chance(rates.delete) {
-            self.enqueue(
-                i,
-                Outgoing::new(MessageKind::Delete, messages::delete(id, user, now)),
-            )
-            .await;
+        let [delete, scrub_geo, status_withheld, user_withheld] = drawn;
+        let mut notices = Vec::new();
+        if delete {
+            notices.push((MessageKind::Delete, messages::delete(id, user, now)));
         }
-        if self.rng.chance(rates.scrub_geo) {
-            self.enqueue(
-                i,
-                Outgoing::new(MessageKind::ScrubGeo, messages::scrub_geo(user, id, now)),
-            )
-            .await;
+        if scrub_geo {
+            notices.push((MessageKind::ScrubGeo, messages::scrub_geo(user, id, now)));
         }
-        if self.rng.chance(rates.status_withheld) {
-            self.enqueue(
-                i,
-                Outgoing::new(
-                    MessageKind::StatusWithheld,
-                    messages::status_withheld(id, user, now),
-                ),
-            )
-            .await;
+        if status_withheld {
+            let json = messages::status_withheld(id, user, now);
+            notices.push((MessageKind::StatusWithheld, json));
         }
-        if self.rng.chance(rates.user_withheld) {
-            self.enqueue(
-                i,
-                Outgoing::new(
-                    MessageKind::UserWithheld,
-                    messages::user_withheld(user, now),
-                ),
-            )
-            .await;
+        if user_withheld {
+            let json = messages::user_withheld(user, now);
+            notices.push((MessageKind::UserWithheld, json));
+        }
+        for (kind, json) in notices {
+            self.enqueue(i, Message::Owned(Outgoing::new(kind, json)))
+                .await;
         }
     }
 
-    /// Puts a message in a connection's queue, watching how full it gets.
-    async fn enqueue(&mut self, i: usize, message: Outgoing) -> bool {
-        let config = &self.shared.config;
+    /// Puts a message in a connection's queue, watching how full it gets. In load mode it goes
+    /// into the connection's batch, handed over once full.
+    async fn enqueue(&mut self, i: usize, message: Message<'_>) -> bool {
         let route = &mut self.routes[i];
         if route.state.dead {
             return false;
         }
-        if config.rate.is_infinite() {
-            if route.conn.data.send(message).await.is_err() {
+        if self.load_mode {
+            let delimited = route.conn.filter.delimited;
+            let (kind, tweet_id, len) = (message.kind(), message.tweet_id(), message.json_len());
+            route
+                .state
+                .batch
+                .push(delimited, kind, tweet_id, len, |out| {
+                    message.write_json(out)
+                });
+            if route.state.batch.is_full() {
+                return self.flush(i).await;
+            }
+            return true;
+        }
+        match route
+            .conn
+            .data
+            .try_send(Data::Message(message.into_outgoing()))
+        {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                route.state.dead = true;
+                self.shared
+                    .disconnect(route.conn.id, disconnect_code::STALL, "queue_full");
+                return false;
+            }
+            Err(TrySendError::Closed(_)) => {
                 route.state.dead = true;
                 return false;
             }
-        } else {
-            match route.conn.data.try_send(message) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    route.state.dead = true;
-                    self.shared
-                        .disconnect(route.conn.id, disconnect_code::STALL, "queue_full");
-                    return false;
-                }
-                Err(TrySendError::Closed(_)) => {
-                    route.state.dead = true;
-                    return false;
-                }
-            }
         }
+        self.watch_queue(i, 1);
+        true
+    }
+
+    /// Hands a connection's batch over, waiting while its queue is full (load mode).
+    async fn flush(&mut self, i: usize) -> bool {
+        let route = &mut self.routes[i];
+        if route.state.dead {
+            return false;
+        }
+        if route.state.batch.is_empty() {
+            return true;
+        }
+        let run = route.state.batch.take();
+        if route.conn.data.send(Data::Framed(run)).await.is_err() {
+            route.state.dead = true;
+            return false;
+        }
+        self.watch_queue(i, BATCH_MESSAGES);
+        true
+    }
+
+    /// Hands over every batch that holds anything, so no message waits past a round.
+    async fn flush_batches(&mut self) {
+        if !self.load_mode {
+            return;
+        }
+        for i in 0..self.routes.len() {
+            self.flush(i).await;
+        }
+    }
+
+    /// Records the queue's peak (in messages: each slot holds up to `per_slot`) and sends a
+    /// stall warning when the queue is full enough.
+    fn watch_queue(&mut self, i: usize, per_slot: usize) {
+        let config = &self.shared.config;
+        let route = &mut self.routes[i];
         let max = route.conn.data.max_capacity();
         let used = max - route.conn.data.capacity();
-        if used > route.state.queue_peak {
-            route.state.queue_peak = used;
+        let peak = used * per_slot;
+        if peak > route.state.queue_peak {
+            route.state.queue_peak = peak;
             route
                 .conn
                 .stats
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .queue_peak = used;
+                .queue_peak = peak;
         }
         let percent = (used * 100 / max) as u32;
         if route.conn.filter.stall_warnings
@@ -440,6 +606,5 @@ impl Pump {
             let warning = Outgoing::new(MessageKind::Warning, messages::warning(percent));
             let _ = route.conn.control.send(Control::Message(warning));
         }
-        true
     }
 }

@@ -11,7 +11,8 @@ use tokio::sync::mpsc;
 use traptor_core::oauth::redact;
 
 use crate::auth::Verifier;
-use crate::body::{ConnectionBody, Control, Outgoing};
+use crate::batch::BATCH_MESSAGES;
+use crate::body::{ConnectionBody, Control, Data, Outgoing};
 use crate::config::FirehoseConfig;
 use crate::fault::{Fault, FaultKind};
 use crate::messages::{self, disconnect_code, MessageKind};
@@ -26,7 +27,7 @@ pub struct LiveConnection {
     pub credential: usize,
     pub consumer_key: String,
     pub filter: Arc<StreamFilter>,
-    pub data: mpsc::Sender<Outgoing>,
+    pub data: mpsc::Sender<Data>,
     pub control: mpsc::UnboundedSender<Control>,
     pub stats: Arc<Mutex<ConnectionStats>>,
 }
@@ -206,6 +207,17 @@ impl Shared {
         )
     }
 
+    /// Room of a connection's data queue. In load mode it holds batches of up to
+    /// [`BATCH_MESSAGES`] messages, so it has room for about `max_queue` messages either way.
+    fn queue_slots(&self) -> usize {
+        let max_queue = self.config.max_queue.max(1);
+        if self.config.rate.is_infinite() {
+            max_queue.div_ceil(BATCH_MESSAGES).max(2)
+        } else {
+            max_queue
+        }
+    }
+
     /// Registers an accepted connection and returns its response body. An older connection of
     /// the same credential is ended with `disconnect` code 7, as the real service does.
     pub fn open(
@@ -214,7 +226,7 @@ impl Shared {
         filter: StreamFilter,
     ) -> (u64, ConnectionBody) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (data_tx, data_rx) = mpsc::channel(self.config.max_queue.max(1));
+        let (data_tx, data_rx) = mpsc::channel(self.queue_slots());
         let (control_tx, control_rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Mutex::new(ConnectionStats {
             id,

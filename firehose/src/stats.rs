@@ -76,7 +76,8 @@ pub struct ConnectionStats {
     pub tweet_ids_not_recorded: u64,
     /// Tweets withheld by the `limit_cap_per_sec` (what `limit` notices report).
     pub undelivered: u64,
-    /// Largest number of messages that waited in this connection's queue.
+    /// Largest number of messages that waited in this connection's queue (in load mode, where
+    /// the queue holds batches, 16 per batch: an upper bound).
     pub queue_peak: usize,
 }
 

@@ -14,14 +14,15 @@
 //! so the readers' own CPU is not counted. The kernel's loopback work done on the emulator's
 //! side of each write is counted, as it is in the benchmark.
 
+mod support;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use traptor_core::oauth::{authorization_header, encode_form, Credentials};
-use traptor_firehose::{ControlMessageRates, Firehose, FirehoseConfig, Stats, FILTER_PATH};
+use tokio::io::AsyncReadExt;
+use traptor_core::oauth::Credentials;
+use traptor_firehose::{ControlMessageRates, Firehose, FirehoseConfig, Stats};
 
 const READER_THREAD: &str = "loadcost-reader";
 
@@ -76,32 +77,12 @@ fn key(n: usize) -> Credentials {
 /// Opens one stream like the supervisor does and discards everything it reads, at
 /// `bytes_per_sec` at the most (0: no limit).
 async fn reader(addr: SocketAddr, credentials: Credentials, track: String, bytes_per_sec: u64) {
-    let url = format!("http://{addr}{FILTER_PATH}");
     let form = [
         ("track", track.as_str()),
         ("stall_warnings", "true"),
         ("delimited", "length"),
     ];
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let auth = authorization_header(
-        &credentials,
-        "POST",
-        &url,
-        &form,
-        &format!("n{now}{}", credentials.consumer_key),
-        now,
-    );
-    let body = encode_form(&form);
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "POST {FILTER_PATH} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut stream = support::open_filter_stream(addr, &credentials, &form).await;
     let mut buf = vec![0u8; 64 * 1024];
     let started = Instant::now();
     let mut total = 0u64;

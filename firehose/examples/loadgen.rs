@@ -6,13 +6,14 @@
 //! disconnecting) with raw TCP readers that discard what they read, and reports what the emulator
 //! handed to the sockets.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use traptor_core::oauth::{authorization_header, encode_form, Credentials};
+use tokio::io::AsyncReadExt;
+use traptor_core::oauth::Credentials;
 use traptor_firehose::generate::{GeneratorOptions, Plant, TweetGenerator};
-use traptor_firehose::{ControlMessageRates, Firehose, FirehoseConfig, MessageKind, FILTER_PATH};
+use traptor_firehose::{ControlMessageRates, Firehose, FirehoseConfig, MessageKind};
 
 fn key(n: usize) -> Credentials {
     Credentials {
@@ -50,28 +51,8 @@ fn generation_only(seconds: f64) {
 }
 
 async fn reader(addr: std::net::SocketAddr, credentials: Credentials) -> u64 {
-    let url = format!("http://{addr}{FILTER_PATH}");
     let form = [("track", "rust lang,alpha")];
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let auth = authorization_header(
-        &credentials,
-        "POST",
-        &url,
-        &form,
-        &format!("n{now}{}", credentials.consumer_key),
-        now,
-    );
-    let body = encode_form(&form);
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "POST {FILTER_PATH} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {auth}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut stream = support::open_filter_stream(addr, &credentials, &form).await;
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {

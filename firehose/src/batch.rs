@@ -9,6 +9,7 @@
 use bytes::Bytes;
 
 use crate::body::Tally;
+use crate::generate::Digits;
 use crate::messages::MessageKind;
 
 /// A batch is handed over once it holds this many bytes...
@@ -20,29 +21,25 @@ pub const BATCH_MESSAGES: usize = 16;
 /// The `delimited=length` prefix of a message: the length of the JSON and its `\r\n`, then
 /// `\r\n`, rendered without allocating.
 pub struct LengthPrefix {
-    digits: [u8; 24],
-    start: usize,
+    text: [u8; 24],
+    len: usize,
 }
 
 impl LengthPrefix {
     pub fn of(json_len: usize) -> LengthPrefix {
-        let mut digits = [0u8; 24];
-        let mut at = digits.len() - 2;
-        digits[at..].copy_from_slice(b"\r\n");
-        let mut n = json_len + 2;
-        loop {
-            at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+        let digits = Digits::of(json_len as u64 + 2);
+        let digits = digits.as_bytes();
+        let mut text = [0u8; 24];
+        text[..digits.len()].copy_from_slice(digits);
+        text[digits.len()..digits.len() + 2].copy_from_slice(b"\r\n");
+        LengthPrefix {
+            text,
+            len: digits.len() + 2,
         }
-        LengthPrefix { digits, start: at }
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.digits[self.start..]
+        &self.text[..self.len]
     }
 }
 

@@ -159,29 +159,28 @@ mod tests {
         assert!(by_plant.len() > 1);
     }
 
-    #[test]
-    fn a_small_filter_uses_a_table() {
-        let filter = filter(20, 3, 2);
-        slots_follow_choices(&filter);
+    /// The slot table built for `filter`, after checking that its slots follow the choices.
+    fn slots_for(filter: &StreamFilter) -> PlantSlots {
+        slots_follow_choices(filter);
         let mut slots = PlantSlots::default();
         slots.get_or_insert(
-            &filter,
-            PlantChoice::draw(&mut FastRng::new(1), &filter),
+            filter,
+            PlantChoice::draw(&mut FastRng::new(1), filter),
             || 0,
         );
-        assert!(matches!(slots, PlantSlots::Dense(_)));
+        slots
+    }
+
+    #[test]
+    fn a_small_filter_uses_a_table() {
+        assert!(matches!(slots_for(&filter(20, 3, 2)), PlantSlots::Dense(_)));
     }
 
     #[test]
     fn a_large_filter_uses_a_map() {
-        let filter = filter(400, 5000, 0);
-        slots_follow_choices(&filter);
-        let mut slots = PlantSlots::default();
-        slots.get_or_insert(
-            &filter,
-            PlantChoice::draw(&mut FastRng::new(1), &filter),
-            || 0,
-        );
-        assert!(matches!(slots, PlantSlots::Sparse(_)));
+        assert!(matches!(
+            slots_for(&filter(400, 5000, 0)),
+            PlantSlots::Sparse(_)
+        ));
     }
 }

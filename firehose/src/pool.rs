@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use crate::generate::{created_at, FastRng, Plant, TweetFacts, UserRole};
+use crate::generate::{created_at, Digits, FastRng, Plant, TweetFacts, UserRole};
 
 /// Where a plant's tweets sit in the pool.
 pub type SlotId = usize;
@@ -275,36 +275,6 @@ impl Original {
         copy[CREATED_AT_AT..CREATED_AT_AT + created_at.len()].copy_from_slice(created_at);
         let (at, timestamp) = (self.timestamp_at as usize, stamp.timestamp.as_bytes());
         copy[at..at + timestamp.len()].copy_from_slice(timestamp);
-    }
-}
-
-/// A number's decimal digits, rendered without allocating.
-#[derive(Debug, Clone, Copy)]
-pub struct Digits {
-    buf: [u8; 20],
-    start: u8,
-}
-
-impl Digits {
-    pub fn of(mut n: u64) -> Digits {
-        let mut buf = [0u8; 20];
-        let mut at = buf.len();
-        loop {
-            at -= 1;
-            buf[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        Digits {
-            buf,
-            start: at as u8,
-        }
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.buf[usize::from(self.start)..]
     }
 }
 

@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 pub use geo::{GeoBox, TweetGeo};
-pub use json::created_at;
+pub use json::{created_at, Digits};
 pub use rng::FastRng;
 pub use user::User;
 

@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use actix::Recipient;
 use futures_util::{FutureExt, StreamExt};
 use traptor_core::enrich::Enricher;
-use traptor_core::protocol::{classify, ControlDetail, FrameDecoder, Item};
+use traptor_core::protocol::{classify, ControlDetail, FrameDecoder, ItemRef};
 use traptor_core::{MessageKind, Record, Rule, SlotId};
 
 use super::client::StreamBody;
@@ -164,14 +164,19 @@ impl Reader {
     pub fn process_chunk(&mut self, chunk: &[u8], received_at_ms: i64) -> ChunkOutcome {
         self.stats.bytes(chunk.len());
         let mut outcome = ChunkOutcome::default();
-        self.decoder.push(chunk);
-        while let Some(item) = self.decoder.next_item() {
+        // Frames are lent by the decoder and enriched where they lie: the decoder is taken out
+        // of `self` for the loop so that `process_frame` can borrow the rest.
+        let placeholder = FrameDecoder::new(self.decoder.max_frame_bytes());
+        let mut decoder = std::mem::replace(&mut self.decoder, placeholder);
+        decoder.push(chunk);
+        while let Some(item) = decoder.next_item_ref() {
             match item {
-                Item::KeepAlive => self.stats.keep_alive(),
-                Item::Error(error) => self.frame_error(&error.to_string()),
-                Item::Frame(frame) => self.process_frame(frame, received_at_ms, &mut outcome),
+                ItemRef::KeepAlive => self.stats.keep_alive(),
+                ItemRef::Error(error) => self.frame_error(&error.to_string()),
+                ItemRef::Frame(frame) => self.process_frame(frame, received_at_ms, &mut outcome),
             }
         }
+        self.decoder = decoder;
         outcome
     }
 
@@ -182,7 +187,7 @@ impl Reader {
         }
     }
 
-    fn process_frame(&mut self, frame: Vec<u8>, received_at_ms: i64, outcome: &mut ChunkOutcome) {
+    fn process_frame(&mut self, frame: &[u8], received_at_ms: i64, outcome: &mut ChunkOutcome) {
         if self
             .panic_on_frames_of
             .is_some_and(|bytes| frame.len() >= bytes)
@@ -194,7 +199,7 @@ impl Reader {
             );
         }
         let enriched = catch_unwind(AssertUnwindSafe(|| {
-            self.enricher.enrich(&frame, received_at_ms)
+            self.enricher.enrich(frame, received_at_ms)
         }));
         let enriched = match enriched {
             Ok(enriched) => enriched,
@@ -205,7 +210,7 @@ impl Reader {
                 outcome.records.push(Record {
                     kind: MessageKind::Invalid,
                     key: None,
-                    payload: frame,
+                    payload: frame.to_vec(),
                     slot,
                     received_at_ms,
                 });
@@ -222,7 +227,7 @@ impl Reader {
                 self.stats
                     .rules_matched(ids.map(|rule| rule.rule_id.as_str()));
             }
-            if let Some(timestamp_ms) = tweet_timestamp_ms(&frame) {
+            if let Some(timestamp_ms) = tweet_timestamp_ms(frame) {
                 self.stats.tweet_timestamp(timestamp_ms);
             }
         }
@@ -235,7 +240,7 @@ impl Reader {
         }
         match kind {
             MessageKind::Limit | MessageKind::Disconnect | MessageKind::Warning => {
-                self.control_message(&frame, outcome)
+                self.control_message(frame, outcome)
             }
             _ => {}
         }

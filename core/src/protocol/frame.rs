@@ -38,6 +38,26 @@ pub enum Item {
     Error(FrameError),
 }
 
+/// [`Item`] with the frame lent from the decoder's buffer, valid until the decoder is used
+/// again: a stream enriches each frame where it lies, where an owned frame cost an allocation
+/// and a copy per message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemRef<'a> {
+    Frame(&'a [u8]),
+    KeepAlive,
+    Error(FrameError),
+}
+
+impl ItemRef<'_> {
+    pub fn into_owned(self) -> Item {
+        match self {
+            ItemRef::Frame(frame) => Item::Frame(frame.to_vec()),
+            ItemRef::KeepAlive => Item::KeepAlive,
+            ItemRef::Error(error) => Item::Error(error),
+        }
+    }
+}
+
 /// What was wrong with the framing. Every error is recoverable: the decoder resynchronizes at
 /// the next line boundary by itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,8 +193,19 @@ impl FrameDecoder {
 
     /// The next frame, keep-alive or error, or `None` when more bytes are needed.
     pub fn next_item(&mut self) -> Option<Item> {
+        self.next_item_ref().map(ItemRef::into_owned)
+    }
+
+    /// [`FrameDecoder::next_item`] with the frame lent, not copied.
+    pub fn next_item_ref(&mut self) -> Option<ItemRef<'_>> {
         if let Some(error) = self.pending_error.take() {
             return Some(self.error(error));
+        }
+        if self.start > 0 && self.start == self.buf.len() {
+            // Everything was consumed (the last frame lent is no longer borrowed): start over.
+            self.buf.clear();
+            self.start = 0;
+            self.scan_from = 0;
         }
         loop {
             if self.discarding.is_some() {
@@ -198,7 +229,7 @@ impl FrameDecoder {
                 // Keep-alives may come between a length prefix and its message: the prefix stands.
                 self.consume_line(newline);
                 self.stats.keep_alives += 1;
-                return Some(Item::KeepAlive);
+                return Some(ItemRef::KeepAlive);
             }
 
             if content.iter().all(u8::is_ascii_digit) {
@@ -237,10 +268,10 @@ impl FrameDecoder {
                     }));
                 }
             }
-            let frame = content.to_vec();
+            let frame = self.start..content_end;
             self.consume_line(newline);
             self.stats.frames += 1;
-            return Some(Item::Frame(frame));
+            return Some(ItemRef::Frame(&self.buf[frame]));
         }
     }
 
@@ -267,19 +298,16 @@ impl FrameDecoder {
         leftover
     }
 
-    fn error(&mut self, error: FrameError) -> Item {
+    fn error<'a>(&mut self, error: FrameError) -> ItemRef<'a> {
         self.stats.errors += 1;
-        Item::Error(error)
+        ItemRef::Error(error)
     }
 
+    /// Consumes through `newline`. The bytes stay in the buffer (a frame lent from them may
+    /// still be read) until the next push or read.
     fn consume_line(&mut self, newline: usize) {
         self.start = newline + 1;
         self.scan_from = self.start;
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-            self.scan_from = 0;
-        }
     }
 
     /// An unfinished line already over the limit (one `\r` of slack for its terminator) is

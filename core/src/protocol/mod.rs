@@ -6,4 +6,4 @@ pub mod classify;
 pub mod frame;
 
 pub use classify::{classify, kind_from_top_level_keys, Classified, ControlDetail};
-pub use frame::{FrameDecoder, FrameError, FrameStats, Item, DEFAULT_MAX_FRAME_BYTES};
+pub use frame::{FrameDecoder, FrameError, FrameStats, Item, ItemRef, DEFAULT_MAX_FRAME_BYTES};

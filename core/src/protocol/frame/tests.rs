@@ -454,3 +454,23 @@ proptest! {
         prop_assert_eq!(decoder.stats().bytes_in, bytes.len() as u64);
     }
 }
+
+#[test]
+fn lent_frames_are_the_message_bytes_and_the_buffer_is_reused_after_them() {
+    let mut decoder = FrameDecoder::new(1000);
+    decoder.push(b"{\"a\":1}\r\n{\"b\"");
+    assert_eq!(decoder.next_item_ref(), Some(ItemRef::Frame(b"{\"a\":1}")));
+    assert_eq!(decoder.next_item_ref(), None);
+    assert_eq!(decoder.buffered_len(), 4, "the unfinished line is kept");
+    decoder.push(b":2}\n");
+    assert_eq!(decoder.next_item_ref(), Some(ItemRef::Frame(b"{\"b\":2}")));
+    assert_eq!(decoder.buffered_len(), 0, "a lent frame counts as consumed");
+    assert_eq!(decoder.next_item_ref(), None);
+    decoder.push(b"\r\n{\"c\":3}\r\n");
+    assert_eq!(decoder.next_item_ref(), Some(ItemRef::KeepAlive));
+    assert_eq!(
+        decoder.next_item_ref().map(ItemRef::into_owned),
+        Some(Item::Frame(b"{\"c\":3}".to_vec()))
+    );
+    assert_eq!(decoder.stats().frames, 3);
+}

@@ -66,12 +66,7 @@ fn options() -> Options {
 }
 
 fn key(n: usize) -> Credentials {
-    Credentials {
-        consumer_key: format!("loadcost-consumer-{n}"),
-        consumer_secret: format!("loadcost-consumer-secret-{n}"),
-        access_token: format!("loadcost-token-{n}"),
-        access_token_secret: format!("loadcost-token-secret-{n}"),
-    }
+    support::credentials("loadcost", n)
 }
 
 /// Opens one stream like the supervisor does and discards everything it reads, at

@@ -16,12 +16,7 @@ use traptor_firehose::generate::{GeneratorOptions, Plant, TweetGenerator};
 use traptor_firehose::{ControlMessageRates, Firehose, FirehoseConfig, MessageKind};
 
 fn key(n: usize) -> Credentials {
-    Credentials {
-        consumer_key: format!("loadgen-consumer-{n}"),
-        consumer_secret: format!("loadgen-consumer-secret-{n}"),
-        access_token: format!("loadgen-token-{n}"),
-        access_token_secret: format!("loadgen-token-secret-{n}"),
-    }
+    support::credentials("loadgen", n)
 }
 
 fn generation_only(seconds: f64) {

@@ -1,4 +1,5 @@
-//! What the emulator's examples share: opening a filter stream as the supervisor does.
+//! What the emulator's examples share: test keys, and opening a filter stream as the supervisor
+//! does.
 
 use std::net::SocketAddr;
 
@@ -6,6 +7,16 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use traptor_core::oauth::{authorization_header, encode_form, Credentials};
 use traptor_firehose::FILTER_PATH;
+
+/// The `n`th test key of an example, its fields named after `example`.
+pub fn credentials(example: &str, n: usize) -> Credentials {
+    Credentials {
+        consumer_key: format!("{example}-consumer-{n}"),
+        consumer_secret: format!("{example}-consumer-secret-{n}"),
+        access_token: format!("{example}-token-{n}"),
+        access_token_secret: format!("{example}-token-secret-{n}"),
+    }
+}
 
 /// Connects to the emulator at `addr` and sends a signed `POST` of the filter `form`; the
 /// response (headers, then the body) is left on the returned stream for the caller to read.

@@ -193,7 +193,7 @@ fn writer_line(w: &WriterReport) -> String {
                 kafka.brokers_up, kafka.brokers_known
             );
         }
-        if let Some(fatal) = &kafka.fatal_error {
+        if let Some(fatal) = &kafka.fatal {
             let _ = write!(line, "; FATAL: {fatal}");
         }
     }
@@ -250,10 +250,9 @@ fn unix_seconds() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use traptor_actors::sinks::WriterStatsSnapshot;
-    use traptor_actors::status::{
-        ClusterStatus, ConnectionStatus, KafkaReport, Readiness, WatcherReport,
-    };
+    use traptor_actors::sinks::{KafkaHealthSnapshot, WriterStatsSnapshot};
+    use traptor_actors::status::{ClusterStatus, ConnectionStatus, Readiness, WatcherReport};
+    use traptor_actors::watcher::WatcherStatsSnapshot;
 
     use super::*;
 
@@ -307,11 +306,11 @@ mod tests {
                     spool_bytes: 900,
                     ..WriterStatsSnapshot::default()
                 },
-                kafka: Some(KafkaReport {
+                kafka: Some(KafkaHealthSnapshot {
                     reports: 2,
                     brokers_up: 0,
                     brokers_known: 1,
-                    fatal_error: None,
+                    fatal: None,
                 }),
                 ..WriterReport::default()
             }),
@@ -319,11 +318,14 @@ mod tests {
                 source: "redis".into(),
                 location: "127.0.0.1:6379/0".into(),
                 watcher: Some(WatcherReport {
-                    connected: true,
+                    stats: WatcherStatsSnapshot {
+                        connected: true,
+                        slots: 2,
+                        rules: 15,
+                        syncs: 4,
+                        ..WatcherStatsSnapshot::default()
+                    },
                     last_sync_at: Some(1_190),
-                    slots: 2,
-                    rules: 15,
-                    syncs: 4,
                     ..WatcherReport::default()
                 }),
             },

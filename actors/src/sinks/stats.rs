@@ -52,11 +52,17 @@ pub struct KafkaHealth {
 }
 
 /// A copy of [`KafkaHealth`] at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Also the `kafka` part of `/status`'s `writer` section (`status::WriterReport`), under the
+/// names given here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct KafkaHealthSnapshot {
+    /// Statistics reports received (0: nothing known yet).
     pub reports: u64,
     pub brokers_up: u64,
     pub brokers_known: u64,
+    #[serde(rename = "fatal_error")]
     pub fatal: Option<String>,
 }
 

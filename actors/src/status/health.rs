@@ -69,7 +69,7 @@ fn writer_problem(writer: &WriterReport) -> Option<String> {
         return Some(format!("{} sink: closed for good: {reason}", writer.sink));
     }
     let kafka = writer.kafka.as_ref()?;
-    if let Some(fatal) = &kafka.fatal_error {
+    if let Some(fatal) = &kafka.fatal {
         return Some(format!(
             "kafka: the producer hit a fatal error ({fatal}); restart the process"
         ));
@@ -120,8 +120,10 @@ fn rules_problem(rules: &RulesReport) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::report::{ConnectionReport, KafkaReport, WatcherReport};
+    use crate::sinks::KafkaHealthSnapshot;
+    use crate::status::report::{ConnectionReport, WatcherReport};
     use crate::status::ConnectionStatus;
+    use crate::watcher::WatcherStatsSnapshot;
 
     fn connection(state: &str) -> ConnectionReport {
         ConnectionReport {
@@ -139,11 +141,11 @@ mod tests {
             connections: vec![connection("streaming"), connection("backing_off")],
             writer: Some(WriterReport {
                 sink: "kafka".into(),
-                kafka: Some(KafkaReport {
+                kafka: Some(KafkaHealthSnapshot {
                     reports: 3,
                     brokers_up: 1,
                     brokers_known: 1,
-                    fatal_error: None,
+                    fatal: None,
                 }),
                 ..WriterReport::default()
             }),
@@ -151,7 +153,10 @@ mod tests {
                 source: "redis".into(),
                 location: "127.0.0.1:6379/0".into(),
                 watcher: Some(WatcherReport {
-                    connected: true,
+                    stats: WatcherStatsSnapshot {
+                        connected: true,
+                        ..WatcherStatsSnapshot::default()
+                    },
                     last_sync_age_seconds: Some(5.0),
                     stale_after_seconds: 130.0,
                     ..WatcherReport::default()
@@ -196,7 +201,7 @@ mod tests {
         kafka.reports = 0;
         assert!(readiness(&report).not_ready[0].contains("no broker report yet"));
         let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
-        kafka.fatal_error = Some("fenced".into());
+        kafka.fatal = Some("fenced".into());
         assert!(readiness(&report).not_ready[0].contains("fatal error (fenced)"));
     }
 
@@ -207,8 +212,8 @@ mod tests {
         watcher.last_sync_age_seconds = Some(500.0);
         assert!(readiness(&report).not_ready[0].contains("500 s ago (more than 130 s)"));
         let watcher = report.rules_source.watcher.as_mut().unwrap();
-        watcher.connected = false;
-        watcher.last_error = Some("Redis error: refused".into());
+        watcher.stats.connected = false;
+        watcher.stats.last_error = Some("Redis error: refused".into());
         let verdict = readiness(&report);
         assert_eq!(verdict.not_ready.len(), 1);
         assert!(

@@ -297,7 +297,7 @@ fn writer(f: &mut Families, w: &WriterReport) {
             "traptor_kafka_fatal_error",
             "1 once the producer hit a fatal error (restart needed).",
         )
-        .sample(none, u64::from(kafka.fatal_error.is_some()));
+        .sample(none, u64::from(kafka.fatal.is_some()));
     }
 }
 

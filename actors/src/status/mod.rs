@@ -34,7 +34,7 @@ pub use crate::supervisor::status::{ClusterStatus, ConnectionStatus};
 pub use health::{readiness, Readiness};
 pub use registry::{StreamReading, StreamRegistry};
 pub use report::{
-    collect, ConnectionReport, KafkaReport, RulesReport, StatusError, StatusReport, StreamCounters,
+    collect, ConnectionReport, RulesReport, StatusError, StatusReport, StreamCounters,
     WatcherReport, WriterReport,
 };
 pub use server::{StatusServer, StatusServerError};

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use super::health::{readiness, Readiness};
 use super::{RulesSourceView, StatusSources};
-use crate::sinks::{WriterStats, WriterStatsSnapshot};
+use crate::sinks::{KafkaHealthSnapshot, WriterStats, WriterStatsSnapshot};
 use crate::stream::StreamStatsSnapshot;
 use crate::supervisor::status::{ClusterStatus, ConnectionStatus, StatusSnapshot};
 use crate::supervisor::GetStatus;
+use crate::watcher::WatcherStatsSnapshot;
 
 /// How long the supervisor gets to answer before the process counts as unresponsive.
 pub const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(2);
@@ -112,7 +113,7 @@ pub struct WriterReport {
     /// Why the destination went away for good, if it did.
     pub closed: Option<String>,
     /// The producer's broker view (Kafka sink only).
-    pub kafka: Option<KafkaReport>,
+    pub kafka: Option<KafkaHealthSnapshot>,
 }
 
 impl Deref for WriterReport {
@@ -121,17 +122,6 @@ impl Deref for WriterReport {
     fn deref(&self) -> &WriterStatsSnapshot {
         &self.stats
     }
-}
-
-/// The Kafka producer's view of its brokers.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct KafkaReport {
-    /// Statistics reports received (0: nothing known yet).
-    pub reports: u64,
-    pub brokers_up: u64,
-    pub brokers_known: u64,
-    pub fatal_error: Option<String>,
 }
 
 /// Where the rules come from and, for Redis, how the watcher is doing.
@@ -145,23 +135,30 @@ pub struct RulesReport {
     pub watcher: Option<WatcherReport>,
 }
 
-/// The rule watcher's counters.
+/// The rule watcher's counters, and how old its last sync is.
+///
+/// The counters are read through the report (`watcher.connected`, via `Deref`): the report is
+/// the watcher's snapshot with the sync's age, which depends on when it is read, added.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WatcherReport {
-    pub connected: bool,
+    /// `connected`, `syncs`, `failures`, ... inline, not nested. Its `last_sync_ms` is shown
+    /// as `last_sync_at` instead.
+    #[serde(flatten)]
+    pub stats: WatcherStatsSnapshot,
     /// Unix seconds of the last successful full sync.
     pub last_sync_at: Option<u64>,
     pub last_sync_age_seconds: Option<f64>,
     /// A sync older than this makes the process not ready.
     pub stale_after_seconds: f64,
-    pub syncs: u64,
-    pub failures: u64,
-    pub notices: u64,
-    pub slots: u64,
-    pub rules: u64,
-    pub rule_errors: u64,
-    pub last_error: Option<String>,
+}
+
+impl Deref for WatcherReport {
+    type Target = WatcherStatsSnapshot;
+
+    fn deref(&self) -> &WatcherStatsSnapshot {
+        &self.stats
+    }
 }
 
 /// Why no report could be made.
@@ -223,15 +220,7 @@ pub fn build(sources: &StatusSources, snapshot: StatusSnapshot, now: SystemTime)
 
 /// The writer's section: its counters, and the brokers' health for the Kafka sink.
 fn writer_report(sink: &str, stats: &WriterStats, closed: Option<String>) -> WriterReport {
-    let kafka = (sink == "kafka").then(|| {
-        let health = stats.kafka().snapshot();
-        KafkaReport {
-            reports: health.reports,
-            brokers_up: health.brokers_up,
-            brokers_known: health.brokers_known,
-            fatal_error: health.fatal,
-        }
-    });
+    let kafka = (sink == "kafka").then(|| stats.kafka().snapshot());
     WriterReport {
         sink: sink.to_owned(),
         stats: stats.snapshot(),
@@ -277,21 +266,14 @@ fn rules_report(rules: &RulesSourceView, now_ms: u64) -> RulesReport {
             stats,
             stale_after,
         } => {
-            let stats = stats.snapshot();
+            let mut stats = stats.snapshot();
+            let last_sync_ms = stats.last_sync_ms.take();
             WatcherReport {
-                connected: stats.connected,
-                last_sync_at: stats.last_sync_ms.map(|ms| ms / 1000),
-                last_sync_age_seconds: stats
-                    .last_sync_ms
+                stats,
+                last_sync_at: last_sync_ms.map(|ms| ms / 1000),
+                last_sync_age_seconds: last_sync_ms
                     .map(|ms| now_ms.saturating_sub(ms) as f64 / 1000.0),
                 stale_after_seconds: stale_after.as_secs_f64(),
-                syncs: stats.syncs,
-                failures: stats.failures,
-                notices: stats.notices,
-                slots: stats.slots,
-                rules: stats.rules,
-                rule_errors: stats.rule_errors,
-                last_error: stats.last_error,
             }
             .into_rules_report(address)
         }
@@ -504,6 +486,45 @@ mod tests {
         );
         let line_sink = writer_report("stdout", &stats, None);
         assert_eq!(line_sink.kafka, None, "brokers are a Kafka sink's only");
+    }
+
+    #[test]
+    fn every_watcher_counter_keeps_its_name_and_value() {
+        let stats = Arc::new(crate::watcher::WatcherStats::default());
+        stats.record_failure("Redis error: connection refused");
+        stats.record_sync(2, 15, 1);
+        (0..4).for_each(|_| stats.record_notice());
+        stats.record_failure("Redis error: timed out");
+        let synced_at_ms = stats.snapshot().last_sync_ms.unwrap();
+        let now_ms = synced_at_ms + 2_500;
+        let view = RulesSourceView::Redis {
+            address: "127.0.0.1:6379/0".into(),
+            stats,
+            stale_after: Duration::from_secs(130),
+        };
+        let report = rules_report(&view, now_ms);
+        assert_eq!(
+            serde_json::to_value(&report).unwrap(),
+            json!({
+                "source": "redis",
+                "location": "127.0.0.1:6379/0",
+                "watcher": {
+                    "connected": false,
+                    "last_sync_at": synced_at_ms / 1000,
+                    "last_sync_age_seconds": 2.5,
+                    "stale_after_seconds": 130.0,
+                    "syncs": 1,
+                    "failures": 2,
+                    "notices": 4,
+                    "slots": 2,
+                    "rules": 15,
+                    "rule_errors": 1,
+                    "last_error": "Redis error: timed out",
+                },
+            })
+        );
+        let json = serde_json::to_string(&report).unwrap();
+        assert_eq!(serde_json::from_str::<RulesReport>(&json).unwrap(), report);
     }
 
     /// Starts nothing: the supervisor in these tests has no rules, so it never asks.

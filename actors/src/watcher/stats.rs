@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+
 /// Live counters of the watcher. Share it as `Arc<WatcherStats>`; read it with [`snapshot`].
 ///
 /// [`snapshot`]: WatcherStats::snapshot
@@ -27,12 +29,17 @@ pub struct WatcherStats {
 }
 
 /// A copy of [`WatcherStats`] at one moment.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Also the counters of `/status`'s `watcher` section (`status::WatcherReport`), inline and
+/// under the names given here; the report shows the sync time as seconds and an age instead.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WatcherStatsSnapshot {
     pub syncs: u64,
     pub failures: u64,
     pub notices: u64,
     /// Unix time in milliseconds of the last successful full sync.
+    #[serde(skip)]
     pub last_sync_ms: Option<u64>,
     pub connected: bool,
     /// Slots, loadable rules and unloadable rules as of the last sync.

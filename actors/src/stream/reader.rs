@@ -22,7 +22,7 @@ use traptor_core::protocol::{classify, ControlDetail, FrameDecoder, ItemRef};
 use traptor_core::{MessageKind, Record, Rule, SlotId};
 
 use super::client::StreamBody;
-use super::stats::StreamStats;
+use super::stats::{RuleMatchTally, StreamStats};
 use crate::messages::WriteBatch;
 
 /// When the stream last showed life, shared between the reader (which sees the bytes) and the
@@ -130,6 +130,8 @@ pub struct Reader {
     decoder: FrameDecoder,
     enricher: Enricher,
     stats: Arc<StreamStats>,
+    /// Matches per rule of the current chunk, added to `stats` at its end.
+    rule_matches: RuleMatchTally,
     /// Test-only fault injection (see [`panic_on_frames_of`]).
     panic_on_frames_of: Option<usize>,
 }
@@ -149,12 +151,14 @@ impl Reader {
             decoder: FrameDecoder::new(max_frame_bytes),
             enricher: Enricher::new(Some(slot), rules),
             stats,
+            rule_matches: RuleMatchTally::default(),
             panic_on_frames_of: panic_on_frames_of(),
         }
     }
 
     /// Matches the following messages against `rules`.
     pub fn replace_rules(&mut self, rules: Vec<Rule>) {
+        self.rule_matches.flush(self.enricher.rules(), &self.stats);
         self.stats.keep_rules(&rules);
         self.enricher = Enricher::new(self.enricher.slot().cloned(), rules);
     }
@@ -162,8 +166,19 @@ impl Reader {
     /// Decodes and enriches every complete frame of `chunk`. Never panics and never drops a
     /// frame: a frame whose enrichment fails unexpectedly is forwarded as an invalid record.
     pub fn process_chunk(&mut self, chunk: &[u8], received_at_ms: i64) -> ChunkOutcome {
-        self.stats.bytes(chunk.len());
         let mut outcome = ChunkOutcome::default();
+        self.process_chunk_into(chunk, received_at_ms, &mut outcome);
+        outcome
+    }
+
+    /// [`Reader::process_chunk`], adding to the records (and disconnect) of `outcome`.
+    pub fn process_chunk_into(
+        &mut self,
+        chunk: &[u8],
+        received_at_ms: i64,
+        outcome: &mut ChunkOutcome,
+    ) {
+        self.stats.bytes(chunk.len());
         // Frames are lent by the decoder and enriched where they lie: the decoder is taken out
         // of `self` for the loop so that `process_frame` can borrow the rest.
         let placeholder = FrameDecoder::new(self.decoder.max_frame_bytes());
@@ -173,11 +188,11 @@ impl Reader {
             match item {
                 ItemRef::KeepAlive => self.stats.keep_alive(),
                 ItemRef::Error(error) => self.frame_error(&error.to_string()),
-                ItemRef::Frame(frame) => self.process_frame(frame, received_at_ms, &mut outcome),
+                ItemRef::Frame(frame) => self.process_frame(frame, received_at_ms, outcome),
             }
         }
         self.decoder = decoder;
-        outcome
+        self.rule_matches.flush(self.enricher.rules(), &self.stats);
     }
 
     /// The body ended: reports a message cut short, if any.
@@ -221,11 +236,8 @@ impl Reader {
         self.stats.message(kind);
         if kind.is_tweet() {
             self.stats.tweet_matched(!enriched.matched.is_empty());
-            if !enriched.matched.is_empty() {
-                let rules = self.enricher.rules();
-                let ids = enriched.matched.iter().filter_map(|&i| rules.get(i));
-                self.stats
-                    .rules_matched(ids.map(|rule| rule.rule_id.as_str()));
+            for &index in &enriched.matched {
+                self.rule_matches.note(index);
             }
             if let Some(timestamp_ms) = tweet_timestamp_ms(frame) {
                 self.stats.tweet_timestamp(timestamp_ms);
@@ -314,9 +326,7 @@ fn gather_ready_chunks(
         };
         received.bytes += chunk.len() as u64;
         gathered_bytes += chunk.len();
-        let more = reader.process_chunk(&chunk, unix_millis());
-        outcome.records.extend(more.records);
-        outcome.disconnect = more.disconnect;
+        reader.process_chunk_into(&chunk, unix_millis(), outcome);
     }
     Gathered::Drained
 }

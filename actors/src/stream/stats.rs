@@ -72,6 +72,43 @@ pub struct StreamStats {
     last_tweet_ms: AtomicI64,
 }
 
+/// Matches per rule counted by the stream itself, by rule index, and added to the shared
+/// [`StreamStats`] once per chunk: taking the shared map's lock for every matched tweet was a
+/// measurable share of a busy stream's CPU.
+#[derive(Debug, Default)]
+pub struct RuleMatchTally {
+    /// Tweets matched per rule index since the last flush.
+    counts: Vec<u64>,
+    /// The indexes whose count is not zero, in the order first matched.
+    touched: Vec<usize>,
+}
+
+impl RuleMatchTally {
+    /// A tweet matched the rule at `index` (of the rules the tally is flushed with).
+    pub fn note(&mut self, index: usize) {
+        if index >= self.counts.len() {
+            self.counts.resize(index + 1, 0);
+        }
+        if self.counts[index] == 0 {
+            self.touched.push(index);
+        }
+        self.counts[index] += 1;
+    }
+
+    /// Adds the counts to `stats` under the ids of `rules` (the rules the indexes refer to),
+    /// and starts counting from zero.
+    pub fn flush(&mut self, rules: &[Rule], stats: &StreamStats) {
+        if self.touched.is_empty() {
+            return;
+        }
+        let counts = &mut self.counts;
+        stats.add_rule_matches(self.touched.drain(..).filter_map(|index| {
+            let n = std::mem::take(&mut counts[index]);
+            rules.get(index).map(|rule| (rule.rule_id.as_str(), n))
+        }));
+    }
+}
+
 /// A plain copy of [`StreamStats`] at one moment, for status pages and metrics.
 ///
 /// The single definition of these counters: `/status` serializes them, under the names given
@@ -205,13 +242,19 @@ impl StreamStats {
     }
 
     /// Counts one tweet for each rule it matched.
+    /// One tweet matched these rules.
     pub fn rules_matched<'a>(&self, rule_ids: impl IntoIterator<Item = &'a str>) {
-        let mut counts = lock(&self.rule_matches);
-        for id in rule_ids {
-            match counts.get_mut(id) {
-                Some(n) => *n += 1,
+        self.add_rule_matches(rule_ids.into_iter().map(|id| (id, 1)));
+    }
+
+    /// Adds `(rule id, tweets matched)` counts, under one lock.
+    pub fn add_rule_matches<'a>(&self, counts: impl IntoIterator<Item = (&'a str, u64)>) {
+        let mut totals = lock(&self.rule_matches);
+        for (id, n) in counts {
+            match totals.get_mut(id) {
+                Some(total) => *total += n,
                 None => {
-                    counts.insert(id.to_owned(), 1);
+                    totals.insert(id.to_owned(), n);
                 }
             }
         }
@@ -325,5 +368,43 @@ mod tests {
         stats.keep_rules(&[rule]);
         let kept: Vec<String> = stats.snapshot().rule_matches.into_keys().collect();
         assert_eq!(kept, ["2"]);
+    }
+
+    #[test]
+    fn a_tally_adds_its_counts_under_the_rule_ids_once_and_starts_again() {
+        let rule = |id: &str| {
+            traptor_core::rules::parse_rule(
+                vec![
+                    ("rule_id".into(), id.into()),
+                    ("value".into(), format!("term{id}")),
+                ],
+                Some(traptor_core::StreamType::Track),
+            )
+            .unwrap()
+        };
+        let rules = [rule("a"), rule("b"), rule("c")];
+        let stats = StreamStats::default();
+        stats.rules_matched(["c"]);
+        let mut tally = RuleMatchTally::default();
+        for index in [2, 0, 2, 2, 7] {
+            tally.note(index);
+        }
+        tally.flush(&rules, &stats);
+        let counts = stats.snapshot().rule_matches;
+        assert_eq!(counts.get("a"), Some(&1));
+        assert_eq!(counts.get("b"), None, "a rule never matched is not listed");
+        assert_eq!(counts.get("c"), Some(&4), "added to what was there");
+        assert_eq!(counts.len(), 2, "an index past the rules is ignored");
+
+        tally.flush(&rules, &stats);
+        assert_eq!(
+            stats.snapshot().rule_matches,
+            counts,
+            "a flush empties the tally"
+        );
+        tally.note(1);
+        tally.flush(&rules, &stats);
+        assert_eq!(stats.snapshot().rule_matches.get("b"), Some(&1));
+        assert_eq!(stats.snapshot().rule_matches.get("c"), Some(&4));
     }
 }

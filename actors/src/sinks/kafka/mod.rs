@@ -55,7 +55,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
-use traptor_core::Record;
+use traptor_core::{Record, SlotId};
 
 use self::delivery::{Attempt, DeliveryContext, FailureLog};
 use self::retry::RetryControl;
@@ -84,6 +84,7 @@ pub struct KafkaSink {
     full_since: Option<Instant>,
     /// Whether the current spill was logged.
     spill_told: bool,
+    slot_label: SlotLabel,
 }
 
 impl KafkaSink {
@@ -158,6 +159,7 @@ impl KafkaSink {
             stop_replayer,
             full_since: None,
             spill_told: false,
+            slot_label: SlotLabel::default(),
         })
     }
 
@@ -197,11 +199,12 @@ impl KafkaSink {
     /// false, without enqueueing, when the queue stayed full longer than the spool allows
     /// (`may_spill`): the record is then for the spool.
     fn enqueue(&mut self, record: &Record, may_spill: bool) -> bool {
-        let topic = self.config.topic_for(record.kind).to_owned();
+        let headers = self.headers_for(record);
+        let topic = self.config.topic_for(record.kind);
         let mut base: BaseRecord<'_, [u8], [u8], Box<Attempt>> =
-            BaseRecord::with_opaque_to(&topic, Attempt::first())
+            BaseRecord::with_opaque_to(topic, Attempt::first())
                 .payload(record.payload.as_slice())
-                .headers(headers_for(record));
+                .headers(headers);
         if let Some(key) = &record.key {
             base = base.key(key.as_bytes());
         }
@@ -237,6 +240,21 @@ impl KafkaSink {
                     return true;
                 }
             }
+        }
+    }
+
+    /// The record's headers: its kind and, if it came from a stream, its slot.
+    fn headers_for(&mut self, record: &Record) -> OwnedHeaders {
+        let headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+            key: MESSAGE_TYPE_HEADER,
+            value: Some(record.kind.as_str()),
+        });
+        match &record.slot {
+            Some(slot) => headers.insert(Header {
+                key: SLOT_HEADER,
+                value: Some(self.slot_label.of(slot)),
+            }),
+            None => headers,
         }
     }
 
@@ -435,17 +453,23 @@ fn producer_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
-fn headers_for(record: &Record) -> OwnedHeaders {
-    let headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-        key: MESSAGE_TYPE_HEADER,
-        value: Some(record.kind.as_str()),
-    });
-    match &record.slot {
-        Some(slot) => headers.insert(Header {
-            key: SLOT_HEADER,
-            value: Some(slot.to_string().as_str()),
-        }),
-        None => headers,
+/// The last slot's header value (`<type>:<id>`), kept because a batch's records all come
+/// from one stream: formatting it anew for each record was a measurable share of the writer.
+#[derive(Debug, Default)]
+struct SlotLabel {
+    last: Option<(SlotId, String)>,
+}
+
+impl SlotLabel {
+    fn of(&mut self, slot: &SlotId) -> &str {
+        let fresh = match &self.last {
+            Some((cached, _)) => cached != slot,
+            None => true,
+        };
+        if fresh {
+            self.last = Some((slot.clone(), slot.to_string()));
+        }
+        self.last.as_ref().map_or("", |(_, label)| label.as_str())
     }
 }
 
@@ -514,6 +538,19 @@ mod tests {
             }
         }
         count
+    }
+
+    #[test]
+    fn the_slot_label_follows_the_record_slot() {
+        use traptor_core::StreamType;
+        let mut label = SlotLabel::default();
+        let track = SlotId::new(StreamType::Track, "7");
+        let follow = SlotId::new(StreamType::Follow, "7");
+        assert_eq!(label.of(&track), "track:7");
+        assert_eq!(label.of(&track), "track:7");
+        assert_eq!(label.of(&follow), "follow:7");
+        assert_eq!(label.of(&SlotId::new(StreamType::Track, "12")), "track:12");
+        assert_eq!(label.of(&track), "track:7");
     }
 
     #[test]

@@ -24,16 +24,16 @@ apt_install() {
   fi
 }
 
-# What building traptor needs: cargo, and a C toolchain with zlib for the
-# rdkafka crate's bundled librdkafka.
+# What building traptor needs: cargo, and a C toolchain with zlib and OpenSSL
+# headers for the rdkafka crate's bundled librdkafka (TLS and SASL/SCRAM to Kafka).
 ensure_build_prerequisites() {
   command -v cargo >/dev/null || die "cargo not found: install Rust (https://rustup.rs) first"
   if command -v dpkg-query >/dev/null; then
-    local packages=(build-essential pkg-config zlib1g-dev python3)
+    local packages=(build-essential pkg-config zlib1g-dev libssl-dev python3)
     command -v java >/dev/null || packages+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null || packages+=(maven)
     apt_install "${packages[@]}"
   else
-    echo "not a Debian-like system: make sure a C toolchain, pkg-config, zlib headers, python3, Java 17+, Maven and redis-server are installed"
+    echo "not a Debian-like system: make sure a C toolchain, pkg-config, zlib and OpenSSL headers, python3, Java 17+, Maven and redis-server are installed"
   fi
 }

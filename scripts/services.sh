@@ -126,23 +126,59 @@ start_redis() {
   log "Redis is up on 127.0.0.1:$port"
 }
 
-# The broker's second listener takes SASL/PLAIN with this test-only account, so that the
-# sink's SASL settings are tested against a real broker (actors/tests/security_kafka_sasl.rs).
+# The broker's second listener takes SASL/PLAIN with this test-only account, and its third
+# TLS with SASL/SCRAM-SHA-512 (a self-signed certificate for 127.0.0.1, the account created
+# when the log dir is formatted), so that the sink's SASL and TLS settings are tested against
+# a real broker (tests/security_kafka_sasl.rs).
 SASL_USER=traptor-test
 SASL_PASSWORD=sasl-test-only-password
+SCRAM_USER=traptor-scram-test
+SCRAM_PASSWORD=scram-test-only-password
+TLS_STORE_PASSWORD=tls-test-only-password
+
+# keytool comes with the JRE that runs the broker.
+keytool_path() {
+  command -v keytool 2>/dev/null && return
+  local java
+  java=$(readlink -f "$(command -v java)") || return 1
+  [[ -x ${java%/*}/keytool ]] && echo "${java%/*}/keytool"
+}
+
+# A self-signed certificate for 127.0.0.1 in the broker's keystore, and the same certificate
+# as PEM for the clients to trust (ssl.ca.location).
+write_tls_material() {
+  local dir=$1 keytool
+  keytool=$(keytool_path) || die "keytool (part of Java 17) is needed for the broker's TLS listener"
+  rm -f "$dir/broker.p12" "$dir/ca.pem"
+  "$keytool" -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 30 \
+    -dname CN=127.0.0.1 -ext SAN=ip:127.0.0.1,dns:localhost \
+    -keystore "$dir/broker.p12" -storetype PKCS12 \
+    -storepass "$TLS_STORE_PASSWORD" -keypass "$TLS_STORE_PASSWORD" >/dev/null 2>&1 \
+    || die "keytool could not make the broker's TLS certificate"
+  "$keytool" -exportcert -rfc -alias broker -keystore "$dir/broker.p12" \
+    -storepass "$TLS_STORE_PASSWORD" -file "$dir/ca.pem" >/dev/null 2>&1 \
+    || die "keytool could not export the broker's certificate"
+}
 
 write_kafka_config() {
-  local port=$1 controller_port=$2 sasl_port=$3 dir=$STATE_DIR/kafka
+  local port=$1 controller_port=$2 sasl_port=$3 tls_port=$4 dir=$STATE_DIR/kafka
   mkdir -p "$dir/data"
+  write_tls_material "$dir"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sasl_port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$tls_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$tls_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
 inter.broker.listener.name=PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$dir/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$TLS_STORE_PASSWORD
+listener.name.sasl_ssl.ssl.key.password=$TLS_STORE_PASSWORD
 controller.listener.names=CONTROLLER
 controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
 log.dirs=$dir/data
@@ -203,11 +239,12 @@ kafka_java() {
 }
 
 start_kafka() {
-  local port=$1 controller_port=$2 sasl_port=$3 dir=$STATE_DIR/kafka started=$SECONDS
-  write_kafka_config "$port" "$controller_port" "$sasl_port"
+  local port=$1 controller_port=$2 sasl_port=$3 tls_port=$4 dir=$STATE_DIR/kafka started=$SECONDS
+  write_kafka_config "$port" "$controller_port" "$sasl_port" "$tls_port"
   local cluster_id
   cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
   kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$dir/server.properties" \
+    --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" \
     >"$STATE_DIR/kafka-format.log" 2>&1 \
     || { cat "$STATE_DIR/kafka-format.log" >&2; die "formatting the Kafka log dir failed"; }
   rm -f "$STATE_DIR/kafka.pid"
@@ -254,7 +291,7 @@ cmd_start() {
   # stop deletes the state dir only with this mark, whatever TRAPTOR_SERVICES_DIR says.
   touch "$STATE_DIR/.traptor-services"
 
-  local redis_port kafka_port controller_port sasl_port
+  local redis_port kafka_port controller_port sasl_port tls_port
   redis_port=$(free_port)
   kafka_port=$(free_port)
   controller_port=$(free_port)
@@ -266,11 +303,15 @@ cmd_start() {
   while [[ " $redis_port $kafka_port $controller_port " == *" $sasl_port "* ]]; do
     sasl_port=$(free_port)
   done
+  tls_port=$(free_port)
+  while [[ " $redis_port $kafka_port $controller_port $sasl_port " == *" $tls_port "* ]]; do
+    tls_port=$(free_port)
+  done
 
   # On any failure below, do not leave half the services running (logs stay for a look).
   trap 'stop_group "$STATE_DIR/kafka.pid" Kafka; stop_group "$STATE_DIR/redis.pid" Redis' EXIT
   start_redis "$redis_port"
-  start_kafka "$kafka_port" "$controller_port" "$sasl_port"
+  start_kafka "$kafka_port" "$controller_port" "$sasl_port" "$tls_port"
   trap - EXIT
 
   cat >"$STATE_DIR/env" <<EOF
@@ -279,6 +320,10 @@ TRAPTOR_TEST_KAFKA_BROKERS=127.0.0.1:$kafka_port
 TRAPTOR_TEST_KAFKA_SASL_BROKERS=127.0.0.1:$sasl_port
 TRAPTOR_TEST_KAFKA_SASL_USER=$SASL_USER
 TRAPTOR_TEST_KAFKA_SASL_PASSWORD=$SASL_PASSWORD
+TRAPTOR_TEST_KAFKA_SCRAM_TLS_BROKERS=127.0.0.1:$tls_port
+TRAPTOR_TEST_KAFKA_SCRAM_USER=$SCRAM_USER
+TRAPTOR_TEST_KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD
+TRAPTOR_TEST_KAFKA_CA=$STATE_DIR/kafka/ca.pem
 TRAPTOR_TEST_KAFKA_HOME=$KAFKA_LIB
 TRAPTOR_TEST_KAFKA_CONFIG=$STATE_DIR/kafka/server.properties
 TRAPTOR_TEST_SERVICES_DIR=$STATE_DIR

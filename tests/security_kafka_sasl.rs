@@ -1,7 +1,9 @@
 //! Kafka with SASL: the supervisor as a process, writing through the test broker's
-//! SASL_PLAINTEXT listener (`scripts/services.sh` gives it a test-only PLAIN account). With the
-//! right password every message traptor received is in Kafka; with a wrong one the operator sees
-//! an authentication error and an unready `/readyz`, and the password appears nowhere.
+//! SASL_PLAINTEXT listener (a test-only PLAIN account) and its SASL_SSL listener (TLS with a
+//! self-signed certificate, a test-only SCRAM-SHA-512 account), both from `scripts/services.sh`.
+//! With the right password every message traptor received is in Kafka; with a wrong one, or a
+//! broker certificate it was not told to trust, the operator sees why and an unready `/readyz`,
+//! and the password appears nowhere.
 
 mod e2e_common;
 mod support;
@@ -16,24 +18,57 @@ use e2e_common::http::{free_port, http_get};
 use e2e_common::{received_per_key, unique, Supervisor};
 use traptor_firehose::FirehoseHandle;
 
-/// The SASL listener and its account, from `scripts/services.sh`.
+/// A SASL listener and its account, from `scripts/services.sh`.
 struct SaslBroker {
     brokers: String,
     user: String,
     password: String,
+    /// `[kafka.producer]` lines other than the account's.
+    settings: String,
+}
+
+fn service_var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: restart the services with scripts/services.sh (it adds the SASL listeners)")
+    })
 }
 
 impl SaslBroker {
-    fn from_env() -> SaslBroker {
-        let var = |name: &str| {
-            std::env::var(name).unwrap_or_else(|_| {
-                panic!("{name} is not set: restart the services with scripts/services.sh (it adds the SASL listener)")
-            })
-        };
+    /// SASL/PLAIN without TLS.
+    fn plain() -> SaslBroker {
         SaslBroker {
-            brokers: var("TRAPTOR_TEST_KAFKA_SASL_BROKERS"),
-            user: var("TRAPTOR_TEST_KAFKA_SASL_USER"),
-            password: var("TRAPTOR_TEST_KAFKA_SASL_PASSWORD"),
+            brokers: service_var("TRAPTOR_TEST_KAFKA_SASL_BROKERS"),
+            user: service_var("TRAPTOR_TEST_KAFKA_SASL_USER"),
+            password: service_var("TRAPTOR_TEST_KAFKA_SASL_PASSWORD"),
+            settings: r#"
+"security.protocol" = "sasl_plaintext"
+"sasl.mechanisms" = "PLAIN""#
+                .to_owned(),
+        }
+    }
+
+    /// SASL/SCRAM-SHA-512 over TLS, trusting the broker's certificate as `config/cluster.toml`
+    /// shows (`ssl.ca.location`); the host name is checked against it (librdkafka's default).
+    fn scram_over_tls() -> SaslBroker {
+        let mut broker = SaslBroker::scram_over_tls_without_ca();
+        broker.settings.push_str(&format!(
+            "\n\"ssl.ca.location\" = \"{}\"",
+            service_var("TRAPTOR_TEST_KAFKA_CA")
+        ));
+        broker
+    }
+
+    /// As [`SaslBroker::scram_over_tls`] without the broker's CA: its self-signed certificate
+    /// cannot be verified.
+    fn scram_over_tls_without_ca() -> SaslBroker {
+        SaslBroker {
+            brokers: service_var("TRAPTOR_TEST_KAFKA_SCRAM_TLS_BROKERS"),
+            user: service_var("TRAPTOR_TEST_KAFKA_SCRAM_USER"),
+            password: service_var("TRAPTOR_TEST_KAFKA_SCRAM_PASSWORD"),
+            settings: r#"
+"security.protocol" = "sasl_ssl"
+"sasl.mechanisms" = "SCRAM-SHA-512""#
+                .to_owned(),
         }
     }
 }
@@ -74,9 +109,7 @@ kind = "kafka"
 bootstrap_servers = "{brokers}"
 topic = "{topic}"
 
-[kafka.producer]
-"security.protocol" = "sasl_plaintext"
-"sasl.mechanisms" = "PLAIN"
+[kafka.producer]{settings}
 "sasl.username" = "{user}"
 "sasl.password" = "${{TEST_KAFKA_PASSWORD}}"
 
@@ -91,6 +124,7 @@ status_interval_secs = 0
 endpoint = "{endpoint}"
 {keys}"#,
             brokers = broker.brokers,
+            settings = broker.settings,
             user = broker.user,
             endpoint = emulator.url(),
             keys = keys_toml(&keys),
@@ -122,8 +156,17 @@ impl Drop for World {
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn records_reach_kafka_through_a_sasl_listener() {
-    let broker = SaslBroker::from_env();
-    let world = World::new(&broker);
+    records_reach_kafka_through(&SaslBroker::plain());
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn records_reach_kafka_over_tls_with_scram() {
+    records_reach_kafka_through(&SaslBroker::scram_over_tls());
+}
+
+fn records_reach_kafka_through(broker: &SaslBroker) {
+    let world = World::new(broker);
     let mut supervisor = world.start(&broker.password);
     wait_for_stats(
         &world.emulator,
@@ -173,8 +216,17 @@ fn records_reach_kafka_through_a_sasl_listener() {
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn a_wrong_sasl_password_is_reported_and_never_printed() {
-    let broker = SaslBroker::from_env();
-    let world = World::new(&broker);
+    a_wrong_password_is_reported_and_never_printed(&SaslBroker::plain());
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_wrong_scram_password_is_reported_and_never_printed() {
+    a_wrong_password_is_reported_and_never_printed(&SaslBroker::scram_over_tls());
+}
+
+fn a_wrong_password_is_reported_and_never_printed(broker: &SaslBroker) {
+    let world = World::new(broker);
     let wrong = "wrong-sasl-password-5b1f";
     let mut supervisor = world.start(wrong);
     supervisor.wait_for(Duration::from_secs(30), "the authentication error", |s| {
@@ -201,5 +253,35 @@ fn a_wrong_sasl_password_is_reported_and_never_printed() {
     assert!(
         output.contains("SASL authentication error"),
         "librdkafka's reason reaches the log"
+    );
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_broker_certificate_not_trusted_is_reported() {
+    let broker = SaslBroker::scram_over_tls_without_ca();
+    let world = World::new(&broker);
+    let mut supervisor = world.start(&broker.password);
+    supervisor.wait_for(Duration::from_secs(30), "the TLS error", |s| {
+        s.stderr().contains("certificate verify failed")
+    });
+    let (status, body) = http_get(world.status_port, "/readyz").expect("the status endpoint");
+    assert_eq!(
+        status, 503,
+        "not ready while the broker cannot be verified: {body}"
+    );
+    supervisor.terminate(Duration::from_secs(30));
+    let output = format!(
+        "{}\n{}",
+        supervisor.stderr(),
+        supervisor.stdout().join("\n")
+    );
+    assert!(
+        output.contains("ssl.ca.location"),
+        "librdkafka's hint at the setting reaches the log:\n{output}"
+    );
+    assert!(
+        !output.contains(&broker.password),
+        "the SCRAM password was printed"
     );
 }

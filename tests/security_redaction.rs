@@ -296,6 +296,36 @@ fn an_invalid_config_is_reported_without_its_secrets() {
     }
 }
 
+/// A librdkafka option holding a password, misspelled: `check` and a run both refuse it by
+/// name (librdkafka checks the settings), and neither prints the password.
+#[test]
+fn a_misspelled_kafka_password_option_is_refused_without_its_value() {
+    let dir = tempfile_dir();
+    let good =
+        std::fs::read_to_string(write_config(dir.path(), 1, ACCESS_TOKEN_SECRET, "json")).unwrap();
+    let misspelled = good
+        .replacen("kind = \"stdout\"", "kind = \"kafka\"", 1)
+        .replacen(
+            "[kafka.producer]",
+            "[kafka]\nbootstrap_servers = \"127.0.0.1:1\"\n\n[kafka.producer]",
+            1,
+        )
+        .replacen("\"sasl.password\"", "\"sasl.pasword\"", 1);
+    let path = dir.path().join("misspelled.toml");
+    std::fs::write(&path, misspelled).unwrap();
+    for args in [&[][..], &["check"][..]] {
+        let (out, err) = run_supervisor(args, &path, Duration::from_secs(30));
+        assert!(
+            err.contains("No such configuration property: \"sasl.pasword\""),
+            "{args:?}: {err}"
+        );
+        assert_no_secrets(
+            &format!("{args:?} with sasl.pasword"),
+            &format!("{out}\n{err}"),
+        );
+    }
+}
+
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")

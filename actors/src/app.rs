@@ -14,12 +14,12 @@ use traptor_core::oauth::Credentials;
 use traptor_core::plan::{plan, Plan};
 use traptor_core::{MessageKind, RuleSet, SlotId};
 
-use crate::config::{ClusterConfig, RulesConfig, SlotSelection, StreamConfig};
+use crate::config::{ClusterConfig, RulesConfig, SinkConfig, SlotSelection, StreamConfig};
 use crate::heartbeat::{Heartbeat, HeartbeatSettings, StreamingSlots};
 use crate::messages::WriteBatch;
 use crate::original_stats::{OriginalStats, OriginalStatsSettings, WriteStatsNow};
 use crate::rules_file::{load_rules_file, RulesFile, RulesFileError};
-use crate::sinks::start_writer;
+use crate::sinks::{check_producer_settings, start_writer};
 use crate::status::{RulesSourceView, StatusServer, StatusSources, StreamRegistry};
 use crate::stream::{ClientSettings, Pacer, PacingConfig, StreamActor, StreamSpec, TlsConfig};
 use crate::supervisor::children::{ChildHandle, ChildSpec, SpawnStream};
@@ -428,6 +428,9 @@ impl CheckReport {
 
 /// Loads the rules once (Redis or file) and plans them, without starting anything.
 pub async fn check(config: &ClusterConfig) -> Result<CheckReport, AppError> {
+    if matches!(config.sink, SinkConfig::Kafka) {
+        check_producer_settings(&config.kafka).map_err(|e| AppError::Writer(e.to_string()))?;
+    }
     let wanted = slot_filter(&config.slots);
     let (rules, source) = match &config.rules {
         RulesConfig::File { path } => (load_rules_file(path)?, format!("file {}", path.display())),

@@ -117,6 +117,14 @@ pub enum Compression {
 }
 
 impl Compression {
+    pub const ALL: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
     /// The value of librdkafka's `compression.type`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -20,7 +20,7 @@ use traptor_core::Record;
 
 use crate::config::{KafkaConfig, SinkConfig};
 
-pub use kafka::{KafkaSink, MESSAGE_TYPE_HEADER, SLOT_HEADER};
+pub use kafka::{check_producer_settings, KafkaSink, MESSAGE_TYPE_HEADER, SLOT_HEADER};
 pub use lines::{encode_line, LineSink};
 pub use stats::{KafkaHealth, KafkaHealthSnapshot, WriterStats, WriterStatsSnapshot};
 pub use writer::{Writer, WriterHandle};

@@ -61,7 +61,7 @@ use self::delivery::{Attempt, DeliveryContext, FailureLog};
 use self::retry::RetryControl;
 use super::spool::{Spool, SpoolSettings, SpooledRecord};
 use super::{Sink, SinkError, WriterStats};
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, ProducerOptions};
 
 /// Header naming the record's kind (`tweet`, `limit`, `delete`, ...).
 pub const MESSAGE_TYPE_HEADER: &str = "traptor.message_type";
@@ -118,7 +118,12 @@ impl KafkaSink {
         };
         let producer: ThreadedProducer<DeliveryContext> = producer_config(config)
             .create_with_context(context)
-            .map_err(|e| SinkError::Setup(format!("cannot create the Kafka producer: {e}")))?;
+            .map_err(|e| {
+                SinkError::Setup(format!(
+                    "cannot create the Kafka producer: {}",
+                    settings_error_text(&e)
+                ))
+            })?;
         let retry_control = Arc::new(RetryControl::default());
         let retrier = retry::spawn(
             producer.clone(),
@@ -431,6 +436,37 @@ impl Drop for KafkaSink {
     }
 }
 
+/// Whether librdkafka accepts the producer settings of `config`: every option name known, every
+/// value valid, every feature asked for built in. Connects to nothing: for
+/// `traptor-supervisor check`, so that a misspelled option fails there rather than at start.
+pub fn check_producer_settings(config: &KafkaConfig) -> Result<(), SinkError> {
+    producer_config(config)
+        .create_native_config()
+        .map(drop)
+        .map_err(|e| {
+            SinkError::Setup(format!(
+                "librdkafka refuses the [kafka] settings: {}",
+                settings_error_text(&e)
+            ))
+        })
+}
+
+/// librdkafka's reason for refusing a setting, naming the option. rdkafka's own text of the
+/// error ends with the option's value, which may be a password under a misspelled name: the
+/// value is shown only for options [`ProducerOptions::is_shown`] allows.
+fn settings_error_text(error: &KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, description, name, value) => {
+            if ProducerOptions::is_shown(name) || value.is_empty() {
+                description.clone()
+            } else {
+                description.replace(value.as_str(), "<redacted>")
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
 /// traptor's producer settings, then the operator's `[kafka.producer]` options verbatim.
 fn producer_config(config: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
@@ -487,7 +523,6 @@ mod tests {
     use traptor_core::MessageKind;
 
     use super::*;
-    use crate::config::ProducerOptions;
 
     const TOPIC: &str = "tweets";
 
@@ -538,6 +573,78 @@ mod tests {
             }
         }
         count
+    }
+
+    /// Every codec the config offers, and TLS with SCRAM, are built into librdkafka: it
+    /// refuses a setting it was built without when the producer is created, so traptor would
+    /// not start with it.
+    #[test]
+    fn every_offered_codec_and_tls_with_scram_are_built_in() {
+        use crate::config::Compression;
+        use rdkafka::producer::BaseProducer;
+        let base = KafkaConfig {
+            bootstrap_servers: Some("127.0.0.1:9".to_owned()),
+            ..KafkaConfig::default()
+        };
+        for compression in Compression::ALL {
+            let config = KafkaConfig {
+                compression,
+                ..base.clone()
+            };
+            if let Err(error) = producer_config(&config).create::<BaseProducer>() {
+                panic!("compression {compression:?}: {error}");
+            }
+        }
+        let secured = [
+            ("security.protocol", "sasl_ssl"),
+            ("sasl.mechanisms", "SCRAM-SHA-512"),
+            ("sasl.username", "traptor"),
+            ("sasl.password", "not-a-real-password"),
+            ("ssl.endpoint.identification.algorithm", "https"),
+        ];
+        let config = KafkaConfig {
+            producer: ProducerOptions(
+                secured
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect(),
+            ),
+            ..base
+        };
+        if let Err(error) = producer_config(&config).create::<BaseProducer>() {
+            panic!("SASL_SSL with SCRAM-SHA-512: {error}");
+        }
+    }
+
+    #[test]
+    fn a_misspelled_option_is_refused_by_name_and_its_value_never_shown() {
+        let options = |pairs: &[(&str, &str)]| {
+            ProducerOptions(
+                pairs
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect(),
+            )
+        };
+        let config = KafkaConfig {
+            producer: options(&[("sasl.pasword", "hunter2-secret")]),
+            ..KafkaConfig::default()
+        };
+        let error = check_producer_settings(&config).unwrap_err().to_string();
+        assert!(error.contains("sasl.pasword"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+
+        let config = KafkaConfig {
+            producer: options(&[("sasl.password", "hunter2-secret"), ("linger.ms", "20")]),
+            ..KafkaConfig::default()
+        };
+        check_producer_settings(&config).unwrap();
+        let config = KafkaConfig {
+            producer: options(&[("message.max.bytes", "lots")]),
+            ..KafkaConfig::default()
+        };
+        let error = check_producer_settings(&config).unwrap_err().to_string();
+        assert!(error.contains("message.max.bytes"), "{error}");
     }
 
     #[test]

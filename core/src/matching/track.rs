@@ -387,7 +387,7 @@ fn for_each_chunk(text: &str, mut each: impl FnMut(&str, bool)) {
 fn is_word(c: char) -> bool {
     if c.is_ascii() {
         c.is_ascii_alphanumeric() || c == '_'
-    } else if is_pictograph(c) {
+    } else if is_frequent_non_word(c) {
         false
     } else if ('\u{C0}'..='\u{FF}').contains(&c) {
         // Latin-1 letters, without the tables' search.
@@ -400,12 +400,20 @@ fn is_word(c: char) -> bool {
     }
 }
 
-/// The emoji blocks (pictographs, emoticons, transport, supplemental symbols): no letter or
-/// digit among them, and they are the most frequent non-ASCII characters of tweets, so they
-/// skip the Unicode tables' search.
+/// The most frequent non-ASCII characters of tweets that are not word characters, so they skip
+/// the Unicode tables' search: the emoji blocks (pictographs, emoticons, transport,
+/// supplemental symbols), the regional indicators that make up flags and the variation
+/// selectors that follow emoji, and general punctuation (`…`, `’`, `“`, dashes). No letter or
+/// digit among them (a test checks every one).
 #[inline]
-fn is_pictograph(c: char) -> bool {
-    ('\u{1F300}'..='\u{1FAFF}').contains(&c)
+fn is_frequent_non_word(c: char) -> bool {
+    matches!(
+        c,
+        '\u{1F300}'..='\u{1FAFF}'
+            | '\u{1F1E6}'..='\u{1F1FF}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{2000}'..='\u{206F}'
+    )
 }
 
 /// The forms of a chunk that is not only ASCII word characters (those are their own form).
@@ -550,7 +558,8 @@ fn url_forms<F: FnMut(&str) + ?Sized>(url: &str, emit: &mut F) {
     if no_slash.len() != canonical.len() {
         emit(no_slash);
     }
-    if let Some(cut) = canonical.find(['?', '#']) {
+    // Bytes, not characters: both marks are ASCII, and a search by characters decoded each.
+    if let Some(cut) = memchr::memchr2(b'?', b'#', canonical.as_bytes()) {
         let base = &canonical[..cut];
         emit(base);
         emit(base.trim_end_matches('/'));
@@ -907,9 +916,13 @@ mod tests {
     }
 
     #[test]
-    fn pictographs_are_neither_letters_nor_digits() {
-        for c in ('\u{0}'..=char::MAX).filter(|&c| is_pictograph(c)) {
+    fn frequent_non_words_are_neither_letters_nor_digits_nor_accents() {
+        for c in ('\u{0}'..=char::MAX).filter(|&c| is_frequent_non_word(c)) {
             assert!(!c.is_alphanumeric(), "{c:?} is alphanumeric");
+            assert!(!('\u{300}'..='\u{36f}').contains(&c), "{c:?} is an accent");
+        }
+        for c in ['…', '’', '“', '—', '\u{FE0F}', '🇫', '😭'] {
+            assert!(is_frequent_non_word(c), "{c:?}");
         }
     }
 
@@ -1052,6 +1065,20 @@ mod tests {
     fn a_homepage_url_matches_its_domain() {
         let tweet = r#"{"text":"x","entities":{"urls":[{"expanded_url":"https://www.example.com/?ref=tw","display_url":"example.com"}]}}"#;
         assert_eq!(matched(&["example.com"], tweet), [0]);
+    }
+
+    #[test]
+    fn a_url_matches_without_its_query_or_fragment() {
+        for (url, term) in [
+            ("https://example.com/a/#top", "example.com/a"),
+            ("https://example.com/a?x=1#top", "example.com/a"),
+            ("https://例え.jp/パス#上", "例え.jp/パス"),
+            ("https://例え.jp/パス?q=é", "例え.jp/パス"),
+        ] {
+            let tweet =
+                format!(r#"{{"text":"x","entities":{{"urls":[{{"expanded_url":"{url}"}}]}}}}"#);
+            assert_eq!(matched(&[term], &tweet), [0], "{url}");
+        }
     }
 
     #[test]

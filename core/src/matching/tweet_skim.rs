@@ -36,7 +36,10 @@ impl<'a> Skim<'a> {
             *slot = None;
             return Ok(());
         }
-        let raw = self.scanner.string()?;
+        let raw = match self.scanner.short_plain_string() {
+            Some(raw) => raw,
+            None => self.scanner.string()?,
+        };
         if !raw.escaped {
             *slot = Some(Text(Cow::Borrowed(self.scanner.str(raw)?)));
             return Ok(());

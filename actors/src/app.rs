@@ -6,6 +6,7 @@
 //! writer, then the status endpoint. A second signal exits at once with a non-zero status.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,15 +19,14 @@ use crate::config::{ClusterConfig, RulesConfig, SinkConfig, SlotSelection, Strea
 use crate::heartbeat::{Heartbeat, HeartbeatSettings, StreamingSlots};
 use crate::messages::WriteBatch;
 use crate::original_stats::{OriginalStats, OriginalStatsSettings, WriteStatsNow};
+use crate::redis_target::{RedisTarget, RedisTargetError};
 use crate::rules_file::{load_rules_file, RulesFile, RulesFileError};
 use crate::sinks::{check_producer_settings, start_writer};
 use crate::status::{RulesSourceView, StatusServer, StatusSources, StreamRegistry};
 use crate::stream::{ClientSettings, Pacer, PacingConfig, StreamActor, StreamSpec, TlsConfig};
 use crate::supervisor::children::{ChildHandle, ChildSpec, SpawnStream};
 use crate::supervisor::{ArbiterPool, Shutdown, Supervisor, SupervisorSettings};
-use crate::watcher::{
-    load_all, redis_address, RuleTargets, RuleWatcher, SlotFilter, WatcherSettings,
-};
+use crate::watcher::{load_all, RuleTargets, RuleWatcher, SlotFilter, WatcherSettings};
 
 /// How long the streams get to close, then how long the writer gets to deliver what it holds.
 /// Together they bound a clean shutdown at about 10 s.
@@ -62,11 +62,12 @@ impl ExitReason {
 pub enum AppError {
     #[error(transparent)]
     RulesFile(#[from] RulesFileError),
-    #[error("cannot read the rules from Redis at {address}: {source}")]
-    Redis {
-        address: String,
-        source: redis::RedisError,
-    },
+    /// `reason` is the Redis error, with what to change when the server's certificate was
+    /// refused.
+    #[error("cannot read the rules from Redis at {address}: {reason}")]
+    Redis { address: String, reason: String },
+    #[error(transparent)]
+    RedisTarget(#[from] RedisTargetError),
     #[error("Redis at {address} did not answer within {timeout:?}; is it running and reachable?")]
     RedisTimeout { address: String, timeout: Duration },
     #[error("cannot set up the stream client: {0}")]
@@ -75,6 +76,22 @@ pub enum AppError {
     Writer(String),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
+}
+
+/// Where this run's rules come from, with what reaching them needs.
+enum RulesOrigin {
+    Redis(RedisTarget),
+    File(PathBuf),
+}
+
+impl RulesOrigin {
+    /// The Redis of the rules, which the heartbeat and the original's stats also write to.
+    fn redis(&self) -> Option<&RedisTarget> {
+        match self {
+            RulesOrigin::Redis(redis) => Some(redis),
+            RulesOrigin::File(_) => None,
+        }
+    }
 }
 
 /// Runs the cluster until SIGTERM or SIGINT (or until the sink goes away for good, e.g. the
@@ -91,30 +108,35 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
         start_writer(&config.sink, &config.kafka).map_err(|e| AppError::Writer(e.to_string()))?;
     tracing::info!(sink = writer.sink, "writer started");
     let wanted = slot_filter(&config.slots);
-    if let RulesConfig::File { path } = &config.rules {
-        // Fail at start, loudly, rather than run with no rules.
-        load_rules_file(path)?;
-    }
-    let heartbeat = match config.rules {
-        RulesConfig::Redis => Some(
+    let origin = match &config.rules {
+        RulesConfig::Redis => RulesOrigin::Redis(RedisTarget::from_config(&config.redis)?),
+        RulesConfig::File { path } => {
+            // Fail at start, loudly, rather than run with no rules.
+            load_rules_file(path)?;
+            RulesOrigin::File(path.clone())
+        }
+    };
+    let redis = origin.redis();
+    let heartbeat = match redis {
+        Some(redis) => Some(
             Heartbeat::new(HeartbeatSettings {
-                redis_url: config.redis.url.clone(),
+                redis: redis.clone(),
                 interval: config.heartbeat.interval(),
                 timeout: Duration::from_secs(5),
             })
             .start(),
         ),
-        RulesConfig::File { .. } => None,
+        None => None,
     };
 
     let pool = Arc::new(ArbiterPool::new(0));
     let spawner = StreamSpawner::new(&config, writer.batches.clone(), Arc::clone(&pool))?;
     let streams = spawner.registry.clone();
-    let original_stats = match config.rules {
-        RulesConfig::Redis if config.original_stats.enabled => Some(
+    let original_stats = match redis {
+        Some(redis) if config.original_stats.enabled => Some(
             OriginalStats::new(
                 OriginalStatsSettings {
-                    redis_url: config.redis.url.clone(),
+                    redis: redis.clone(),
                     interval: config.original_stats.interval(),
                     window: config.original_stats.window(),
                     timeout: Duration::from_secs(5),
@@ -146,12 +168,9 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
         changed: supervisor.clone().recipient(),
         snapshot: supervisor.clone().recipient(),
     };
-    let (source, rules_view) = match &config.rules {
-        RulesConfig::Redis => {
-            let mut settings = WatcherSettings::new(
-                config.redis.url.clone(),
-                config.redis.notify_channel.clone(),
-            );
+    let (source, rules_view) = match origin {
+        RulesOrigin::Redis(redis) => {
+            let mut settings = WatcherSettings::new(redis, config.redis.notify_channel.clone());
             settings.resync_interval = config.redis.resync_interval();
             settings.wanted = wanted;
             let view = RulesSourceView::redis(&settings);
@@ -160,10 +179,10 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
                 view,
             )
         }
-        RulesConfig::File { path } => {
-            let view = RulesSourceView::file(path);
+        RulesOrigin::File(path) => {
+            let view = RulesSourceView::file(&path);
             (
-                RuleSource::File(RulesFile::new(path.clone(), wanted, targets).start()),
+                RuleSource::File(RulesFile::new(path, wanted, targets).start()),
                 view,
             )
         }
@@ -435,10 +454,11 @@ pub async fn check(config: &ClusterConfig) -> Result<CheckReport, AppError> {
     let (rules, source) = match &config.rules {
         RulesConfig::File { path } => (load_rules_file(path)?, format!("file {}", path.display())),
         RulesConfig::Redis => {
-            let address = redis_address(&config.redis.url);
+            let redis = RedisTarget::from_config(&config.redis)?;
+            let address = redis.address();
             let timeout = Duration::from_secs(10);
             let load = async {
-                let client = redis::Client::open(config.redis.url.as_str())?;
+                let client = redis.client()?;
                 let settings = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(Some(timeout))
                     .set_response_timeout(Some(timeout));
@@ -449,7 +469,12 @@ pub async fn check(config: &ClusterConfig) -> Result<CheckReport, AppError> {
             };
             let rules = match actix_rt::time::timeout(timeout * 3, load).await {
                 Ok(Ok(rules)) => rules,
-                Ok(Err(source)) => return Err(AppError::Redis { address, source }),
+                Ok(Err(error)) => {
+                    return Err(AppError::Redis {
+                        address,
+                        reason: redis.explain(&error),
+                    })
+                }
                 Err(_) => {
                     return Err(AppError::RedisTimeout {
                         address,

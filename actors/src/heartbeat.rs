@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use traptor_core::SlotId;
 
+use crate::redis_target::RedisTarget;
 use crate::redis_writer::RedisWriter;
 
 /// The slots that have a streaming connection right now (sent on every change).
@@ -21,8 +22,8 @@ pub struct StreamingSlots(pub BTreeSet<SlotId>);
 /// What the heartbeat needs: where to beat and how often.
 #[derive(Clone)]
 pub struct HeartbeatSettings {
-    /// May carry a password: never logged.
-    pub redis_url: String,
+    /// Where to beat; only its address is logged.
+    pub redis: RedisTarget,
     pub interval: Duration,
     pub timeout: Duration,
 }
@@ -46,7 +47,7 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     pub fn new(settings: HeartbeatSettings) -> Self {
-        let redis = RedisWriter::new(&settings.redis_url, "heartbeat", settings.timeout);
+        let redis = RedisWriter::new(&settings.redis, "heartbeat", settings.timeout);
         Heartbeat {
             settings,
             redis,
@@ -129,7 +130,7 @@ mod tests {
 
     fn settings(interval: Duration) -> HeartbeatSettings {
         HeartbeatSettings {
-            redis_url: "redis://127.0.0.1/".into(),
+            redis: RedisTarget::new("redis://127.0.0.1/"),
             interval,
             timeout: Duration::from_secs(1),
         }
@@ -189,7 +190,7 @@ mod tests {
         // A slot that starts streaming is beaten for at once, not at the next tick: with a
         // one-minute interval the key still appears within seconds.
         let slow = Heartbeat::new(HeartbeatSettings {
-            redis_url: url.clone(),
+            redis: RedisTarget::new(url.clone()),
             interval: Duration::from_secs(60),
             timeout: Duration::from_secs(2),
         })
@@ -208,7 +209,7 @@ mod tests {
         let _: () = redis::cmd("FLUSHDB").query_async(&mut con).await.unwrap();
 
         let heartbeat = Heartbeat::new(HeartbeatSettings {
-            redis_url: url.clone(),
+            redis: RedisTarget::new(url.clone()),
             interval: Duration::from_millis(500),
             timeout: Duration::from_secs(2),
         })

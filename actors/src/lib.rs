@@ -13,6 +13,7 @@ pub mod heartbeat;
 pub mod logging;
 pub mod messages;
 pub mod original_stats;
+pub mod redis_target;
 pub mod redis_writer;
 pub mod rule_store;
 pub mod rules_file;

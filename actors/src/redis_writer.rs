@@ -9,12 +9,12 @@ use std::time::Duration;
 use redis::aio::MultiplexedConnection;
 use redis::RedisResult;
 
-use crate::watcher::redis_address;
+use crate::redis_target::RedisTarget;
 
 /// A Redis connection for periodic pipelines, and the state of its outage log.
 pub struct RedisWriter {
-    /// May carry a password: only [`redis_address`] of it is logged.
-    url: String,
+    /// Only its address is logged: its URL may carry a password.
+    target: RedisTarget,
     /// What is written, for log lines: "heartbeat", "the original's stats keys".
     what: &'static str,
     client: Option<redis::Client>,
@@ -25,19 +25,19 @@ pub struct RedisWriter {
 
 impl RedisWriter {
     /// An invalid URL is logged here once; every write is then skipped.
-    pub fn new(url: &str, what: &'static str, timeout: Duration) -> RedisWriter {
-        let client = match redis::Client::open(url) {
+    pub fn new(target: &RedisTarget, what: &'static str, timeout: Duration) -> RedisWriter {
+        let client = match target.client() {
             Ok(client) => Some(client),
             Err(e) => {
                 tracing::error!(
-                    redis = %redis_address(url),
+                    redis = %target.address(),
                     "the Redis URL is invalid, the {what} will not be written: {e}"
                 );
                 None
             }
         };
         RedisWriter {
-            url: url.to_owned(),
+            target: target.clone(),
             what,
             client,
             connection: None,
@@ -100,9 +100,10 @@ impl RedisWriter {
                     tracing::debug!("{what} still cannot be written: {e}");
                 } else {
                     tracing::warn!(
-                        redis = %redis_address(&self.url),
-                        "{what} could not be written; {}: {e}",
-                        on_error()
+                        redis = %self.target.address(),
+                        "{what} could not be written; {}: {}",
+                        on_error(),
+                        self.target.explain(&e)
                     );
                 }
                 self.failing = true;

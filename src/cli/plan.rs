@@ -9,13 +9,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use traptor_actors::config::{ClusterConfig, RulesConfig};
+use traptor_actors::redis_target::RedisTarget;
 use traptor_actors::rule_store;
 use traptor_actors::rules_file::load_rules_file;
-use traptor_actors::watcher::redis_address;
 use traptor_core::plan::{plan, Plan};
 use traptor_core::{Rule, RuleError, RuleSet, SlotId};
 
-use super::rules::connection::{block_on, connect, redis_failure};
+use super::rules::connection::{block_on, connect, redis_failure, target};
 use super::rules::write_stdout;
 
 #[derive(Debug, clap::Args)]
@@ -25,8 +25,13 @@ pub struct Args {
     pub config: PathBuf,
 
     /// Read the rules from this Redis, instead of the config's [redis] url or rules file.
+    /// The config's [redis] ca_file is not used with it: give --redis-ca-file if needed.
     #[arg(long = "redis", value_name = "URL")]
     pub redis_url: Option<String>,
+
+    /// PEM file of the private CA that signed the certificate of the --redis server.
+    #[arg(long = "redis-ca-file", value_name = "PATH", requires = "redis_url")]
+    pub redis_ca_file: Option<PathBuf>,
 
     /// One JSON document instead of the table.
     #[arg(long)]
@@ -35,7 +40,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = ClusterConfig::load(&args.config)?;
-    let (source, loaded) = load_rules(&config, args.redis_url.as_deref())?;
+    let redis_override = match args.redis_url {
+        Some(url) => Some(target(url, args.redis_ca_file.as_deref())?),
+        None => None,
+    };
+    let (source, loaded) = load_rules(&config, redis_override)?;
     let slots: BTreeMap<SlotId, Vec<Rule>> = loaded
         .iter()
         .map(|(slot, set)| (slot.clone(), set.rules.clone()))
@@ -74,11 +83,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The configured slots' rules from Redis (the flag's URL, else the config's) or from the
+/// The configured slots' rules from Redis (the flags' server, else the config's) or from the
 /// config's rules file; and a description of where they came from.
 fn load_rules(
     config: &ClusterConfig,
-    redis_override: Option<&str>,
+    redis_override: Option<RedisTarget>,
 ) -> anyhow::Result<(String, BTreeMap<SlotId, RuleSet>)> {
     let wanted = |slot: &SlotId| config.slots.includes(slot);
     match (&config.rules, redis_override) {
@@ -93,14 +102,17 @@ fn load_rules(
             ))
         }
         (_, flag) => {
-            let url = flag.unwrap_or(&config.redis.url).to_owned();
+            let redis = match flag {
+                Some(redis) => redis,
+                None => RedisTarget::from_config(&config.redis)?,
+            };
             let loaded = block_on(async {
-                let mut con = connect(&url).await?;
+                let mut con = connect(&redis).await?;
                 rule_store::load_all(&mut con, &wanted)
                     .await
-                    .context(redis_failure("reading the rules", &url))
+                    .context(redis_failure("reading the rules", &redis))
             })??;
-            Ok((format!("Redis {}", redis_address(&url)), loaded))
+            Ok((format!("Redis {}", redis.address()), loaded))
         }
     }
 }

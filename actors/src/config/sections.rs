@@ -19,6 +19,9 @@ pub struct RedisConfig {
     pub notify_channel: String,
     /// How often every slot is re-read in full, since pub/sub may lose notices.
     pub resync_interval_secs: u64,
+    /// A PEM bundle of the private CA that signed the server's certificate (`rediss://` only).
+    /// It replaces the public roots for Redis: only its certificates are trusted.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -27,6 +30,7 @@ impl Default for RedisConfig {
             url: "redis://127.0.0.1:6379/0".to_owned(),
             notify_channel: "traptor-notify".to_owned(),
             resync_interval_secs: 60,
+            ca_file: None,
         }
     }
 }
@@ -48,6 +52,7 @@ impl fmt::Debug for RedisConfig {
             .field("url", &self.redacted_url())
             .field("notify_channel", &self.notify_channel)
             .field("resync_interval_secs", &self.resync_interval_secs)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

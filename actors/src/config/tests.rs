@@ -297,6 +297,44 @@ fn relative_paths_are_relative_to_the_config_file() {
     );
 }
 
+#[test]
+fn the_redis_ca_file_is_interpolated_and_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[redis]\nurl = \"rediss://10.0.0.1:6378/0\"\nca_file = \"certs/redis-ca.pem\"\n\
+                [sink]\nkind = \"stdout\"\n[[keys]]\nname = \"k\"\nconsumer_key = \"c\"\n\
+                consumer_secret = \"s\"\naccess_token = \"t\"\naccess_token_secret = \"u\"\n";
+    let path = write_config(dir.path(), "c.toml", text, 0o600);
+    let config = ClusterConfig::load(&path).unwrap();
+    assert_eq!(
+        config.redis.ca_file,
+        Some(dir.path().join("certs/redis-ca.pem"))
+    );
+
+    let with_ca_dir = |name: &str| match name {
+        "CA_DIR" => Some("/etc/traptor".to_owned()),
+        other => env(other),
+    };
+    let text = minimal("[redis]\nurl = \"rediss://h/0\"\nca_file = \"${CA_DIR}/ca.pem\"");
+    let config = ClusterConfig::from_str_with_env(&text, &with_ca_dir).unwrap();
+    assert_eq!(
+        config.redis.ca_file,
+        Some(PathBuf::from("/etc/traptor/ca.pem"))
+    );
+}
+
+#[test]
+fn a_redis_ca_file_without_tls_is_refused() {
+    let err = parse_err(&minimal(
+        "[redis]\nurl = \"redis://:pw-secret@h:6379/0\"\nca_file = \"ca.pem\"",
+    ));
+    assert!(
+        err.contains("redis.ca_file") && err.contains("line 3"),
+        "{err}"
+    );
+    assert!(err.contains("rediss://"), "{err}");
+    assert!(!err.contains("pw-secret"), "{err}");
+}
+
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../config")

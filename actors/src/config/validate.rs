@@ -42,9 +42,11 @@ pub(crate) fn build(origin: &Origin<'_>, env: EnvLookup<'_>) -> Result<Built, Co
     kafka.spool.dir = kafka.spool.dir.map(|path| resolve(origin, &path));
     let mut stream = raw.stream;
     stream.ca_file = stream.ca_file.map(|path| resolve(origin, &path));
+    let mut redis = raw.redis;
+    redis.ca_file = redis.ca_file.map(|path| resolve(origin, &path));
     Ok(Built {
         config: ClusterConfig {
-            redis: raw.redis,
+            redis,
             kafka,
             stream,
             keys,
@@ -230,6 +232,7 @@ impl Checker<'_, '_> {
             None,
             "notify_channel",
         )?;
+        self.interp_path(&mut raw.redis.ca_file, env, "redis", "ca_file")?;
         let kafka = &mut raw.kafka;
         self.interp_opt(
             &mut kafka.bootstrap_servers,
@@ -496,6 +499,16 @@ impl Checker<'_, '_> {
                     "{:?} is not a Redis URL: use redis://host:port/db (rediss:// for TLS)",
                     super::redact_url_password(url)
                 ),
+            ));
+        }
+        if raw.redis.ca_file.is_some() && !url.starts_with("rediss://") {
+            return Err(self.invalid(
+                "redis",
+                None,
+                "ca_file",
+                "is set but `redis.url` is not a rediss:// URL, so the connection would not use \
+                 TLS and the CA would be ignored: use rediss:// to connect with TLS, or remove \
+                 ca_file",
             ));
         }
         if raw.redis.notify_channel.is_empty() {

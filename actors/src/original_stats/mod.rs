@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 
+use crate::redis_target::RedisTarget;
 use crate::redis_writer::RedisWriter;
 use crate::status::StreamRegistry;
 use counts::{CountTracker, Counted};
@@ -27,8 +28,8 @@ use writes::KnownKeys;
 /// What the actor needs: where to write, how often, how far back.
 #[derive(Clone)]
 pub struct OriginalStatsSettings {
-    /// May carry a password: never logged.
-    pub redis_url: String,
+    /// Where to write; only its address is logged.
+    pub redis: RedisTarget,
     pub interval: Duration,
     pub window: Duration,
     pub timeout: Duration,
@@ -49,7 +50,7 @@ pub struct OriginalStats {
 impl OriginalStats {
     pub fn new(settings: OriginalStatsSettings, registry: StreamRegistry) -> Self {
         let redis = RedisWriter::new(
-            &settings.redis_url,
+            &settings.redis,
             "the original's stats keys",
             settings.timeout,
         );

@@ -54,7 +54,7 @@ async fn matches_and_limits_reach_redis_in_the_original_layout() {
 
     let stats = OriginalStats::new(
         OriginalStatsSettings {
-            redis_url: url.clone(),
+            redis: RedisTarget::new(url.clone()),
             interval: Duration::from_secs(3_600),
             window: Duration::from_secs(600),
             timeout: Duration::from_secs(5),
@@ -116,7 +116,7 @@ async fn counts_wait_while_redis_is_away_and_are_kept_for_one_window() {
     stream.rules_matched(["1"]);
     // Nothing listens on port 9 of the loopback: every write fails at once.
     let settings = OriginalStatsSettings {
-        redis_url: "redis://127.0.0.1:9/0".into(),
+        redis: RedisTarget::new("redis://127.0.0.1:9/0"),
         interval: Duration::from_secs(3_600),
         window: Duration::from_secs(600),
         timeout: Duration::from_millis(500),

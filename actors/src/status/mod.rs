@@ -26,7 +26,7 @@ use actix::Recipient;
 
 use crate::sinks::WriterHandle;
 use crate::supervisor::GetStatus;
-use crate::watcher::{redis_address, WatcherSettings, WatcherStats};
+use crate::watcher::{WatcherSettings, WatcherStats};
 
 /// The fields of each `/status` connection entry (a [`ConnectionReport`] embeds it), and of
 /// the document's cluster-wide part (a [`StatusReport`] embeds it).
@@ -74,7 +74,7 @@ impl RulesSourceView {
     /// The view of the rule watcher started with `settings`.
     pub fn redis(settings: &WatcherSettings) -> RulesSourceView {
         RulesSourceView::Redis {
-            address: redis_address(&settings.redis_url),
+            address: settings.redis.address(),
             stats: Arc::clone(&settings.stats),
             stale_after: Self::stale_after(settings.resync_interval, settings.timeout),
         }

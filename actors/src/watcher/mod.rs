@@ -19,6 +19,7 @@ use redis::aio::MultiplexedConnection;
 use traptor_core::SlotId;
 
 use crate::messages::{RulesChanged, RulesSnapshot};
+use crate::redis_target::RedisTarget;
 pub use crate::rule_store::{load_all, load_slot};
 pub use stats::{WatcherStats, WatcherStatsSnapshot};
 pub use tracker::RuleTracker;
@@ -35,8 +36,8 @@ pub fn all_slots() -> SlotFilter {
 /// Everything the watcher needs to know; built from the cluster config by `app`.
 #[derive(Clone)]
 pub struct WatcherSettings {
-    /// May carry a password: never logged (the client's host:port is logged instead).
-    pub redis_url: String,
+    /// Where the rules are; its URL may carry a password, so only its address is logged.
+    pub redis: RedisTarget,
     pub notify_channel: String,
     pub resync_interval: Duration,
     /// Bound on connecting and on every command (redis-rs' own default is 500 ms, too short
@@ -51,9 +52,9 @@ pub struct WatcherSettings {
 }
 
 impl WatcherSettings {
-    pub fn new(redis_url: impl Into<String>, notify_channel: impl Into<String>) -> Self {
+    pub fn new(redis: impl Into<RedisTarget>, notify_channel: impl Into<String>) -> Self {
         WatcherSettings {
-            redis_url: redis_url.into(),
+            redis: redis.into(),
             notify_channel: notify_channel.into(),
             resync_interval: Duration::from_secs(60),
             timeout: Duration::from_secs(10),
@@ -68,7 +69,7 @@ impl WatcherSettings {
 impl std::fmt::Debug for WatcherSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatcherSettings")
-            .field("redis", &redis_address(&self.redis_url))
+            .field("redis", &self.redis)
             .field("notify_channel", &self.notify_channel)
             .field("resync_interval", &self.resync_interval)
             .field("timeout", &self.timeout)
@@ -141,8 +142,8 @@ impl WatchLoop {
     /// Connects, syncs and listens; on failure waits with exponential backoff and starts again.
     /// Returns only when the supervisor is gone.
     async fn run(mut self) {
-        let address = redis_address(&self.settings.redis_url);
-        let client = match redis::Client::open(self.settings.redis_url.as_str()) {
+        let address = self.settings.redis.address();
+        let client = match self.settings.redis.client() {
             Ok(client) => client,
             Err(e) => {
                 tracing::error!(redis = %address, "the Redis URL is invalid, rules cannot be watched: {e}");
@@ -157,7 +158,8 @@ impl WatchLoop {
                 tracing::debug!("rule watcher stopping: nobody listens any more");
                 return;
             }
-            self.settings.stats.record_failure(&end.to_string());
+            let end = self.explain(&end);
+            self.settings.stats.record_failure(&end);
             self.hold_empty_syncs = true;
             if synced {
                 backoff = self.settings.min_backoff;
@@ -170,6 +172,16 @@ impl WatchLoop {
             );
             actix_rt::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.settings.max_backoff);
+        }
+    }
+
+    /// Why a session ended, with what to change when the server's certificate was refused.
+    fn explain(&self, end: &SessionEnd) -> String {
+        match end {
+            SessionEnd::Redis(error) => {
+                format!("Redis error: {}", self.settings.redis.explain(error))
+            }
+            other => other.to_string(),
         }
     }
 
@@ -215,7 +227,7 @@ impl WatchLoop {
         }
         *synced = true;
         tracing::info!(
-            redis = %redis_address(&self.settings.redis_url),
+            redis = %self.settings.redis.address(),
             channel = %self.settings.notify_channel,
             "rule watcher subscribed and synced"
         );

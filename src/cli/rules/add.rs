@@ -57,14 +57,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Err(error) = rule_store::validate_for_storage(&args.slot, fields.clone()) {
         return Ok(refused(format!("refused: {error}")));
     }
-    let url = args.redis.resolved_url();
+    let target = args.redis.target()?;
     block_on(async {
-        let mut con = connect(&url).await?;
+        let mut con = connect(&target).await?;
         let (storable, report) = match rule_store::put_rule(&mut con, &args.slot, fields).await {
             Ok(done) => done,
             Err(PutRuleError::Invalid(error)) => return Ok(refused(format!("refused: {error}"))),
             Err(PutRuleError::Redis(e)) => {
-                return Err(e).context(redis_failure("writing the rule", &url))
+                return Err(e).context(redis_failure("writing the rule", &target))
             }
         };
         let key = &report.written[0];
@@ -90,7 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let copies = copies_elsewhere(&mut con, &[(args.slot.clone(), rule.rule_id.clone())])
             .await
-            .context(redis_failure("looking for copies in other slots", &url))?;
+            .context(redis_failure("looking for copies in other slots", &target))?;
         warn_about_copies(&copies);
         announce(&mut con, &args.notify, &report.slots).await?;
         Ok(ExitCode::SUCCESS)

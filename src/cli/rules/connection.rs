@@ -1,13 +1,14 @@
-//! The Redis connection of the rule commands (and `traptor plan`): where it points, how it is
-//! opened, and how its failures read. The URL may carry a password, so messages name only
-//! `host:port/db`.
+//! The Redis connection of the rule commands (and `traptor plan`): where it points, which CA
+//! it trusts, how it is opened, and how its failures read. The URL may carry a password, so
+//! messages name only `host:port/db`.
 
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use redis::aio::MultiplexedConnection;
-use traptor_actors::watcher::redis_address;
+use traptor_actors::redis_target::RedisTarget;
 
 /// Used when neither `--redis` nor `$TRAPTOR_REDIS_URL` is given (the original's default).
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -15,18 +16,26 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 /// The environment variable that replaces [`DEFAULT_REDIS_URL`].
 pub const REDIS_URL_VAR: &str = "TRAPTOR_REDIS_URL";
 
+/// The environment variable read when `--redis-ca-file` is not given.
+pub const REDIS_CA_FILE_VAR: &str = "TRAPTOR_REDIS_CA_FILE";
+
 /// Generous bounds: a SCAN of a large keyspace on a busy server takes a while, but a dead
 /// server must not hang a command forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `--redis URL`, shared by every rule command.
+/// `--redis URL` and `--redis-ca-file PATH`, shared by every rule command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisArgs {
     /// Redis holding the rules, `redis://[user:password@]host:port/db` (`rediss://` for TLS).
     /// Default: $TRAPTOR_REDIS_URL, else redis://127.0.0.1:6379/0.
     #[arg(long = "redis", value_name = "URL")]
     pub url: Option<String>,
+
+    /// PEM file of the private CA that signed the Redis server's certificate (`rediss://`
+    /// only; only its certificates are then trusted). Default: $TRAPTOR_REDIS_CA_FILE.
+    #[arg(long = "redis-ca-file", value_name = "PATH")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl RedisArgs {
@@ -37,6 +46,27 @@ impl RedisArgs {
             std::env::var(REDIS_URL_VAR).ok().as_deref(),
         )
     }
+
+    /// The CA file to trust: the flag, else the environment, else none.
+    pub fn resolved_ca_file(&self) -> Option<PathBuf> {
+        resolve_ca_file(
+            self.ca_file.as_deref(),
+            std::env::var_os(REDIS_CA_FILE_VAR).map(PathBuf::from),
+        )
+    }
+
+    /// The Redis to talk to, with its CA file read.
+    pub fn target(&self) -> anyhow::Result<RedisTarget> {
+        target(self.resolved_url(), self.resolved_ca_file().as_deref())
+    }
+}
+
+/// A target for `url`, trusting the CA of `ca_file` when one is given.
+pub fn target(url: String, ca_file: Option<&Path>) -> anyhow::Result<RedisTarget> {
+    Ok(match ca_file {
+        Some(path) => RedisTarget::with_ca_file(url, path)?,
+        None => RedisTarget::new(url),
+    })
 }
 
 /// `--channel` and `--no-notify`, shared by the commands that change rules.
@@ -58,6 +88,11 @@ fn resolve_url(flag: Option<&str>, env: Option<&str>) -> String {
         .to_owned()
 }
 
+fn resolve_ca_file(flag: Option<&Path>, env: Option<PathBuf>) -> Option<PathBuf> {
+    flag.map(Path::to_owned)
+        .or(env.filter(|path| !path.as_os_str().is_empty()))
+}
+
 /// Runs a future of a command to completion on a fresh single-threaded runtime.
 pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
     let runtime = actix_rt::Runtime::new().context("cannot start the async runtime")?;
@@ -65,9 +100,9 @@ pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
 }
 
 /// Opens a connection, with an error that says where it tried and what to do.
-pub async fn connect(url: &str) -> anyhow::Result<MultiplexedConnection> {
-    let address = redis_address(url);
-    let client = redis::Client::open(url).map_err(|e| {
+pub async fn connect(redis: &RedisTarget) -> anyhow::Result<MultiplexedConnection> {
+    let address = redis.address();
+    let client = redis.client().map_err(|e| {
         anyhow::anyhow!(
             "the Redis URL is invalid ({}); expected redis://[user:password@]host:port/db",
             e.category()
@@ -79,12 +114,18 @@ pub async fn connect(url: &str) -> anyhow::Result<MultiplexedConnection> {
     client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .with_context(|| format!("cannot connect to Redis at {address}; start it, or point --redis (or ${REDIS_URL_VAR}) at it"))
+        .map_err(|e| match redis.certificate_hint(&e) {
+            Some(hint) => anyhow::anyhow!("cannot connect to Redis at {address}: {e}; {hint}"),
+            None => anyhow::Error::new(e).context(format!(
+                "cannot connect to Redis at {address}; start it, or point --redis (or \
+                 ${REDIS_URL_VAR}) at it"
+            )),
+        })
 }
 
 /// Describes a failed Redis command without repeating the URL.
-pub fn redis_failure(doing: &str, url: &str) -> String {
-    format!("Redis at {} failed while {doing}", redis_address(url))
+pub fn redis_failure(doing: &str, redis: &RedisTarget) -> String {
+    format!("Redis at {} failed while {doing}", redis.address())
 }
 
 #[cfg(test)]
@@ -100,5 +141,30 @@ mod tests {
         assert_eq!(resolve_url(None, Some("redis://b/2")), "redis://b/2");
         assert_eq!(resolve_url(None, Some(" ")), DEFAULT_REDIS_URL);
         assert_eq!(resolve_url(None, None), DEFAULT_REDIS_URL);
+    }
+
+    #[test]
+    fn the_ca_flag_beats_the_environment_and_an_empty_variable_means_none() {
+        let env = || Some(PathBuf::from("/env/ca.pem"));
+        assert_eq!(
+            resolve_ca_file(Some(Path::new("/flag/ca.pem")), env()),
+            Some(PathBuf::from("/flag/ca.pem"))
+        );
+        assert_eq!(resolve_ca_file(None, env()), Some(PathBuf::from("/env/ca.pem")));
+        assert_eq!(resolve_ca_file(None, Some(PathBuf::new())), None);
+        assert_eq!(resolve_ca_file(None, None), None);
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_reported_before_connecting() {
+        let err = target(
+            "rediss://:pw-secret@127.0.0.1:6380/0".into(),
+            Some(Path::new("/nonexistent/redis-ca.pem")),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/nonexistent/redis-ca.pem"), "{err}");
+        assert!(err.contains("--redis-ca-file"), "{err}");
+        assert!(!err.contains("pw-secret"), "{err}");
     }
 }

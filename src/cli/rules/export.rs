@@ -47,13 +47,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let url = args.redis.resolved_url();
+    let target = args.redis.target()?;
     let stored = block_on(async {
-        let mut con = connect(&url).await?;
+        let mut con = connect(&target).await?;
         let wanted = |slot: &SlotId| args.slot.is_empty() || args.slot.contains(slot);
         rule_store::scan_stored(&mut con, &wanted)
             .await
-            .context(redis_failure("reading the rules", &url))
+            .context(redis_failure("reading the rules", &target))
     })??;
     let text = match args.format {
         Format::Jsonl => to_jsonl(&stored.hashes),

@@ -145,16 +145,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let url = args.redis.resolved_url();
+    let target = args.redis.target()?;
     block_on(async {
-        let mut con = connect(&url).await?;
+        let mut con = connect(&target).await?;
         let rules: Vec<(SlotId, Rule)> = placed
             .iter()
             .map(|p| (p.slot.clone(), p.rule.clone()))
             .collect();
         let report = rule_store::put_rules(&mut con, &rules)
             .await
-            .context(redis_failure("writing the rules", &url))?;
+            .context(redis_failure("writing the rules", &target))?;
         let replaced = report.updated.len() + report.replaced.len();
         let replaced = if replaced > 0 {
             format!(", {replaced} replacing a stored rule")
@@ -172,7 +172,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .collect();
         let copies = copies_elsewhere(&mut con, &ids)
             .await
-            .context(redis_failure("looking for copies in other slots", &url))?;
+            .context(redis_failure("looking for copies in other slots", &target))?;
         warn_about_copies(&copies);
         announce(&mut con, &args.notify, &report.slots).await?;
         Ok(ExitCode::SUCCESS)

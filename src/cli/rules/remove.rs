@@ -29,12 +29,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let url = args.redis.resolved_url();
+    let target = args.redis.target()?;
     block_on(async {
-        let mut con = connect(&url).await?;
+        let mut con = connect(&target).await?;
         let deleted = rule_store::remove_rule(&mut con, &args.slot, &args.rule_id)
             .await
-            .context(redis_failure("removing the rule", &url))?;
+            .context(redis_failure("removing the rule", &target))?;
         if deleted.is_empty() {
             anyhow::bail!(
                 "slot {} has no rule {}; `traptor rules list --slot {}` shows its rules",

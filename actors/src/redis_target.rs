@@ -1,0 +1,232 @@
+//! Where Redis is and which certificate authority to trust for it.
+//!
+//! A `rediss://` URL alone trusts the public (webpki) roots, which is right for a managed Redis
+//! with a publicly signed certificate. A server signed by a private CA (GCP Memorystore with
+//! in-transit encryption, an on-prem Redis) needs that CA: [`RedisTarget`] carries the URL and,
+//! when given, the CA's PEM, and every Redis client of traptor is opened through it so the
+//! rule watcher, the heartbeat, the original's stats keys, `check` and the CLI all trust the
+//! same thing.
+//!
+//! With a CA file, redis-rs trusts **only** the certificates of that file (its `root_cert`
+//! replaces the public roots rather than adding to them); without one, only the public roots.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redis::{ConnectionAddr, IntoConnectionInfo, RedisResult};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+
+use crate::config::RedisConfig;
+use crate::watcher::redis_address;
+
+/// A Redis server to connect to: its URL (which may carry a password, so it is never shown)
+/// and the private CA to trust for its TLS certificate, if any.
+#[derive(Clone)]
+pub struct RedisTarget {
+    url: String,
+    ca: Option<PrivateCa>,
+}
+
+/// The PEM of a CA file, read once at start, with the file's name for messages.
+#[derive(Clone)]
+struct PrivateCa {
+    file: PathBuf,
+    pem: Arc<Vec<u8>>,
+}
+
+/// Why a [`RedisTarget`] could not be set up: a configuration problem, reported at start.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisTargetError {
+    #[error(
+        "cannot read the Redis CA file {path}: {reason}; check `[redis] ca_file` \
+         (or `--redis-ca-file`)"
+    )]
+    CaFile { path: PathBuf, reason: String },
+    #[error(
+        "the Redis CA file {path} holds no PEM certificate; it must contain the \
+         `-----BEGIN CERTIFICATE-----` block of the CA that signed the Redis server's certificate"
+    )]
+    NoCertificate { path: PathBuf },
+    #[error(
+        "a Redis CA file ({path}) is given but the URL of Redis at {address} is not \
+         `rediss://`: the connection would not use TLS; use a `rediss://` URL, or drop the CA file"
+    )]
+    NotTls { path: PathBuf, address: String },
+}
+
+impl RedisTarget {
+    /// A target trusting the public roots (for `rediss://`), or plain TCP (`redis://`).
+    pub fn new(url: impl Into<String>) -> RedisTarget {
+        RedisTarget {
+            url: url.into(),
+            ca: None,
+        }
+    }
+
+    /// A target trusting only the CA certificates of `ca_file` (a PEM bundle, read and checked
+    /// now); `url` must be `rediss://`. The public roots are then not trusted for this server:
+    /// redis-rs uses the given roots instead of its webpki ones.
+    pub fn with_ca_file(
+        url: impl Into<String>,
+        ca_file: &Path,
+    ) -> Result<RedisTarget, RedisTargetError> {
+        let url = url.into();
+        if !is_tls_url(&url) {
+            return Err(RedisTargetError::NotTls {
+                path: ca_file.to_owned(),
+                address: redis_address(&url),
+            });
+        }
+        let pem = read_ca_pem(ca_file)?;
+        Ok(RedisTarget {
+            url,
+            ca: Some(PrivateCa {
+                file: ca_file.to_owned(),
+                pem: Arc::new(pem),
+            }),
+        })
+    }
+
+    /// `[redis] url` and, when set, `[redis] ca_file` (read now).
+    pub fn from_config(config: &RedisConfig) -> Result<RedisTarget, RedisTargetError> {
+        match &config.ca_file {
+            Some(path) => RedisTarget::with_ca_file(config.url.clone(), path),
+            None => Ok(RedisTarget::new(config.url.clone())),
+        }
+    }
+
+    /// `host:port/db`, never the password: what logs, errors and the status show.
+    pub fn address(&self) -> String {
+        redis_address(&self.url)
+    }
+
+    /// The URL as configured. It may carry a password: never log it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The private CA file trusted for this server, if one was given.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_ref().map(|ca| ca.file.as_path())
+    }
+
+    /// A redis-rs client for this server (no connection is opened yet).
+    pub fn client(&self) -> RedisResult<redis::Client> {
+        match &self.ca {
+            Some(ca) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.pem.as_ref().clone()),
+                },
+            ),
+            None => redis::Client::open(self.url.as_str()),
+        }
+    }
+
+    /// `error` as an operator should read it: when the server's TLS certificate was refused,
+    /// what to change (the `[redis] ca_file` setting) follows the error itself.
+    pub fn explain(&self, error: &redis::RedisError) -> String {
+        match self.certificate_hint(error) {
+            Some(hint) => format!("{error}; {hint}"),
+            None => error.to_string(),
+        }
+    }
+
+    /// What to change when `error` is the server's TLS certificate being refused; `None` for
+    /// any other error.
+    pub fn certificate_hint(&self, error: &redis::RedisError) -> Option<String> {
+        let text = error_chain(error);
+        if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
+            return Some(match self.ca_file() {
+                None => "the Redis server's TLS certificate is not trusted: the CA that signed \
+                         it is not among the public roots; set `[redis] ca_file` (or \
+                         `--redis-ca-file`) to the PEM file of that CA"
+                    .to_owned(),
+                Some(file) => format!(
+                    "the Redis server's TLS certificate is not trusted: it is not signed by a \
+                     CA of {}; point `[redis] ca_file` (or `--redis-ca-file`) at the CA that \
+                     signed it",
+                    file.display()
+                ),
+            });
+        }
+        if text.contains("NotValidForName") || text.contains("not valid for name") {
+            return Some(
+                "the Redis server's TLS certificate does not name the host of the URL; connect \
+                 with a host name (or IP address) the certificate lists"
+                    .to_owned(),
+            );
+        }
+        None
+    }
+}
+
+/// Lets settings take a plain URL (public roots) where a target is expected.
+impl From<String> for RedisTarget {
+    fn from(url: String) -> RedisTarget {
+        RedisTarget::new(url)
+    }
+}
+
+impl From<&str> for RedisTarget {
+    fn from(url: &str) -> RedisTarget {
+        RedisTarget::new(url)
+    }
+}
+
+impl fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("address", &self.address())
+            .field("ca_file", &self.ca_file())
+            .finish()
+    }
+}
+
+/// Whether `url` asks for TLS (`rediss://`). An unparsable URL is not TLS.
+fn is_tls_url(url: &str) -> bool {
+    matches!(
+        url.into_connection_info().map(|info| info.addr().clone()),
+        Ok(ConnectionAddr::TcpTls { .. })
+    )
+}
+
+/// The PEM of `path`, checked as redis-rs will use it: every certificate parses and can be a
+/// trust anchor, and there is at least one.
+fn read_ca_pem(path: &Path) -> Result<Vec<u8>, RedisTargetError> {
+    let ca_error = |reason: String| RedisTargetError::CaFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| ca_error(format!("not a valid PEM certificate ({e})")))?;
+        roots
+            .add(cert)
+            .map_err(|e| ca_error(format!("not a usable CA certificate ({e})")))?;
+    }
+    if roots.is_empty() {
+        return Err(RedisTargetError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(pem)
+}
+
+/// An error and its sources as one text, to recognise what rustls refused.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = format!("{error} {error:?}");
+    let mut source = error.source();
+    while let Some(inner) = source {
+        text.push_str(&format!(" {inner} {inner:?}"));
+        source = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

@@ -45,8 +45,6 @@ impl<'a> Message<'a> {
     #[inline]
     pub fn skim_from(&mut self, frame: &'a [u8]) -> Scan<()> {
         let message = self;
-        // A frame may be cold in cache: all of it is asked for before the scan reaches it.
-        crate::matching::json_skim::prefetch(frame);
         let mut skim = Skim::new(frame);
         skim.scanner.begin_object()?;
         // The deciding keys in document order, kept on the stack (a tweet has four or five);

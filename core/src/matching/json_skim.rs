@@ -775,46 +775,6 @@ fn skip_plain_words(bytes: &[u8], mut pos: usize) -> (usize, bool) {
     (pos, high != 0 || tail_high)
 }
 
-/// Asks the CPU to start loading every cache line of `bytes` (up to `PREFETCHED_BYTES`) into
-/// its L2 cache.
-///
-/// A frame not already in cache stalled the scan on a miss every few fields: the scan runs
-/// ahead of what the hardware prefetcher fetches (which also stops at every 4 KB page). Asking
-/// for the whole frame at once lets the misses overlap. Into L2 rather than L1 measured
-/// faster: L1 has few miss buffers for fifty lines. Lines already cached cost an instruction
-/// each.
-#[inline]
-pub fn prefetch(bytes: &[u8]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
-        let len = bytes.len().min(PREFETCHED_BYTES);
-        if len == 0 {
-            return;
-        }
-        let at = |offset: usize| {
-            // SAFETY: a prefetch is only a hint: it never faults and changes no memory. The
-            // address is inside `bytes` anyway (`offset < len`).
-            unsafe { _mm_prefetch(bytes.as_ptr().add(offset) as *const i8, _MM_HINT_T1) }
-        };
-        at(0);
-        next_line_offsets(bytes.as_ptr() as usize, len).for_each(at);
-    }
-}
-
-/// Frames are prefetched up to this many bytes: a tweet's size, or an extended tweet's.
-const PREFETCHED_BYTES: usize = 8 * 1024;
-
-/// Cache lines are 64 bytes on the CPUs this runs on.
-const CACHE_LINE: usize = 64;
-
-/// The offsets below `len` of the first byte of each cache line after the one of address
-/// `start`: with offset 0, one offset in each line that `len` bytes at `start` touch.
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-fn next_line_offsets(start: usize, len: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
-    (CACHE_LINE - start % CACHE_LINE..len).step_by(CACHE_LINE)
-}
-
 /// Non-UTF-8 bytes in a string: serde_json from a `&[u8]` would accept them, but enrichment
 /// reports such a frame as not UTF-8, on the serde path, which checks the whole frame first.
 #[inline]
@@ -1036,33 +996,6 @@ mod tests {
                     }
                 }
             }
-        }
-    }
-
-    /// Every cache line of a frame is asked for once, at every alignment and length.
-    #[test]
-    fn prefetching_asks_for_each_line_of_the_bytes_once() {
-        for start in [0, 1, 63, 64, 65, 100, 4095] {
-            for len in [0, 1, 2, 63, 64, 65, 128, 129, 1000, 3483] {
-                let first = (len > 0).then_some(0);
-                let offsets: Vec<usize> = first
-                    .into_iter()
-                    .chain(next_line_offsets(start, len))
-                    .collect();
-                assert!(offsets.iter().all(|&o| o < len), "{start} {len}");
-                let lines: Vec<usize> = offsets.iter().map(|o| (start + o) / 64).collect();
-                let expected: Vec<usize> = if len == 0 {
-                    Vec::new()
-                } else {
-                    (start / 64..=(start + len - 1) / 64).collect()
-                };
-                assert_eq!(lines, expected, "{start} {len}");
-            }
-        }
-        // And the prefetch itself reads nothing out of bounds, on any slice.
-        let frame = vec![b' '; 9000];
-        for (from, to) in [(0, 0), (3, 4), (1, 9000), (0, 9000), (17, 200)] {
-            prefetch(&frame[from..to]);
         }
     }
 

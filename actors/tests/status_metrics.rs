@@ -273,11 +273,19 @@ async fn the_status_report_joins_plan_state_and_counters() {
     let report = report::collect(&sources).await.unwrap();
     let first = &report.connections[0];
     assert_eq!(
-        (first.key.as_str(), first.part, first.rules, first.terms),
+        (
+            first.status.key.as_str(),
+            first.status.part,
+            first.status.rules,
+            first.status.terms
+        ),
         ("k1", 0, 3, 4)
     );
-    assert_eq!(first.last_error.as_deref(), Some("connection refused"));
-    assert_eq!(first.counters.as_ref().unwrap().messages["tweet"], 1);
+    assert_eq!(
+        first.status.last_error.as_deref(),
+        Some("connection refused")
+    );
+    assert_eq!(first.counters.as_ref().unwrap().stats.messages["tweet"], 1);
     assert!(
         report.connections[1].counters.is_none(),
         "k2's stream never registered"
@@ -288,8 +296,13 @@ async fn the_status_report_joins_plan_state_and_counters() {
     let json = serde_json::to_string(&report).unwrap();
     let back: traptor_actors::status::StatusReport = serde_json::from_str(&json).unwrap();
     assert_eq!(
-        back.connections[0].counters.as_ref().unwrap().messages["tweet"],
+        back.connections[0]
+            .counters
+            .as_ref()
+            .unwrap()
+            .stats
+            .messages["tweet"],
         1
     );
-    assert_eq!(back.unused_keys, ["k3"]);
+    assert_eq!(back.cluster.unused_keys, ["k3"]);
 }

@@ -138,10 +138,10 @@ async fn readyz_waits_for_a_streaming_connection_and_the_endpoints_answer() {
     let connection = &report.connections[0];
     assert_eq!(
         (
-            connection.connection.as_str(),
-            connection.key.as_str(),
-            connection.state.as_str(),
-            connection.rules
+            connection.status.connection.as_str(),
+            connection.status.key.as_str(),
+            connection.status.state.as_str(),
+            connection.status.rules
         ),
         ("track:0", "k1", "streaming", 1)
     );
@@ -301,13 +301,13 @@ async fn no_endpoint_shows_a_secret_even_when_streams_fail() {
         let states: Vec<&str> = report
             .connections
             .iter()
-            .map(|c| c.state.as_str())
+            .map(|c| c.status.state.as_str())
             .collect();
         let tweets = report
             .connections
             .iter()
             .filter_map(|c| c.counters.as_ref())
-            .map(|c| c.messages.get("tweet").copied().unwrap_or(0))
+            .map(|c| c.stats.messages.get("tweet").copied().unwrap_or(0))
             .sum::<u64>();
         if states.contains(&"streaming") && states.contains(&"auth_failed") && tweets >= 5 {
             break;
@@ -324,11 +324,12 @@ async fn no_endpoint_shows_a_secret_even_when_streams_fail() {
     let refused = report
         .connections
         .iter()
-        .find(|c| c.state == "auth_failed")
+        .find(|c| c.status.state == "auth_failed")
         .unwrap();
-    assert_eq!(refused.key, "bad");
+    assert_eq!(refused.status.key, "bad");
     assert!(
         refused
+            .status
             .last_error
             .as_deref()
             .unwrap_or_default()
@@ -355,8 +356,12 @@ async fn no_endpoint_shows_a_secret_even_when_streams_fail() {
     }
     let metrics = get(addr, "/metrics").await.body;
     let samples = parse_exposition(&metrics).unwrap_or_else(|e| panic!("{e}\n{metrics}"));
-    let good_part = report.connections.iter().find(|c| c.key == "good").unwrap();
-    let labels = format!(r#"slot="{}",part="0",key="good""#, good_part.slot);
+    let good_part = report
+        .connections
+        .iter()
+        .find(|c| c.status.key == "good")
+        .unwrap();
+    let labels = format!(r#"slot="{}",part="0",key="good""#, good_part.status.slot);
     assert!(samples[&format!("traptor_stream_messages_total{{{labels},type=\"tweet\"}}")] >= 5.0);
     assert!(
         samples
@@ -369,7 +374,7 @@ async fn no_endpoint_shows_a_secret_even_when_streams_fail() {
         samples[r#"traptor_writer_records_given_up_total{sink="file"}"#],
         0.0
     );
-    let bad_labels = format!(r#"slot="{}",part="0",key="bad""#, refused.slot);
+    let bad_labels = format!(r#"slot="{}",part="0",key="bad""#, refused.status.slot);
     assert_eq!(
         samples[&format!("traptor_stream_state{{{bad_labels},state=\"auth_failed\"}}")],
         1.0

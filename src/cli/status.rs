@@ -67,7 +67,7 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         "traptor {} — up {}{}",
         report.version,
         age(up),
-        if report.shutting_down {
+        if report.cluster.shutting_down {
             ", SHUTTING DOWN"
         } else {
             ""
@@ -83,18 +83,18 @@ pub fn render(report: &StatusReport, now: u64) -> String {
     }
     out.push('\n');
     connections(&mut out, &report.connections, now);
-    list(&mut out, "rules left out", &report.rules_left_out);
+    list(&mut out, "rules left out", &report.cluster.rules_left_out);
     list(
         &mut out,
         "rules that could not be loaded",
-        &report.rule_errors,
+        &report.cluster.rule_errors,
     );
     list(
         &mut out,
         "slots without an API key (not collected)",
-        &report.slots_without_key,
+        &report.cluster.slots_without_key,
     );
-    list(&mut out, "API keys not used", &report.unused_keys);
+    list(&mut out, "API keys not used", &report.cluster.unused_keys);
     out.push('\n');
     if let Some(writer) = &report.writer {
         out.push_str(&writer_line(writer));
@@ -111,21 +111,21 @@ fn connections(out: &mut String, connections: &[ConnectionReport], now: u64) {
     let rows: Vec<[String; 6]> = connections
         .iter()
         .map(|c| {
-            let state = match c.state_since {
-                Some(since) => format!("{} {}", c.state, age(now.saturating_sub(since))),
-                None => c.state.clone(),
+            let state = match c.status.state_since {
+                Some(since) => format!("{} {}", c.status.state, age(now.saturating_sub(since))),
+                None => c.status.state.clone(),
             };
             let rate = c
-                .tweets_per_second
+                .status.tweets_per_second
                 .map(|r| format!("{r:.1}"))
                 .unwrap_or_else(|| "-".to_owned());
             [
-                c.connection.clone(),
-                c.key.clone(),
+                c.status.connection.clone(),
+                c.status.key.clone(),
                 state,
-                c.rules.to_string(),
+                c.status.rules.to_string(),
                 rate,
-                c.last_error.clone().unwrap_or_default(),
+                c.status.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -174,13 +174,13 @@ fn list(out: &mut String, title: &str, items: &[String]) {
 fn writer_line(w: &WriterReport) -> String {
     let mut line = format!(
         "writer ({}): queued {}, delivered {}, failed {}, retried {}, given up {}, in flight {}",
-        w.sink, w.queued, w.delivered, w.failed, w.retried, w.given_up, w.in_flight
+        w.sink, w.stats.queued, w.stats.delivered, w.stats.failed, w.stats.retried, w.stats.given_up, w.stats.in_flight
     );
-    if w.spooled > 0 || w.spool_records > 0 {
+    if w.stats.spooled > 0 || w.stats.spool_records > 0 {
         let _ = write!(
             line,
             "; spooled {}, replayed {}, in spool {} ({} bytes)",
-            w.spooled, w.replayed, w.spool_records, w.spool_bytes
+            w.stats.spooled, w.stats.replayed, w.stats.spool_records, w.stats.spool_bytes
         );
     }
     if let Some(kafka) = &w.kafka {
@@ -217,15 +217,15 @@ fn rules_line(rules: &RulesReport, now: u64) -> String {
     let mut line = format!(
         "rules: redis {} {}, {synced}: {} slot(s), {} rule(s), {} rule error(s); {} sync(s), {} failure(s), {} notice(s)",
         rules.location,
-        if w.connected { "connected" } else { "DISCONNECTED" },
-        w.slots,
-        w.rules,
-        w.rule_errors,
-        w.syncs,
-        w.failures,
-        w.notices
+        if w.stats.connected { "connected" } else { "DISCONNECTED" },
+        w.stats.slots,
+        w.stats.rules,
+        w.stats.rule_errors,
+        w.stats.syncs,
+        w.stats.failures,
+        w.stats.notices
     );
-    if let Some(error) = &w.last_error {
+    if let Some(error) = &w.stats.last_error {
         let _ = write!(line, "; last error: {error}");
     }
     line + "\n"

@@ -40,7 +40,7 @@ impl Readiness {
 /// Judges a report (whose own `ready` field is ignored).
 pub fn readiness(report: &StatusReport) -> Readiness {
     let mut not_ready = Vec::new();
-    if report.shutting_down {
+    if report.cluster.shutting_down {
         not_ready.push("shutting down".to_owned());
     }
     if let Some(writer) = &report.writer {
@@ -51,7 +51,7 @@ pub fn readiness(report: &StatusReport) -> Readiness {
     let streaming = report
         .connections
         .iter()
-        .filter(|c| c.state == "streaming")
+        .filter(|c| c.status.state == "streaming")
         .count();
     if planned > 0 && streaming == 0 {
         not_ready.push(format!(
@@ -92,6 +92,7 @@ fn rules_problem(rules: &RulesReport) -> Option<String> {
     let watcher = rules.watcher.as_ref()?;
     let Some(age) = watcher.last_sync_age_seconds else {
         let why = watcher
+            .stats
             .last_error
             .as_deref()
             .map(|e| format!(": {e}"))
@@ -101,8 +102,12 @@ fn rules_problem(rules: &RulesReport) -> Option<String> {
             rules.location
         ));
     };
-    if !watcher.connected {
-        let why = watcher.last_error.as_deref().unwrap_or("connection lost");
+    if !watcher.stats.connected {
+        let why = watcher
+            .stats
+            .last_error
+            .as_deref()
+            .unwrap_or("connection lost");
         return Some(format!(
             "redis: the rule watcher lost {} ({why}); running on rules synced {age:.0} s ago",
             rules.location

@@ -67,27 +67,31 @@ fn process(f: &mut Families, report: &StatusReport) {
         "traptor_rules_left_out",
         "Rules not on any connection (over a connection's limits or without a key).",
     )
-    .sample(none, report.rules_left_out.len());
+    .sample(none, report.cluster.rules_left_out.len());
     f.gauge(
         "traptor_slots_without_key",
         "Slots that have rules but no API key to run them.",
     )
-    .sample(none, report.slots_without_key.len());
+    .sample(none, report.cluster.slots_without_key.len());
     f.gauge(
         "traptor_unused_keys",
         "Configured API keys that no connection uses.",
     )
-    .sample(none, report.unused_keys.len());
+    .sample(none, report.cluster.unused_keys.len());
     f.gauge(
         "traptor_rule_errors",
         "Rules that could not be loaded at all.",
     )
-    .sample(none, report.rule_errors.len());
+    .sample(none, report.cluster.rule_errors.len());
 }
 
 fn stream(f: &mut Families, c: &ConnectionReport) {
-    let part = c.part.to_string();
-    let labels: [(&'static str, &str); 3] = [("slot", &c.slot), ("part", &part), ("key", &c.key)];
+    let part = c.status.part.to_string();
+    let labels: [(&'static str, &str); 3] = [
+        ("slot", &c.status.slot),
+        ("part", &part),
+        ("key", &c.status.key),
+    ];
     // The connection's labels plus one more (`state`, `reason`, `code` or `type`).
     let with = |name: &'static str, value: &str| -> Vec<(&'static str, String)> {
         let own = labels.iter().map(|(k, v)| (*k, v.to_string()));
@@ -99,12 +103,12 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
         "1 for the connection's current state, 0 for the others.",
     );
     for state in CONNECTION_STATES {
-        states.sample(&with("state", state), u64::from(c.state == state));
+        states.sample(&with("state", state), u64::from(c.status.state == state));
     }
-    if !CONNECTION_STATES.contains(&c.state.as_str()) {
-        states.sample(&with("state", &c.state), 1u64);
+    if !CONNECTION_STATES.contains(&c.status.state.as_str()) {
+        states.sample(&with("state", &c.status.state), 1u64);
     }
-    if let Some(since) = c.state_since {
+    if let Some(since) = c.status.state_since {
         f.gauge(
             "traptor_stream_state_change_timestamp_seconds",
             "When the connection entered its current state, in Unix seconds.",
@@ -112,17 +116,17 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
         .sample(&labels, since);
     }
     f.gauge("traptor_stream_rules", "Rules on the connection.")
-        .sample(&labels, c.rules);
+        .sample(&labels, c.status.rules);
     f.gauge(
         "traptor_stream_filter_terms",
         "Filter terms (phrases, ids or boxes) sent for the connection.",
     )
-    .sample(&labels, c.terms);
+    .sample(&labels, c.status.terms);
     f.counter(
         "traptor_stream_restarts_total",
         "Restarts of the connection's stream after it died unexpectedly.",
     )
-    .sample(&labels, c.restarts);
+    .sample(&labels, c.status.restarts);
 
     let Some(counters) = &c.counters else {
         return;
@@ -131,29 +135,29 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
         "traptor_stream_connect_attempts_total",
         "Connection attempts.",
     )
-    .sample(&labels, counters.connect_attempts);
+    .sample(&labels, counters.stats.connect_attempts);
     f.counter(
         "traptor_stream_connects_total",
         "Connections that were accepted (HTTP 200) and started streaming.",
     )
-    .sample(&labels, counters.connected);
+    .sample(&labels, counters.stats.connected);
     f.counter(
         "traptor_stream_network_errors_total",
         "Connection attempts that failed before an HTTP response.",
     )
-    .sample(&labels, counters.network_errors);
+    .sample(&labels, counters.stats.network_errors);
     let disconnects = f.counter(
         "traptor_stream_disconnects_total",
         "Open streams that ended, by reason.",
     );
-    for reason in with_zeroes(&counters.drops, DropKind::ALL.map(DropKind::as_str)) {
+    for reason in with_zeroes(&counters.stats.drops, DropKind::ALL.map(DropKind::as_str)) {
         disconnects.sample(&with("reason", reason.0), reason.1);
     }
     let responses = f.counter(
         "traptor_stream_http_responses_total",
         "Non-200 HTTP responses to connection attempts, by status code.",
     );
-    for (code, count) in &counters.http_statuses {
+    for (code, count) in &counters.stats.http_statuses {
         responses.sample(&with("code", &code.to_string()), *count);
     }
     let messages = f.counter(
@@ -161,7 +165,7 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
         "Messages received, by type.",
     );
     for (kind, count) in with_zeroes(
-        &counters.messages,
+        &counters.stats.messages,
         MessageKind::ALL.map(MessageKind::as_str),
     ) {
         messages.sample(&with("type", kind), count);
@@ -170,29 +174,29 @@ fn stream(f: &mut Families, c: &ConnectionReport) {
         "traptor_stream_tweets_matched_total",
         "Tweets that matched at least one rule.",
     )
-    .sample(&labels, counters.tweets_matched);
+    .sample(&labels, counters.stats.tweets_matched);
     f.counter(
         "traptor_stream_tweets_unmatched_total",
         "Tweets that matched no rule (written as Not Found).",
     )
-    .sample(&labels, counters.tweets_unmatched);
+    .sample(&labels, counters.stats.tweets_unmatched);
     f.counter(
         "traptor_stream_received_bytes_total",
         "Bytes of stream body received.",
     )
-    .sample(&labels, counters.bytes);
+    .sample(&labels, counters.stats.bytes);
     f.counter(
         "traptor_stream_keep_alives_total",
         "Keep-alive newlines received.",
     )
-    .sample(&labels, counters.keep_alives);
+    .sample(&labels, counters.stats.keep_alives);
     f.counter(
         "traptor_stream_frame_errors_total",
         "Malformed or oversized messages on the stream.",
     )
-    .sample(&labels, counters.frame_errors);
+    .sample(&labels, counters.stats.frame_errors);
     f.gauge("traptor_stream_limit_undelivered_tweets", "Tweets the server could not deliver on the current connection, from its latest limit notice.")
-        .sample(&labels, counters.limit_undelivered);
+        .sample(&labels, counters.stats.limit_undelivered);
     if let Some(lag) = counters.lag_seconds {
         f.gauge(
             "traptor_stream_lag_seconds",
@@ -209,9 +213,9 @@ fn rule_matches(f: &mut Families, connections: &[ConnectionReport]) {
         let Some(counters) = &c.counters else {
             continue;
         };
-        for (rule_id, count) in &counters.rule_matches {
+        for (rule_id, count) in &counters.stats.rule_matches {
             *totals
-                .entry((c.slot.as_str(), rule_id.as_str()))
+                .entry((c.status.slot.as_str(), rule_id.as_str()))
                 .or_insert(0) += count;
         }
     }
@@ -230,52 +234,52 @@ fn writer(f: &mut Families, w: &WriterReport) {
         "traptor_writer_records_queued_total",
         "Records the writer accepted from the streams.",
     )
-    .sample(&labels, w.queued);
+    .sample(&labels, w.stats.queued);
     f.counter(
         "traptor_writer_records_delivered_total",
         "Records the destination confirmed.",
     )
-    .sample(&labels, w.delivered);
+    .sample(&labels, w.stats.delivered);
     f.counter(
         "traptor_writer_delivery_failures_total",
         "Failed delivery attempts (each retried or given up).",
     )
-    .sample(&labels, w.failed);
+    .sample(&labels, w.stats.failed);
     f.counter(
         "traptor_writer_records_retried_total",
         "Records sent again after a failed attempt.",
     )
-    .sample(&labels, w.retried);
+    .sample(&labels, w.stats.retried);
     f.counter(
         "traptor_writer_records_given_up_total",
         "Records that will never be delivered.",
     )
-    .sample(&labels, w.given_up);
+    .sample(&labels, w.stats.given_up);
     f.gauge(
         "traptor_writer_records_in_flight",
         "Records accepted but not yet delivered nor given up.",
     )
-    .sample(&labels, w.in_flight);
+    .sample(&labels, w.stats.in_flight);
     f.counter(
         "traptor_writer_records_spooled_total",
         "Records written to the disk spool while the destination was down.",
     )
-    .sample(&labels, w.spooled);
+    .sample(&labels, w.stats.spooled);
     f.counter(
         "traptor_writer_records_replayed_total",
         "Records read back from the disk spool and sent again.",
     )
-    .sample(&labels, w.replayed);
+    .sample(&labels, w.stats.replayed);
     f.gauge(
         "traptor_writer_spool_records",
         "Records in the disk spool not yet delivered.",
     )
-    .sample(&labels, w.spool_records);
+    .sample(&labels, w.stats.spool_records);
     f.gauge(
         "traptor_writer_spool_bytes",
         "Size of the disk spool's files.",
     )
-    .sample(&labels, w.spool_bytes);
+    .sample(&labels, w.stats.spool_bytes);
     f.gauge(
         "traptor_writer_closed",
         "1 when the destination went away for good.",
@@ -310,22 +314,22 @@ fn watcher(f: &mut Families, report: &StatusReport) {
         "traptor_watcher_connected",
         "1 while the rule watcher is subscribed to Redis and synced.",
     )
-    .sample(none, u64::from(w.connected));
+    .sample(none, u64::from(w.stats.connected));
     f.counter(
         "traptor_watcher_syncs_total",
         "Full rule syncs from Redis that succeeded.",
     )
-    .sample(none, w.syncs);
+    .sample(none, w.stats.syncs);
     f.counter(
         "traptor_watcher_failures_total",
         "Rule-watcher sessions that ended on a Redis error.",
     )
-    .sample(none, w.failures);
+    .sample(none, w.stats.failures);
     f.counter(
         "traptor_watcher_notices_total",
         "Rule-change notices received on the notify channel.",
     )
-    .sample(none, w.notices);
+    .sample(none, w.stats.notices);
     if let Some(at) = w.last_sync_at {
         f.gauge(
             "traptor_watcher_last_sync_timestamp_seconds",
@@ -337,17 +341,17 @@ fn watcher(f: &mut Families, report: &StatusReport) {
         "traptor_watcher_slots",
         "Slots with rules at the last sync.",
     )
-    .sample(none, w.slots);
+    .sample(none, w.stats.slots);
     f.gauge(
         "traptor_watcher_rules_loaded",
         "Rules loaded at the last sync.",
     )
-    .sample(none, w.rules);
+    .sample(none, w.stats.rules);
     f.gauge(
         "traptor_watcher_rule_errors",
         "Rules that could not be loaded at the last sync.",
     )
-    .sample(none, w.rule_errors);
+    .sample(none, w.stats.rule_errors);
 }
 
 /// The counts of `seen` plus a zero for every name of `all` not seen, so counters exist from

@@ -5,7 +5,6 @@
 //! Only names, counts, addresses without credentials and error texts appear here: never an
 //! API key's secrets, a Redis password or a Kafka option value.
 
-use std::ops::Deref;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -21,10 +20,7 @@ use crate::watcher::WatcherStatsSnapshot;
 /// How long the supervisor gets to answer before the process counts as unresponsive.
 pub const SUPERVISOR_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Everything `/status` shows.
-///
-/// The supervisor's cluster-wide fields are read through the report (`report.unused_keys`,
-/// via `Deref`), as in its [`StatusSnapshot`].
+/// Everything `/status` shows: the supervisor's [`StatusSnapshot`] joined with the counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StatusReport {
@@ -44,19 +40,8 @@ pub struct StatusReport {
     pub rules_source: RulesReport,
 }
 
-impl Deref for StatusReport {
-    type Target = ClusterStatus;
-
-    fn deref(&self) -> &ClusterStatus {
-        &self.cluster
-    }
-}
-
 /// One planned connection as `/status` shows it: the supervisor's [`ConnectionStatus`] (its
-/// fields inline, not nested) plus the stream's counters.
-///
-/// The status fields are read through the report (`report.state`, via `Deref`) because the
-/// report is that status with counters added, not a separate thing that happens to hold one.
+/// fields inline in the JSON, not nested) plus the stream's counters.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConnectionReport {
@@ -67,18 +52,8 @@ pub struct ConnectionReport {
     pub counters: Option<StreamCounters>,
 }
 
-impl Deref for ConnectionReport {
-    type Target = ConnectionStatus;
-
-    fn deref(&self) -> &ConnectionStatus {
-        &self.status
-    }
-}
-
-/// A stream's counters since its stream actor started, and how far behind it is.
-///
-/// The counters are read through this (`counters.bytes`, via `Deref`): it is the stream's
-/// snapshot with the lag, which depends on when it is read, added.
+/// A stream's counters since its stream actor started, and how far behind it is: the
+/// stream's snapshot with the lag, which depends on when it is read, added.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StreamCounters {
@@ -90,18 +65,8 @@ pub struct StreamCounters {
     pub lag_seconds: Option<f64>,
 }
 
-impl Deref for StreamCounters {
-    type Target = StreamStatsSnapshot;
-
-    fn deref(&self) -> &StreamStatsSnapshot {
-        &self.stats
-    }
-}
-
-/// What the writer did with the records: its counters plus what only the report knows.
-///
-/// The counters are read through the report (`report.delivered`, via `Deref`): the report is
-/// the writer's snapshot with the sink's name and health added.
+/// What the writer did with the records: the writer's snapshot with the sink's name and
+/// health added.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WriterReport {
@@ -116,14 +81,6 @@ pub struct WriterReport {
     pub kafka: Option<KafkaHealthSnapshot>,
 }
 
-impl Deref for WriterReport {
-    type Target = WriterStatsSnapshot;
-
-    fn deref(&self) -> &WriterStatsSnapshot {
-        &self.stats
-    }
-}
-
 /// Where the rules come from and, for Redis, how the watcher is doing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -135,10 +92,8 @@ pub struct RulesReport {
     pub watcher: Option<WatcherReport>,
 }
 
-/// The rule watcher's counters, and how old its last sync is.
-///
-/// The counters are read through the report (`watcher.connected`, via `Deref`): the report is
-/// the watcher's snapshot with the sync's age, which depends on when it is read, added.
+/// The rule watcher's counters, and how old its last sync is (which depends on when it is
+/// read).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WatcherReport {
@@ -151,14 +106,6 @@ pub struct WatcherReport {
     pub last_sync_age_seconds: Option<f64>,
     /// A sync older than this makes the process not ready.
     pub stale_after_seconds: f64,
-}
-
-impl Deref for WatcherReport {
-    type Target = WatcherStatsSnapshot;
-
-    fn deref(&self) -> &WatcherStatsSnapshot {
-        &self.stats
-    }
 }
 
 /// Why no report could be made.
@@ -198,7 +145,7 @@ pub fn build(sources: &StatusSources, snapshot: StatusSnapshot, now: SystemTime)
         .collect();
     sources
         .streams
-        .forget_ended(|id| connections.iter().any(|c| c.connection == id));
+        .forget_ended(|id| connections.iter().any(|c| c.status.connection == id));
     let writer = sources
         .writer
         .as_ref()
@@ -441,7 +388,7 @@ mod tests {
                 "lag_seconds": 2.5,
             })
         );
-        assert_eq!(counters.rule_matches["r1"], 1, "kept for /metrics");
+        assert_eq!(counters.stats.rule_matches["r1"], 1, "kept for /metrics");
     }
 
     #[test]
@@ -648,6 +595,6 @@ mod tests {
         let json = serde_json::to_value(&entry).unwrap();
         assert_eq!(json["last_error"], "HTTP 401");
         assert_eq!(json["counters"], serde_json::Value::Null);
-        assert_eq!(entry.state, "auth_failed", "status fields read through");
+        assert_eq!(entry.status.state, "auth_failed");
     }
 }

@@ -1,7 +1,6 @@
 //! The supervisor's view of the cluster as plain data: logged periodically and, joined with
 //! the streams' counters, served as the `/status` document (`crate::status::report`).
 
-use std::ops::Deref;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -9,23 +8,12 @@ use serde::{Deserialize, Serialize};
 use crate::messages::StreamState;
 
 /// Everything an operator asks first: what runs, how it is doing, and what is not collected.
-///
-/// The cluster-wide fields are read through the snapshot (`snapshot.unused_keys`, via
-/// `Deref`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StatusSnapshot {
     pub connections: Vec<ConnectionStatus>,
     /// Inline, not nested.
     #[serde(flatten)]
     pub cluster: ClusterStatus,
-}
-
-impl Deref for StatusSnapshot {
-    type Target = ClusterStatus;
-
-    fn deref(&self) -> &ClusterStatus {
-        &self.cluster
-    }
 }
 
 /// The supervisor's status beyond its connections: what it cannot collect, and whether it is

@@ -307,12 +307,12 @@ async fn a_slot_without_a_key_is_reported_not_started() {
         vec![Event::Started("track:0".into(), "k1".into())]
     );
     let status = h.status().await;
-    assert_eq!(status.slots_without_key, ["track:1"]);
+    assert_eq!(status.cluster.slots_without_key, ["track:1"]);
     assert_eq!(
-        status.rules_left_out.len(),
+        status.cluster.rules_left_out.len(),
         1,
         "{:?}",
-        status.rules_left_out
+        status.cluster.rules_left_out
     );
 }
 

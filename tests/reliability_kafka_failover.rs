@@ -34,7 +34,7 @@ use e2e_common::emulator::{
     emulator_config, keys_toml, runtime, start_emulator, test_keys, tweets_sent, wait_for_stats,
 };
 use e2e_common::http::{free_port, http_get, metric};
-use e2e_common::{received_per_key, unique, Supervisor};
+use e2e_common::{received_per_key, unique, write_three_slot_rules, Supervisor};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -295,18 +295,7 @@ impl World {
         });
         let dir = std::env::temp_dir().join(unique("traptor-failover"));
         std::fs::create_dir_all(&dir).unwrap();
-        let rule = |id: &str, value: &str, kind: &str, orig: &str| {
-            format!(
-                r#"{{"rule_id": "{id}", "tag": "failover", "value": "{value}", "rule_type": "{kind}", "orig_type": "{orig}", "status": "active"}}"#
-            )
-        };
-        let rules = format!(
-            r#"{{"track:0": [{}], "track:1": [{}], "follow:0": [{}]}}"#,
-            rule("1", "alpha", "track", "keyword"),
-            rule("2", "beta", "track", "keyword"),
-            rule("3", "783214", "follow", "userid"),
-        );
-        std::fs::write(dir.join("rules.json"), rules).unwrap();
+        write_three_slot_rules(&dir, "failover");
         let status_port = free_port();
         // A long stall timeout: the streams must not reconnect when the emulator is stalled
         // at the end, which would lose the unread tail of a connection.

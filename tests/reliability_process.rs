@@ -17,7 +17,7 @@ use e2e_common::emulator::{
     connects_per_key, emulator_config, keys_toml, runtime, start_emulator, test_keys,
     tweets_sent_per_key, wait_for_stats,
 };
-use e2e_common::{unique, Supervisor};
+use e2e_common::{unique, write_three_slot_rules, Supervisor};
 use traptor_core::oauth::Credentials;
 use traptor_firehose::{Fault, FaultKind, FirehoseConfig, FirehoseHandle, Stats};
 
@@ -38,18 +38,7 @@ impl World {
         });
         let dir = std::env::temp_dir().join(unique("traptor-reliability"));
         std::fs::create_dir_all(&dir).unwrap();
-        let rule = |id: &str, value: &str, kind: &str, orig: &str| {
-            format!(
-                r#"{{"rule_id": "{id}", "tag": "rel", "value": "{value}", "rule_type": "{kind}", "orig_type": "{orig}", "status": "active"}}"#
-            )
-        };
-        let rules = format!(
-            r#"{{"track:0": [{}], "track:1": [{}], "follow:0": [{}]}}"#,
-            rule("1", "alpha", "track", "keyword"),
-            rule("2", "beta", "track", "keyword"),
-            rule("3", "783214", "follow", "userid"),
-        );
-        std::fs::write(dir.join("rules.json"), rules).unwrap();
+        write_three_slot_rules(&dir, "rel");
         World {
             emulator,
             dir,

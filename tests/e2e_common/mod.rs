@@ -182,6 +182,23 @@ fn collect_lines(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<Str
     lines
 }
 
+/// Writes `dir/rules.json`: three slots of one rule each, tagged `tag`: `track:0` "alpha",
+/// `track:1` "beta" and `follow:0` user 783214 (the emulator plants all three).
+pub fn write_three_slot_rules(dir: &Path, tag: &str) {
+    let rule = |id: &str, value: &str, kind: &str, orig: &str| {
+        format!(
+            r#"{{"rule_id": "{id}", "tag": "{tag}", "value": "{value}", "rule_type": "{kind}", "orig_type": "{orig}", "status": "active"}}"#
+        )
+    };
+    let rules = format!(
+        r#"{{"track:0": [{}], "track:1": [{}], "follow:0": [{}]}}"#,
+        rule("1", "alpha", "track", "keyword"),
+        rule("2", "beta", "track", "keyword"),
+        rule("3", "783214", "follow", "userid"),
+    );
+    std::fs::write(dir.join("rules.json"), rules).unwrap();
+}
+
 /// A name no other test of this run uses.
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

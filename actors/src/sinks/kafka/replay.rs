@@ -47,6 +47,10 @@ impl Replayer {
         while !self.stop.load(Ordering::Acquire) {
             if last_save.elapsed() >= SAVE_INTERVAL {
                 self.spool.save_progress();
+                if let Err(error) = self.spool.sync_appended() {
+                    tracing::warn!(spool = %self.spool.dir().display(), %error,
+                        "cannot sync the spool to disk (records are kept; a power loss now could lose the newest)");
+                }
                 last_save = Instant::now();
             }
             if self.closing.load(Ordering::Acquire) || !self.spool.is_spooling() {

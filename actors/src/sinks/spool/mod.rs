@@ -16,8 +16,10 @@
 //!
 //! # Crashes
 //! Appends go straight to the file (no user-space buffer), so a record the writer accepted
-//! survives a SIGKILL of the process; a power loss may lose what the OS had not yet written
-//! (segments are fsynced when sealed and at shutdown). A write torn by the crash is detected by
+//! survives a SIGKILL of the process; a power loss may lose what the OS had not yet written:
+//! the records appended since the last fsync, which comes about once a second while records are
+//! appended ([`Spool::sync_appended`], called by the replayer), when a segment is sealed and at
+//! shutdown. A write torn by the crash is detected by
 //! its CRC when the segment is scanned at start and the tail is skipped. Replay progress is saved
 //! about once a second: after a crash, records delivered since the last save are sent again
 //! (duplicates, never losses).
@@ -88,6 +90,8 @@ struct State {
     pending: u64,
     /// Whether "spool full" was logged since there last was room.
     full_told: bool,
+    /// Records were appended to the active segment since it was last fsynced.
+    unsynced: bool,
 }
 
 struct Segment {
@@ -176,6 +180,7 @@ impl Spool {
             handing: 0,
             pending: 0,
             full_told: false,
+            unsynced: false,
         };
         for id in segment::list_segments(dir)? {
             state.next_id = state.next_id.max(id + 1);
@@ -458,10 +463,37 @@ impl Spool {
 
     /// Forces what was appended to the disk (at shutdown).
     pub fn sync(&self) -> io::Result<()> {
-        match &self.lock().active {
+        let mut state = self.lock();
+        state.unsynced = false;
+        match &state.active {
             Some((_, file)) => file.sync_data(),
             None => Ok(()),
         }
+    }
+
+    /// Forces the records appended since the last sync to the disk, if there are any. Called
+    /// about once a second by the replayer, so that a power loss during an outage costs at most
+    /// the last second of spooled records rather than the whole active segment. The fsync runs
+    /// outside the lock: appends go on meanwhile.
+    pub fn sync_appended(&self) -> io::Result<()> {
+        let file = {
+            let mut state = self.lock();
+            if !state.unsynced {
+                return Ok(());
+            }
+            state.unsynced = false;
+            match &state.active {
+                Some((_, file)) => file.try_clone()?,
+                None => return Ok(()),
+            }
+        };
+        file.sync_data()
+    }
+
+    /// Whether records were appended since the last sync (for tests).
+    #[cfg(test)]
+    fn has_unsynced_appends(&self) -> bool {
+        self.lock().unsynced
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -512,6 +544,7 @@ impl Spool {
         seg.end += len;
         seg.file_bytes += len;
         seg.unread += 1;
+        state.unsynced = true;
         state.bytes += len;
         state.unread += 1;
         state.pending += 1;
@@ -522,6 +555,7 @@ impl Spool {
         let Some((id, file)) = state.active.take() else {
             return;
         };
+        state.unsynced = false;
         if let Err(error) = file.sync_data() {
             tracing::warn!(spool = %self.settings.dir.display(), segment = id, %error,
                 "cannot sync a spool segment to disk");

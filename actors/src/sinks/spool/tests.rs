@@ -279,3 +279,29 @@ fn a_second_process_cannot_share_the_directory() {
         "{error}"
     );
 }
+
+#[test]
+fn appends_are_synced_once_until_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spool, _) = open(dir.path(), 1 << 20, 1 << 20);
+    assert!(!spool.has_unsynced_appends(), "nothing appended yet");
+    spool.sync_appended().unwrap();
+    assert_eq!(spool.try_append(&records(0..3)).unwrap(), 3);
+    assert!(spool.has_unsynced_appends());
+    spool.sync_appended().unwrap();
+    assert!(!spool.has_unsynced_appends());
+    spool.sync_appended().unwrap();
+    assert_eq!(spool.try_append(&records(3..4)).unwrap(), 1);
+    assert!(
+        spool.has_unsynced_appends(),
+        "a new append needs a new sync"
+    );
+    spool.sync().unwrap();
+    assert!(
+        !spool.has_unsynced_appends(),
+        "the shutdown sync counts too"
+    );
+    // What was synced reads back whole.
+    let mut cursor = ReplayCursor::default();
+    assert_eq!(keys(&drain(&spool, &mut cursor)), [0, 1, 2, 3]);
+}

@@ -616,25 +616,12 @@ fn skip_plain(bytes: &[u8], pos: usize) -> (usize, bool) {
 }
 
 /// The closing quote of a key starting at `start` when the key is plain ASCII, shorter than 32
-/// bytes and directly followed by `:`; `None` sends the caller to the general path.
-#[cfg(target_arch = "x86_64")]
+/// bytes (`profile_background_image_url_https` is common too) and directly followed by `:`;
+/// `None` sends the caller to the general path.
 #[inline(always)]
 fn short_key_end(bytes: &[u8], start: usize) -> Option<usize> {
-    let (special, high) = special_and_high_16(bytes, start)?;
-    let (special, high) = if special != 0 {
-        (special, high)
-    } else {
-        // Longer keys (`profile_background_image_url_https`) are common too.
-        let (special_2, high_2) = special_and_high_16(bytes, start + 16)?;
-        (special_2 << 16, high | high_2 << 16)
-    };
-    if special == 0 {
-        return None;
-    }
-    let len = special.trailing_zeros();
-    let end = start + len as usize;
-    let plain = high & ((1 << len) - 1) == 0;
-    (plain && bytes[end] == b'"' && bytes.get(end + 1) == Some(&b':')).then_some(end)
+    let end = short_plain_string_end(bytes, start)?;
+    (bytes.get(end + 1) == Some(&b':')).then_some(end)
 }
 
 /// The closing quote of a string value starting at `start` when it is plain ASCII and shorter
@@ -739,12 +726,6 @@ fn special_and_high_16(bytes: &[u8], start: usize) -> Option<(u32, u32)> {
         )
     };
     Some(masks)
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-fn short_key_end(_bytes: &[u8], _start: usize) -> Option<usize> {
-    None
 }
 
 /// [`skip_plain`] eight bytes at a time, then byte by byte.

@@ -17,10 +17,10 @@ use traptor_core::{MessageKind, RuleSet, SlotId};
 
 use crate::config::{ClusterConfig, RulesConfig, SinkConfig, SlotSelection, StreamConfig};
 use crate::heartbeat::{Heartbeat, HeartbeatSettings, StreamingSlots};
-use crate::messages::WriteBatch;
 use crate::original_stats::{OriginalStats, OriginalStatsSettings, WriteStatsNow};
 use crate::redis_target::{RedisTarget, RedisTargetError};
 use crate::rules_file::{load_rules_file, RulesFile, RulesFileError};
+use crate::sinks::RecordOutlet;
 use crate::sinks::{check_producer_settings, start_writer};
 use crate::status::{RulesSourceView, StatusServer, StatusSources, StreamRegistry};
 use crate::stream::{ClientSettings, Pacer, PacingConfig, StreamActor, StreamSpec, TlsConfig};
@@ -130,7 +130,7 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
     };
 
     let pool = Arc::new(ArbiterPool::new(0));
-    let spawner = StreamSpawner::new(&config, writer.batches.clone(), Arc::clone(&pool))?;
+    let spawner = StreamSpawner::new(&config, writer.outlet(), Arc::clone(&pool))?;
     let streams = spawner.registry.clone();
     let original_stats = match redis {
         Some(redis) if config.original_stats.enabled => Some(
@@ -280,7 +280,7 @@ struct StreamSpawner {
     credentials: HashMap<String, Credentials>,
     stream: StreamConfig,
     http: ClientSettings,
-    writer: Recipient<WriteBatch>,
+    outlet: RecordOutlet,
     pacer: Arc<Pacer>,
     pool: Arc<ArbiterPool>,
     /// Every started stream's counters, for the status endpoint.
@@ -290,7 +290,7 @@ struct StreamSpawner {
 impl StreamSpawner {
     fn new(
         config: &ClusterConfig,
-        writer: Recipient<WriteBatch>,
+        outlet: RecordOutlet,
         pool: Arc<ArbiterPool>,
     ) -> Result<Self, AppError> {
         let stream = config.stream.clone();
@@ -317,7 +317,7 @@ impl StreamSpawner {
             credentials,
             stream,
             http,
-            writer,
+            outlet,
             pacer,
             pool,
             registry: StreamRegistry::default(),
@@ -347,7 +347,7 @@ impl SpawnStream for StreamSpawner {
         let handle = StreamActor::start_in(
             &self.pool.next_handle(),
             stream,
-            self.writer.clone(),
+            self.outlet.clone(),
             spec.report_to,
             Arc::clone(&self.pacer),
         )

@@ -15,7 +15,7 @@ use traptor_actors::config::ClusterConfig;
 use traptor_actors::messages::{
     RulesChanged, StopStream, StreamState, StreamStateChanged, UpdateRules, WriteBatch,
 };
-use traptor_actors::sinks::start_writer;
+use traptor_actors::sinks::{start_writer, RecordOutlet};
 use traptor_actors::status::{
     RulesSourceView, StatusReport, StatusServer, StatusSources, StreamRegistry,
 };
@@ -184,9 +184,13 @@ impl SpawnStream for RealSpawner {
         );
         stream.backoff = test_backoff();
         stream.backoff.auth_failed_retry = Duration::from_millis(300);
-        let handle =
-            StreamActor::start_here(stream, self.writer.clone(), spec.report_to, fast_pacer())
-                .map_err(|e| e.to_string())?;
+        let handle = StreamActor::start_here(
+            stream,
+            RecordOutlet::through_writer(self.writer.clone()),
+            spec.report_to,
+            fast_pacer(),
+        )
+        .map_err(|e| e.to_string())?;
         self.registry
             .register(&spec.id, &spec.key_name, handle.stats.clone());
         Ok(ChildHandle {

@@ -123,7 +123,12 @@ impl BareProducer {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     base = back;
-                    self.producer.poll(Duration::from_millis(1));
+                    // Serve what is ready, then sleep: `poll` with a timeout below rdkafka's
+                    // millisecond resolution spins until it ends, which would take CPU from
+                    // librdkafka's broker thread and the broker while the queue drains. A full
+                    // queue holds far more than a millisecond of sending.
+                    self.producer.poll(Duration::ZERO);
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((e, _)) => bail!("the baseline producer refused a record: {e}"),
             }

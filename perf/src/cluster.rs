@@ -40,6 +40,8 @@ pub struct ClusterSpec {
     pub log_level: String,
     /// `[kafka.producer]`: librdkafka options on top of traptor's own settings.
     pub producer: Vec<(String, String)>,
+    /// `[kafka] produce_from_streams`.
+    pub produce_from_streams: bool,
 }
 
 impl ClusterSpec {
@@ -56,6 +58,7 @@ bootstrap_servers = "{brokers}"
 topic = "{topic}"
 compression = "lz4"
 max_in_flight_records = {in_flight}
+produce_from_streams = {direct}
 
 [sink]
 kind = "kafka"
@@ -73,6 +76,7 @@ connects_per_key_per_minute = {per_minute}
             brokers = self.brokers,
             topic = self.topic,
             in_flight = self.max_in_flight_records,
+            direct = self.produce_from_streams,
             level = self.log_level,
             endpoint = self.endpoint,
             per_minute = self.connects_per_key_per_minute,
@@ -177,6 +181,7 @@ mod tests {
             max_in_flight_records: 5000,
             log_level: "info".into(),
             producer: Vec::new(),
+            produce_from_streams: false,
         };
         let text = spec.to_toml();
         let parsed: toml::Table = toml::from_str(&text).unwrap();
@@ -189,6 +194,10 @@ mod tests {
         assert_eq!(
             parsed["kafka"]["max_in_flight_records"].as_integer(),
             Some(5000)
+        );
+        assert_eq!(
+            parsed["kafka"]["produce_from_streams"].as_bool(),
+            Some(false)
         );
     }
 
@@ -205,6 +214,7 @@ mod tests {
             max_in_flight_records: 5000,
             log_level: "info".into(),
             producer: Vec::new(),
+            produce_from_streams: true,
         };
         let plain: toml::Table = toml::from_str(&spec.to_toml()).unwrap();
         assert!(plain["kafka"].get("producer").is_none());

@@ -101,6 +101,10 @@ struct ThroughputArgs {
     /// the supervisor's `[kafka.producer]` and the bare producer. E.g. `--producer linger.ms=20`.
     #[arg(long, value_parser = producer_option)]
     producer: Vec<(String, String)>,
+    /// Run the supervisor with `[kafka] produce_from_streams = false` (every record through
+    /// its writer thread), to compare with the default.
+    #[arg(long)]
+    through_writer: bool,
 }
 
 /// Parses `NAME=VALUE` of `--producer`.
@@ -206,6 +210,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         pool: a.pool,
         pooled_variants: a.pooled_variants,
         producer: a.producer.clone(),
+        through_writer: a.through_writer,
     };
     let connections = |a: &ConnectionsArgs| connections::Options {
         counts: a.counts.clone(),
@@ -246,6 +251,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 pool: 20_000,
                 pooled_variants: 8,
                 producer: Vec::new(),
+                through_writer: false,
             };
             emit(throughput::run(&common, &throughput(&t)), "throughput")?;
             let c = ConnectionsArgs {

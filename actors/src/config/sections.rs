@@ -226,6 +226,11 @@ pub struct KafkaConfig {
     pub producer: ProducerOptions,
     /// Records accepted but not yet acknowledged by Kafka before the writer stops accepting more.
     pub max_in_flight_records: usize,
+    /// Whether a stream hands its records to the producer itself while Kafka keeps up (below
+    /// the in-flight bound, nothing spooled), instead of through the writer's thread: each
+    /// record is then built, copied by librdkafka and freed on one thread. The writer still
+    /// takes whatever the producer cannot take at once (it waits or spools).
+    pub produce_from_streams: bool,
     /// Delivery attempts per record before it is given up (logged at error); 0 = never give up.
     /// With a spool, a record is spooled instead of given up.
     pub max_delivery_attempts: u32,
@@ -279,6 +284,7 @@ impl Default for KafkaConfig {
             compression: Compression::Lz4,
             producer: ProducerOptions::default(),
             max_in_flight_records: 100_000,
+            produce_from_streams: true,
             max_delivery_attempts: 10,
             spool: SpoolConfig::default(),
         }

@@ -6,6 +6,11 @@
 //! respected): that reply is the backpressure that slows the streams when the sink is slow.
 //! With `[kafka.spool]`, a Kafka outage longer than the in-flight bound fills a bounded
 //! on-disk spool instead (`spool`), replayed once Kafka answers.
+//!
+//! A sink may also offer a [`DirectWrite`]: streams then hand it their records on their own
+//! thread for as long as it can take them without waiting (Kafka: below the in-flight bound,
+//! nothing spooled), and only the rest travel to the writer. A [`RecordOutlet`] is a stream's
+//! view of both.
 
 mod kafka;
 mod lines;
@@ -14,11 +19,14 @@ mod spool;
 mod stats;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Recipient;
 use traptor_core::Record;
 
 use crate::config::{KafkaConfig, SinkConfig};
+use crate::messages::WriteBatch;
 
 pub use kafka::{check_producer_settings, KafkaSink, MESSAGE_TYPE_HEADER, SLOT_HEADER};
 pub use lines::{encode_line, LineSink};
@@ -38,6 +46,50 @@ pub trait Sink: Send + Unpin + 'static {
     /// Delivers everything held, waiting at most `timeout`; returns how many records are
     /// still undelivered.
     fn flush(&mut self, timeout: Duration) -> usize;
+
+    /// The sink's way to take records on the streams' threads, if it has one.
+    fn direct(&self) -> Option<Arc<dyn DirectWrite>> {
+        None
+    }
+}
+
+/// Takes records on the calling stream's thread, never waiting. Handing a batch to the writer
+/// costs a trip to another thread and back, and the records' memory then moves between cores;
+/// while the destination keeps up, that trip buys nothing.
+pub trait DirectWrite: Send + Sync {
+    /// Takes records from the front of `records` for as long as it can without waiting, and
+    /// returns how many it took (each is then accounted as the writer would have). It stops at
+    /// the first record that would have to wait (or be spooled, or is refused at shutdown):
+    /// that one and the rest must go to the writer, in order.
+    fn try_write(&self, records: &[Record]) -> usize;
+}
+
+/// Where a stream hands its records: to the sink directly while it can take them at once, the
+/// rest to the writer, which waits for room or spools and replies when they are accepted.
+#[derive(Clone)]
+pub struct RecordOutlet {
+    pub writer: Recipient<WriteBatch>,
+    pub direct: Option<Arc<dyn DirectWrite>>,
+}
+
+impl RecordOutlet {
+    /// An outlet that sends every record through the writer.
+    pub fn through_writer(writer: Recipient<WriteBatch>) -> RecordOutlet {
+        RecordOutlet {
+            writer,
+            direct: None,
+        }
+    }
+
+    /// Hands the sink directly what it takes at once, and returns the records left for the
+    /// writer (in their order; empty when all were taken).
+    pub fn write_directly(&self, mut records: Vec<Record>) -> Vec<Record> {
+        if let Some(direct) = &self.direct {
+            let taken = direct.try_write(&records);
+            records.drain(..taken);
+        }
+        records
+    }
 }
 
 /// Why a sink could not be started or could not take records.

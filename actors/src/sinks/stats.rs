@@ -140,6 +140,13 @@ impl WriterStats {
         self.in_flight.fetch_add(n as i64, Ordering::AcqRel);
     }
 
+    /// Takes back `n` records counted by [`record_queued`](Self::record_queued) that were
+    /// not handed over after all (a stream's direct attempt that must go to the writer).
+    pub(crate) fn record_not_queued(&self, n: u64) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+        self.in_flight.fetch_sub(n as i64, Ordering::AcqRel);
+    }
+
     pub(crate) fn record_delivered(&self, n: u64) {
         self.delivered.fetch_add(n, Ordering::Relaxed);
         self.in_flight.fetch_sub(n as i64, Ordering::AcqRel);

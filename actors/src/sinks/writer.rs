@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use traptor_core::Record;
 
 use super::pending::{PendingBatches, Reply};
-use super::{Sink, SinkError, WriterStats, WriterStatsSnapshot};
+use super::{DirectWrite, RecordOutlet, Sink, SinkError, WriterStats, WriterStatsSnapshot};
 use crate::messages::{Flush, WriteBatch, WriteError};
 
 /// Room in the writer's mailbox. Each stream has at most one batch outstanding, so this only
@@ -66,6 +66,8 @@ pub struct WriterHandle {
     /// Where streams send their records (await the reply before reading more).
     pub batches: Recipient<WriteBatch>,
     pub flush: Recipient<Flush>,
+    /// The sink's way to take records on the streams' threads, if it has one.
+    pub direct: Option<Arc<dyn DirectWrite>>,
     pub stats: Arc<WriterStats>,
     /// The sink's short name (`kafka`, `stdout`, `file`).
     pub sink: &'static str,
@@ -77,6 +79,7 @@ impl<S: Sink> Writer<S> {
     /// Starts a writer for `sink` on a thread of its own. Needs a running actix `System`.
     pub(crate) fn start(sink: S, shared: Shared) -> WriterHandle {
         let name = sink.name();
+        let direct = sink.direct();
         let stats = shared.stats.clone();
         let closing = shared.closing.clone();
         let closed = shared.closed.subscribe();
@@ -100,6 +103,7 @@ impl<S: Sink> Writer<S> {
         WriterHandle {
             batches: addr.clone().recipient(),
             flush: addr.recipient(),
+            direct,
             stats,
             sink: name,
             closing,
@@ -210,6 +214,14 @@ impl<S: Sink> Handler<Flush> for Writer<S> {
 }
 
 impl WriterHandle {
+    /// Where streams hand their records.
+    pub fn outlet(&self) -> RecordOutlet {
+        RecordOutlet {
+            writer: self.batches.clone(),
+            direct: self.direct.clone(),
+        }
+    }
+
     pub fn stats(&self) -> WriterStatsSnapshot {
         self.stats.snapshot()
     }
@@ -222,7 +234,9 @@ impl WriterHandle {
     /// Refuses further batches and ends any wait for the in-flight bound, so a following
     /// `Flush` is served promptly even while the destination is down.
     pub fn begin_shutdown(&self) {
-        self.closing.store(true, Ordering::Release);
+        // SeqCst: a stream writing directly counts its record in flight, then checks this
+        // flag; the flush that follows reads the in-flight count. One of them sees the other.
+        self.closing.store(true, Ordering::SeqCst);
     }
 
     /// Shuts the writer down: refuses new batches, delivers what it holds within `timeout`,

@@ -28,7 +28,8 @@ use super::reader::{
     read_stream, End, Finished, Liveness, Reader, Received, RulesUpdate, StopReading,
 };
 use super::stats::{DropKind, StreamStats};
-use crate::messages::{StopStream, StreamState, StreamStateChanged, UpdateRules, WriteBatch};
+use crate::messages::{StopStream, StreamState, StreamStateChanged, UpdateRules};
+use crate::sinks::RecordOutlet;
 
 /// The `disconnect` code for "another connection with the same credentials took over".
 const DUPLICATE_STREAM: u32 = 7;
@@ -87,11 +88,12 @@ pub struct StreamHandle {
 }
 
 /// One streaming connection `(ConnectionId, API key)`. Receives `UpdateRules` and `StopStream`;
-/// sends `WriteBatch` to the writer and `StreamStateChanged` to the supervisor.
+/// hands its records to the sink ([`RecordOutlet`]) and sends `StreamStateChanged` to the
+/// supervisor.
 pub struct StreamActor {
     spec: StreamSpec,
     lifecycle: Lifecycle,
-    writer: Recipient<WriteBatch>,
+    outlet: RecordOutlet,
     reports: Recipient<StreamStateChanged>,
     pacer: Arc<Pacer>,
     stats: Arc<StreamStats>,
@@ -121,7 +123,7 @@ impl StreamActor {
     pub fn start_in(
         arbiter: &ArbiterHandle,
         spec: StreamSpec,
-        writer: Recipient<WriteBatch>,
+        outlet: RecordOutlet,
         reports: Recipient<StreamStateChanged>,
         pacer: Arc<Pacer>,
     ) -> Result<StreamHandle, ClientError> {
@@ -136,7 +138,7 @@ impl StreamActor {
             StreamActor {
                 spec,
                 lifecycle,
-                writer,
+                outlet,
                 reports,
                 pacer,
                 stats: shared,
@@ -155,11 +157,11 @@ impl StreamActor {
     /// Starts the stream on the current arbiter.
     pub fn start_here(
         spec: StreamSpec,
-        writer: Recipient<WriteBatch>,
+        outlet: RecordOutlet,
         reports: Recipient<StreamStateChanged>,
         pacer: Arc<Pacer>,
     ) -> Result<StreamHandle, ClientError> {
-        StreamActor::start_in(&Arbiter::current(), spec, writer, reports, pacer)
+        StreamActor::start_in(&Arbiter::current(), spec, outlet, reports, pacer)
     }
 
     fn feed(&mut self, event: Event, ctx: &mut Context<Self>) {
@@ -264,7 +266,7 @@ impl StreamActor {
         let reading = read_stream(
             body,
             reader,
-            self.writer.clone(),
+            self.outlet.clone(),
             liveness,
             self.rules_update.clone(),
             stop.clone(),

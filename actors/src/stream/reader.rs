@@ -1,4 +1,5 @@
-//! Reading one open stream: body chunks → frames → enriched records → the writer.
+//! Reading one open stream: body chunks → frames → enriched records → the sink (directly
+//! while it keeps up, else through the writer: [`RecordOutlet`]).
 //!
 //! The synchronous part ([`Reader::process_chunk`]) is plain code, tested without I/O; the
 //! async loop ([`read_stream`]) only moves chunks in and batches out, waiting for the writer to
@@ -15,7 +16,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use actix::Recipient;
 use futures_util::{FutureExt, StreamExt};
 use traptor_core::enrich::Enricher;
 use traptor_core::protocol::{classify, ControlDetail, FrameDecoder, ItemRef};
@@ -24,6 +24,7 @@ use traptor_core::{MessageKind, Record, Rule, SlotId};
 use super::client::StreamBody;
 use super::stats::{RuleMatchTally, StreamStats};
 use crate::messages::WriteBatch;
+use crate::sinks::RecordOutlet;
 
 /// When the stream last showed life, shared between the reader (which sees the bytes) and the
 /// stream actor (whose watchdog asks). Time spent waiting for the writer counts as alive: a
@@ -331,13 +332,13 @@ fn gather_ready_chunks(
     Gathered::Drained
 }
 
-/// Reads `body` until it ends or `stop` is requested, handing the records to `writer` in
+/// Reads `body` until it ends or `stop` is requested, handing the records to `outlet` in
 /// batches (a chunk and whatever more is already readable) and waiting for each batch to be
 /// accepted before reading on.
 pub async fn read_stream(
     mut body: impl StreamBody,
     mut reader: Reader,
-    writer: Recipient<WriteBatch>,
+    outlet: RecordOutlet,
     liveness: Rc<Liveness>,
     rules_update: RulesUpdate,
     stop: Rc<StopReading>,
@@ -377,19 +378,29 @@ pub async fn read_stream(
         );
         if !outcome.records.is_empty() {
             let messages = outcome.records.len() as u64;
-            let tweets = outcome.records.iter().filter(|r| r.kind.is_tweet()).count() as u64;
-            liveness.waiting_on_writer.set(true);
-            // Never cancelled (a stop waits for it): the batch reaches the writer or is refused.
-            let accepted = writer.send(WriteBatch(outcome.records)).await;
-            liveness.waiting_on_writer.set(false);
-            liveness.alive(Instant::now());
-            match accepted {
-                Ok(Ok(())) => {
-                    received.messages += messages;
-                    received.tweets += tweets;
+            let tweets = count_tweets(&outcome.records);
+            let rest = outlet.write_directly(outcome.records);
+            if !rest.is_empty() {
+                let (rest_messages, rest_tweets) = (rest.len() as u64, count_tweets(&rest));
+                received.messages += messages - rest_messages;
+                received.tweets += tweets - rest_tweets;
+                liveness.waiting_on_writer.set(true);
+                // Never cancelled (a stop waits for it): the rest reaches the writer or is refused.
+                let accepted = outlet.writer.send(WriteBatch(rest)).await;
+                liveness.waiting_on_writer.set(false);
+                liveness.alive(Instant::now());
+                match accepted {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => break End::WriterGone(error.to_string()),
+                    Err(error) => {
+                        break End::WriterGone(format!("the writer is unreachable: {error}"))
+                    }
                 }
-                Ok(Err(error)) => break End::WriterGone(error.to_string()),
-                Err(error) => break End::WriterGone(format!("the writer is unreachable: {error}")),
+                received.messages += rest_messages;
+                received.tweets += rest_tweets;
+            } else {
+                received.messages += messages;
+                received.tweets += tweets;
             }
         }
         if let Some((code, reason)) = outcome.disconnect {
@@ -400,6 +411,10 @@ pub async fn read_stream(
         }
     };
     Finished { end, received }
+}
+
+fn count_tweets(records: &[Record]) -> u64 {
+    records.iter().filter(|r| r.kind.is_tweet()).count() as u64
 }
 
 /// Test-only fault injection: in a debug build, `TRAPTOR_TEST_PANIC_ON_FRAME_BYTES=N` makes the
@@ -443,6 +458,7 @@ fn unix_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix::Recipient;
     use traptor_core::rules::parse_rule;
     use traptor_core::StreamType;
 
@@ -654,7 +670,7 @@ mod tests {
         read_stream(
             body_of(chunks),
             reader(stats),
-            writer,
+            RecordOutlet::through_writer(writer),
             Liveness::new(Instant::now()),
             RulesUpdate::default(),
             StopReading::new(),
@@ -676,7 +692,7 @@ mod tests {
         let end = read_stream(
             body_of(chunks),
             reader(&stats),
-            writer,
+            RecordOutlet::through_writer(writer),
             liveness,
             RulesUpdate::default(),
             StopReading::new(),
@@ -719,6 +735,84 @@ mod tests {
         assert!(matches!(end, End::WriterGone(reason) if reason.contains("shutting down")));
     }
 
+    /// A direct path with room for `room` records in all; keeps the keys of those it takes.
+    #[derive(Default)]
+    struct TakesFirst {
+        room: std::sync::Mutex<usize>,
+        taken: std::sync::Mutex<Vec<Option<String>>>,
+    }
+
+    impl crate::sinks::DirectWrite for TakesFirst {
+        fn try_write(&self, records: &[Record]) -> usize {
+            let mut room = self.room.lock().unwrap();
+            let n = records.len().min(*room);
+            *room -= n;
+            let keys = records[..n].iter().map(|r| r.key.clone());
+            self.taken.lock().unwrap().extend(keys);
+            n
+        }
+    }
+
+    /// Reads one chunk of tweets 1..=5 with a direct path that takes `room` of them.
+    async fn read_five_with_direct_room(room: usize, refuse: bool) -> (Finished, Vec<String>) {
+        let records = Rc::new(RefCell::new(Vec::new()));
+        let direct = Arc::new(TakesFirst::default());
+        *direct.room.lock().unwrap() = room;
+        let outlet = RecordOutlet {
+            writer: test_writer(&records, refuse),
+            direct: Some(direct.clone()),
+        };
+        let body: String = (1..=5).map(|id| delimited(&tweet(id, "rust"))).collect();
+        let stats = Arc::new(StreamStats::default());
+        let finished = read_stream(
+            body_of(vec![Ok(bytes::Bytes::from(body))]),
+            reader(&stats),
+            outlet,
+            Liveness::new(Instant::now()),
+            RulesUpdate::default(),
+            StopReading::new(),
+        )
+        .await;
+        let mut keys: Vec<String> = direct
+            .taken
+            .lock()
+            .unwrap()
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        keys.extend(records.borrow().iter().filter_map(|r| r.key.clone()));
+        (finished, keys)
+    }
+
+    #[actix_rt::test]
+    async fn what_the_sink_takes_directly_skips_the_writer_and_the_rest_follows_in_order() {
+        for room in [0, 3, 5] {
+            let (finished, keys) = read_five_with_direct_room(room, false).await;
+            assert_eq!(keys, ["1", "2", "3", "4", "5"], "room {room}");
+            assert_eq!(finished.end, End::Closed);
+            assert_eq!(
+                (finished.received.messages, finished.received.tweets),
+                (5, 5)
+            );
+        }
+    }
+
+    #[actix_rt::test]
+    async fn records_taken_directly_count_as_delivered_when_the_writer_refuses_the_rest() {
+        let (finished, keys) = read_five_with_direct_room(2, true).await;
+        assert_eq!(keys, ["1", "2"]);
+        assert!(
+            matches!(finished.end, End::WriterGone(_)),
+            "{:?}",
+            finished.end
+        );
+        assert_eq!(
+            (finished.received.messages, finished.received.tweets),
+            (2, 2)
+        );
+    }
+
     #[actix_rt::test]
     async fn read_stream_reports_a_read_error() {
         let writer = test_writer(&Rc::default(), false);
@@ -748,7 +842,7 @@ mod tests {
         read_stream(
             body_of(chunks),
             reader(&stats),
-            writer,
+            RecordOutlet::through_writer(writer),
             Liveness::new(Instant::now()),
             update.clone(),
             StopReading::new(),
@@ -803,7 +897,7 @@ mod tests {
         let reading = actix_rt::spawn(read_stream(
             one_chunk_then_silence(body.clone()),
             reader(&stats),
-            writer,
+            RecordOutlet::through_writer(writer),
             Liveness::new(Instant::now()),
             RulesUpdate::default(),
             stop.clone(),
@@ -835,7 +929,7 @@ mod tests {
         let finished = read_stream(
             one_chunk_then_silence(delimited(&tweet(1, "rust"))),
             reader(&stats),
-            writer,
+            RecordOutlet::through_writer(writer),
             Liveness::new(Instant::now()),
             RulesUpdate::default(),
             stop,
@@ -857,7 +951,7 @@ mod tests {
         let finished = read_stream(
             body_of(vec![Ok(bytes::Bytes::from(chunk.clone()))]),
             reader(&stats),
-            writer,
+            RecordOutlet::through_writer(writer),
             Liveness::new(Instant::now()),
             RulesUpdate::default(),
             StopReading::new(),
@@ -910,7 +1004,7 @@ mod tests {
         let reading = actix_rt::spawn(read_stream(
             one_chunk_then_silence(delimited(&tweet(1, "rust"))),
             reader(&stats),
-            writer,
+            RecordOutlet::through_writer(writer),
             Liveness::new(Instant::now()),
             RulesUpdate::default(),
             stop.clone(),

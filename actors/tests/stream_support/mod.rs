@@ -10,6 +10,7 @@ use actix::prelude::*;
 use traptor_actors::messages::{
     StopStream, StreamState, StreamStateChanged, WriteBatch, WriteError,
 };
+use traptor_actors::sinks::RecordOutlet;
 use traptor_actors::stream::{
     BackoffConfig, Pacer, PacingConfig, StreamActor, StreamHandle, StreamSpec,
 };
@@ -196,8 +197,13 @@ impl Harness {
             states: states.clone(),
         }
         .start();
-        let stream = StreamActor::start_here(spec, writer.recipient(), log.recipient(), pacer)
-            .expect("a valid spec");
+        let stream = StreamActor::start_here(
+            spec,
+            RecordOutlet::through_writer(writer.recipient()),
+            log.recipient(),
+            pacer,
+        )
+        .expect("a valid spec");
         Harness {
             stream,
             records,

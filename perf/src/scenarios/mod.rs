@@ -44,6 +44,7 @@ impl Common {
             max_in_flight_records: 100_000,
             log_level: "info".into(),
             producer: Vec::new(),
+            produce_from_streams: true,
         }
     }
 

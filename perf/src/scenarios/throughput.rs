@@ -39,6 +39,9 @@ pub struct Options {
     /// Extra librdkafka producer options (`linger.ms`, `batch.size`, ...), given to both
     /// sides alike: the supervisor's `[kafka.producer]` and the bare producer.
     pub producer: Vec<(String, String)>,
+    /// `[kafka] produce_from_streams = false`: every record through the supervisor's writer
+    /// thread, for comparing with the default (streams produce while Kafka keeps up).
+    pub through_writer: bool,
 }
 
 /// What the processes did during the slices of one side (supervisor or baseline).
@@ -118,6 +121,7 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     // The endpoint is known once the emulator runs; the keys are needed to start it.
     let mut spec = common.cluster(n, String::new(), &topic);
     spec.producer = options.producer.clone();
+    spec.produce_from_streams = !options.through_writer;
     let mut config = emulator_config(&spec, f64::INFINITY);
     config.pooled_variants = options.pooled_variants;
     let emulator = Emulator::start(config)?;
@@ -244,6 +248,13 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
         },
         common.partitions
     ));
+    if options.through_writer {
+        report.setup(
+            "supervisor with [kafka] produce_from_streams = false: every record through its \
+             writer thread (--through-writer)"
+                .to_owned(),
+        );
+    }
     report.setup(format!(
         "after all streams were open and a {:.0} s warm-up: {slices} alternating slices of {:.0} s \
          each — supervisor running, then supervisor frozen (SIGSTOP) while the bare producer \

@@ -16,7 +16,8 @@
 //!   An operator who sets a finite `message.timeout.ms` in `[kafka.producer]` trades that for
 //!   records that fail (and are retried, then spooled) after the timeout, which may duplicate.
 //! - Memory stays bounded meanwhile: the writer stops taking records once
-//!   `max_in_flight_records` await acknowledgement. If that lasts longer than
+//!   `max_in_flight_records` await acknowledgement (and the streams stop producing directly,
+//!   see `direct`). If that lasts longer than
 //!   `spool.spill_after_ms`, new records go to the spool on disk instead, so the streams go on;
 //!   with no spool, the streams wait.
 //! - Records that still fail for good (a finite timeout, `max_delivery_attempts` reached) go
@@ -30,7 +31,9 @@
 //! # Ordering
 //! Kafka keeps order per partition, and records with one key go to one partition. traptor
 //! guarantees, for records of the same key:
-//! - records sent directly keep the order the writer received them in (idempotent producer);
+//! - records sent directly keep the order they were handed over in (idempotent producer),
+//!   whether a stream produced them itself (`direct`) or the writer did: a stream produces
+//!   directly only while none of its records wait at the writer;
 //! - once anything is in the spool, every new record is appended to the spool behind it,
 //!   and the spool is replayed oldest first, with direct sending resuming only after the last
 //!   spooled record is in the producer: so spilled records keep their order, before and after;
@@ -42,6 +45,7 @@
 //! records delivered since the last saved replay progress (about a second) are sent again.
 
 mod delivery;
+mod direct;
 mod replay;
 mod retry;
 
@@ -58,9 +62,10 @@ use rdkafka::producer::{BaseRecord, Producer, PurgeConfig, ThreadedProducer};
 use traptor_core::{Record, SlotId};
 
 use self::delivery::{Attempt, DeliveryContext, FailureLog};
+use self::direct::DirectProducer;
 use self::retry::RetryControl;
 use super::spool::{Spool, SpoolSettings, SpooledRecord};
-use super::{Sink, SinkError, WriterStats};
+use super::{DirectWrite, Sink, SinkError, WriterStats};
 use crate::config::{KafkaConfig, ProducerOptions};
 
 /// Header naming the record's kind (`tweet`, `limit`, `delete`, ...).
@@ -204,15 +209,8 @@ impl KafkaSink {
     /// false, without enqueueing, when the queue stayed full longer than the spool allows
     /// (`may_spill`): the record is then for the spool.
     fn enqueue(&mut self, record: &Record, may_spill: bool) -> bool {
-        let headers = self.headers_for(record);
         let topic = self.config.topic_for(record.kind);
-        let mut base: BaseRecord<'_, [u8], [u8], Box<Attempt>> =
-            BaseRecord::with_opaque_to(topic, Attempt::first())
-                .payload(record.payload.as_slice())
-                .headers(headers);
-        if let Some(key) = &record.key {
-            base = base.key(key.as_bytes());
-        }
+        let mut base = first_attempt(topic, record, &mut self.slot_label);
         let mut full_since: Option<Instant> = None;
         loop {
             match self.producer.send(base) {
@@ -239,27 +237,10 @@ impl KafkaSink {
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err((error, _)) => {
-                    self.stats.record_given_up(1);
-                    tracing::error!(topic, key = record.key.as_deref(), %error,
-                        bytes = record.payload.len(), "Kafka refused the record: it will not be delivered");
+                    give_up_refused(&self.stats, topic, record, &error);
                     return true;
                 }
             }
-        }
-    }
-
-    /// The record's headers: its kind and, if it came from a stream, its slot.
-    fn headers_for(&mut self, record: &Record) -> OwnedHeaders {
-        let headers = OwnedHeaders::new_with_capacity(2).insert(Header {
-            key: MESSAGE_TYPE_HEADER,
-            value: Some(record.kind.as_str()),
-        });
-        match &record.slot {
-            Some(slot) => headers.insert(Header {
-                key: SLOT_HEADER,
-                value: Some(self.slot_label.of(slot)),
-            }),
-            None => headers,
         }
     }
 
@@ -414,6 +395,19 @@ impl Sink for KafkaSink {
         }
         self.stats.in_flight() as usize
     }
+
+    fn direct(&self) -> Option<Arc<dyn DirectWrite>> {
+        if !self.config.produce_from_streams {
+            return None;
+        }
+        Some(Arc::new(DirectProducer {
+            producer: self.producer.clone(),
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+            spool: self.spool.clone(),
+            closing: self.closing.clone(),
+        }))
+    }
 }
 
 impl Drop for KafkaSink {
@@ -509,6 +503,40 @@ impl SlotLabel {
     }
 }
 
+/// A record's first attempt as librdkafka takes it: key = the tweet id, headers = its kind
+/// and, if it came from a stream, its slot.
+fn first_attempt<'a>(
+    topic: &'a str,
+    record: &'a Record,
+    slot_label: &mut SlotLabel,
+) -> BaseRecord<'a, [u8], [u8], Box<Attempt>> {
+    let mut headers = OwnedHeaders::new_with_capacity(2).insert(Header {
+        key: MESSAGE_TYPE_HEADER,
+        value: Some(record.kind.as_str()),
+    });
+    if let Some(slot) = &record.slot {
+        headers = headers.insert(Header {
+            key: SLOT_HEADER,
+            value: Some(slot_label.of(slot)),
+        });
+    }
+    let mut base = BaseRecord::with_opaque_to(topic, Attempt::first())
+        .payload(record.payload.as_slice())
+        .headers(headers);
+    if let Some(key) = &record.key {
+        base = base.key(key.as_bytes());
+    }
+    base
+}
+
+/// Accounts for a record librdkafka refused for a reason sending again cannot fix (too large,
+/// invalid): it is logged and given up.
+fn give_up_refused(stats: &WriterStats, topic: &str, record: &Record, error: &KafkaError) {
+    stats.record_given_up(1);
+    tracing::error!(topic, key = record.key.as_deref(), %error,
+        bytes = record.payload.len(), "Kafka refused the record: it will not be delivered");
+}
+
 fn is_queue_full(error: &KafkaError) -> bool {
     error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
 }
@@ -524,9 +552,9 @@ mod tests {
 
     use super::*;
 
-    const TOPIC: &str = "tweets";
+    pub(super) const TOPIC: &str = "tweets";
 
-    fn tweet(id: u64) -> Record {
+    pub(super) fn tweet(id: u64) -> Record {
         Record {
             kind: MessageKind::Tweet,
             key: Some(id.to_string()),
@@ -537,7 +565,7 @@ mod tests {
     }
 
     /// A sink on the in-process mock cluster whose records time out quickly while it is down.
-    fn sink_on(
+    pub(super) fn sink_on(
         cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
         max_attempts: u32,
     ) -> KafkaSink {
@@ -553,7 +581,7 @@ mod tests {
         KafkaSink::new(&config, Arc::default(), Arc::default()).unwrap()
     }
 
-    fn count_messages(bootstrap: &str) -> usize {
+    pub(super) fn count_messages(bootstrap: &str) -> usize {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", "test-reader")

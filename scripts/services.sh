@@ -127,8 +127,8 @@ start_redis() {
 }
 
 # The broker's second listener takes SASL/PLAIN with this test-only account, and its third
-# TLS with SASL/SCRAM-SHA-512 (a self-signed certificate for 127.0.0.1, the account created
-# when the log dir is formatted), so that the sink's SASL and TLS settings are tested against
+# TLS with SASL/SCRAM-SHA-512 or SCRAM-SHA-256 (a self-signed certificate for 127.0.0.1, the
+# account created for both mechanisms when the log dir is formatted), so that the sink's SASL and TLS settings are tested against
 # a real broker (tests/security_kafka_sasl.rs).
 SASL_USER=traptor-test
 SASL_PASSWORD=sasl-test-only-password
@@ -173,8 +173,9 @@ listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLA
 inter.broker.listener.name=PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
-listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.ssl.keystore.type=PKCS12
 listener.name.sasl_ssl.ssl.keystore.location=$dir/broker.p12
 listener.name.sasl_ssl.ssl.keystore.password=$TLS_STORE_PASSWORD
@@ -245,6 +246,7 @@ start_kafka() {
   cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
   kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$dir/server.properties" \
     --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" \
+    --add-scram "SCRAM-SHA-256=[name=$SCRAM_USER,password=$SCRAM_PASSWORD]" \
     >"$STATE_DIR/kafka-format.log" 2>&1 \
     || { cat "$STATE_DIR/kafka-format.log" >&2; die "formatting the Kafka log dir failed"; }
   rm -f "$STATE_DIR/kafka.pid"

@@ -1,6 +1,7 @@
 //! Kafka with SASL: the supervisor as a process, writing through the test broker's
 //! SASL_PLAINTEXT listener (a test-only PLAIN account) and its SASL_SSL listener (TLS with a
-//! self-signed certificate, a test-only SCRAM-SHA-512 account), both from `scripts/services.sh`.
+//! self-signed certificate, a test-only account for SCRAM-SHA-512 and SCRAM-SHA-256), both from
+//! `scripts/services.sh`.
 //! With the right password every message traptor received is in Kafka; with a wrong one, or a
 //! broker certificate it was not told to trust, the operator sees why and an unready `/readyz`,
 //! and the password appears nowhere.
@@ -47,10 +48,11 @@ impl SaslBroker {
         }
     }
 
-    /// SASL/SCRAM-SHA-512 over TLS, trusting the broker's certificate as `config/cluster.toml`
-    /// shows (`ssl.ca.location`); the host name is checked against it (librdkafka's default).
-    fn scram_over_tls() -> SaslBroker {
-        let mut broker = SaslBroker::scram_over_tls_without_ca();
+    /// SASL/SCRAM (`SCRAM-SHA-512` or `SCRAM-SHA-256`) over TLS, trusting the broker's
+    /// certificate as `config/cluster.toml` shows (`ssl.ca.location`); the host name is checked
+    /// against it (librdkafka's default).
+    fn scram_over_tls(mechanism: &str) -> SaslBroker {
+        let mut broker = SaslBroker::scram_over_tls_without_ca(mechanism);
         broker.settings.push_str(&format!(
             "\n\"ssl.ca.location\" = \"{}\"",
             service_var("TRAPTOR_TEST_KAFKA_CA")
@@ -60,15 +62,14 @@ impl SaslBroker {
 
     /// As [`SaslBroker::scram_over_tls`] without the broker's CA: its self-signed certificate
     /// cannot be verified.
-    fn scram_over_tls_without_ca() -> SaslBroker {
+    fn scram_over_tls_without_ca(mechanism: &str) -> SaslBroker {
         SaslBroker {
             brokers: service_var("TRAPTOR_TEST_KAFKA_SCRAM_TLS_BROKERS"),
             user: service_var("TRAPTOR_TEST_KAFKA_SCRAM_USER"),
             password: service_var("TRAPTOR_TEST_KAFKA_SCRAM_PASSWORD"),
-            settings: r#"
-"security.protocol" = "sasl_ssl"
-"sasl.mechanisms" = "SCRAM-SHA-512""#
-                .to_owned(),
+            settings: format!(
+                "\n\"security.protocol\" = \"sasl_ssl\"\n\"sasl.mechanisms\" = \"{mechanism}\""
+            ),
         }
     }
 }
@@ -162,7 +163,13 @@ fn records_reach_kafka_through_a_sasl_listener() {
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn records_reach_kafka_over_tls_with_scram() {
-    records_reach_kafka_through(&SaslBroker::scram_over_tls());
+    records_reach_kafka_through(&SaslBroker::scram_over_tls("SCRAM-SHA-512"));
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn records_reach_kafka_over_tls_with_scram_sha_256() {
+    records_reach_kafka_through(&SaslBroker::scram_over_tls("SCRAM-SHA-256"));
 }
 
 fn records_reach_kafka_through(broker: &SaslBroker) {
@@ -222,7 +229,7 @@ fn a_wrong_sasl_password_is_reported_and_never_printed() {
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn a_wrong_scram_password_is_reported_and_never_printed() {
-    a_wrong_password_is_reported_and_never_printed(&SaslBroker::scram_over_tls());
+    a_wrong_password_is_reported_and_never_printed(&SaslBroker::scram_over_tls("SCRAM-SHA-512"));
 }
 
 fn a_wrong_password_is_reported_and_never_printed(broker: &SaslBroker) {
@@ -259,7 +266,7 @@ fn a_wrong_password_is_reported_and_never_printed(broker: &SaslBroker) {
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn a_broker_certificate_not_trusted_is_reported() {
-    let broker = SaslBroker::scram_over_tls_without_ca();
+    let broker = SaslBroker::scram_over_tls_without_ca("SCRAM-SHA-512");
     let world = World::new(&broker);
     let mut supervisor = world.start(&broker.password);
     supervisor.wait_for(Duration::from_secs(30), "the TLS error", |s| {

@@ -2,6 +2,7 @@
 //! partitions' high watermarks, the broker's own count of acknowledged records), and a full
 //! read-back of a topic for the ground-truth comparison.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,9 @@ pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Resu
 
 /// Counts the records in a topic from its partitions' high watermarks.
 pub struct TopicCounter {
-    client: BaseConsumer,
+    /// Replaced when it keeps failing (see [`TopicCounter::count`]).
+    client: RefCell<BaseConsumer>,
+    brokers: String,
     topic: String,
     partitions: Vec<i32>,
 }
@@ -63,21 +66,33 @@ impl TopicCounter {
             bail!("topic {topic} has no partition with a leader");
         }
         Ok(TopicCounter {
-            client,
+            client: RefCell::new(client),
+            brokers: brokers.to_owned(),
             topic: topic.to_owned(),
             partitions,
         })
     }
 
     /// Records acknowledged so far, all partitions together. A broker that was just resumed
-    /// may answer "not leader" for a while: retried for up to 30 s.
+    /// may answer "not leader" for a while: retried for up to 30 s. A client that still fails
+    /// after 5 s is replaced: once, after a paused broker, librdkafka's client kept reporting
+    /// "unknown partition" for 30 s.
     pub fn count(&self) -> anyhow::Result<u64> {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let started = Instant::now();
+        let mut fresh_client_at = started + Duration::from_secs(5);
         loop {
             match self.count_once() {
                 Ok(total) => return Ok(total),
-                Err(e) if Instant::now() >= deadline => return Err(e),
-                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                Err(e) if started.elapsed() >= Duration::from_secs(30) => return Err(e),
+                Err(_) => {
+                    if Instant::now() >= fresh_client_at {
+                        if let Ok(client) = metadata_client(&self.brokers) {
+                            *self.client.borrow_mut() = client;
+                        }
+                        fresh_client_at = Instant::now() + Duration::from_secs(5);
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
             }
         }
     }
@@ -87,6 +102,7 @@ impl TopicCounter {
         for &partition in &self.partitions {
             let (low, high) = self
                 .client
+                .borrow()
                 .fetch_watermarks(&self.topic, partition, Duration::from_secs(10))
                 .with_context(|| format!("watermarks of {}/{partition}", self.topic))?;
             total += (high - low).max(0) as u64;

@@ -128,8 +128,9 @@ start_redis() {
 
 # The broker's second listener takes SASL/PLAIN with this test-only account, and its third
 # TLS with SASL/SCRAM-SHA-512 or SCRAM-SHA-256 (a self-signed certificate for 127.0.0.1, the
-# account created for both mechanisms when the log dir is formatted), so that the sink's SASL and TLS settings are tested against
-# a real broker (tests/security_kafka_sasl.rs).
+# account created for both mechanisms when the log dir is formatted), and mutual TLS (a client
+# certificate instead of a password), so that the sink's SASL and TLS settings are tested
+# against a real broker (tests/security_kafka_sasl.rs).
 SASL_USER=traptor-test
 SASL_PASSWORD=sasl-test-only-password
 SCRAM_USER=traptor-scram-test
@@ -145,11 +146,13 @@ keytool_path() {
 }
 
 # A self-signed certificate for 127.0.0.1 in the broker's keystore, and the same certificate
-# as PEM for the clients to trust (ssl.ca.location).
+# as PEM for the clients to trust (ssl.ca.location). For mutual TLS: a client's key and
+# self-signed certificate in client.p12 (librdkafka's ssl.keystore.location), and the broker's
+# truststore that holds that certificate only.
 write_tls_material() {
   local dir=$1 keytool
-  keytool=$(keytool_path) || die "keytool (part of Java 17) is needed for the broker's TLS listener"
-  rm -f "$dir/broker.p12" "$dir/ca.pem"
+  keytool=$(keytool_path) || die "keytool (part of Java 17) is needed for the broker's TLS listeners"
+  rm -f "$dir/broker.p12" "$dir/ca.pem" "$dir/client.p12" "$dir/client.pem" "$dir/clients-trust.p12"
   "$keytool" -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 30 \
     -dname CN=127.0.0.1 -ext SAN=ip:127.0.0.1,dns:localhost \
     -keystore "$dir/broker.p12" -storetype PKCS12 \
@@ -158,18 +161,39 @@ write_tls_material() {
   "$keytool" -exportcert -rfc -alias broker -keystore "$dir/broker.p12" \
     -storepass "$TLS_STORE_PASSWORD" -file "$dir/ca.pem" >/dev/null 2>&1 \
     || die "keytool could not export the broker's certificate"
+  "$keytool" -genkeypair -alias client -keyalg RSA -keysize 2048 -validity 30 \
+    -dname CN=traptor-test-client -keystore "$dir/client.p12" -storetype PKCS12 \
+    -storepass "$TLS_STORE_PASSWORD" -keypass "$TLS_STORE_PASSWORD" >/dev/null 2>&1 \
+    || die "keytool could not make the client's TLS certificate"
+  "$keytool" -exportcert -rfc -alias client -keystore "$dir/client.p12" \
+    -storepass "$TLS_STORE_PASSWORD" -file "$dir/client.pem" >/dev/null 2>&1 \
+    || die "keytool could not export the client's certificate"
+  "$keytool" -importcert -noprompt -alias client -file "$dir/client.pem" \
+    -keystore "$dir/clients-trust.p12" -storetype PKCS12 -storepass "$TLS_STORE_PASSWORD" \
+    >/dev/null 2>&1 || die "keytool could not make the broker's truststore"
+}
+
+# N distinct free loopback ports, on one line.
+distinct_free_ports() {
+  local n=$1 port
+  local -a ports=()
+  while ((${#ports[@]} < n)); do
+    port=$(free_port)
+    [[ " ${ports[*]} " == *" $port "* ]] || ports+=("$port")
+  done
+  echo "${ports[*]}"
 }
 
 write_kafka_config() {
-  local port=$1 controller_port=$2 sasl_port=$3 tls_port=$4 dir=$STATE_DIR/kafka
+  local port=$1 controller_port=$2 sasl_port=$3 tls_port=$4 mtls_port=$5 dir=$STATE_DIR/kafka
   mkdir -p "$dir/data"
   write_tls_material "$dir"
   cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$tls_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$tls_port
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$tls_port,SSL://127.0.0.1:$mtls_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$tls_port,SSL://127.0.0.1:$mtls_port
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
 inter.broker.listener.name=PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
@@ -180,6 +204,14 @@ listener.name.sasl_ssl.ssl.keystore.type=PKCS12
 listener.name.sasl_ssl.ssl.keystore.location=$dir/broker.p12
 listener.name.sasl_ssl.ssl.keystore.password=$TLS_STORE_PASSWORD
 listener.name.sasl_ssl.ssl.key.password=$TLS_STORE_PASSWORD
+listener.name.ssl.ssl.client.auth=required
+listener.name.ssl.ssl.keystore.type=PKCS12
+listener.name.ssl.ssl.keystore.location=$dir/broker.p12
+listener.name.ssl.ssl.keystore.password=$TLS_STORE_PASSWORD
+listener.name.ssl.ssl.key.password=$TLS_STORE_PASSWORD
+listener.name.ssl.ssl.truststore.type=PKCS12
+listener.name.ssl.ssl.truststore.location=$dir/clients-trust.p12
+listener.name.ssl.ssl.truststore.password=$TLS_STORE_PASSWORD
 controller.listener.names=CONTROLLER
 controller.quorum.bootstrap.servers=127.0.0.1:$controller_port
 log.dirs=$dir/data
@@ -240,8 +272,8 @@ kafka_java() {
 }
 
 start_kafka() {
-  local port=$1 controller_port=$2 sasl_port=$3 tls_port=$4 dir=$STATE_DIR/kafka started=$SECONDS
-  write_kafka_config "$port" "$controller_port" "$sasl_port" "$tls_port"
+  local port=$1 controller_port=$2 sasl_port=$3 tls_port=$4 mtls_port=$5 dir=$STATE_DIR/kafka started=$SECONDS
+  write_kafka_config "$port" "$controller_port" "$sasl_port" "$tls_port" "$mtls_port"
   local cluster_id
   cluster_id=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
   kafka_java kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$dir/server.properties" \
@@ -293,27 +325,14 @@ cmd_start() {
   # stop deletes the state dir only with this mark, whatever TRAPTOR_SERVICES_DIR says.
   touch "$STATE_DIR/.traptor-services"
 
-  local redis_port kafka_port controller_port sasl_port tls_port
-  redis_port=$(free_port)
-  kafka_port=$(free_port)
-  controller_port=$(free_port)
-  sasl_port=$(free_port)
-  while [[ $kafka_port == "$redis_port" ]]; do kafka_port=$(free_port); done
-  while [[ $controller_port == "$redis_port" || $controller_port == "$kafka_port" ]]; do
-    controller_port=$(free_port)
-  done
-  while [[ " $redis_port $kafka_port $controller_port " == *" $sasl_port "* ]]; do
-    sasl_port=$(free_port)
-  done
-  tls_port=$(free_port)
-  while [[ " $redis_port $kafka_port $controller_port $sasl_port " == *" $tls_port "* ]]; do
-    tls_port=$(free_port)
-  done
+  local redis_port kafka_port controller_port sasl_port tls_port mtls_port
+  read -r redis_port kafka_port controller_port sasl_port tls_port mtls_port \
+    <<<"$(distinct_free_ports 6)"
 
   # On any failure below, do not leave half the services running (logs stay for a look).
   trap 'stop_group "$STATE_DIR/kafka.pid" Kafka; stop_group "$STATE_DIR/redis.pid" Redis' EXIT
   start_redis "$redis_port"
-  start_kafka "$kafka_port" "$controller_port" "$sasl_port" "$tls_port"
+  start_kafka "$kafka_port" "$controller_port" "$sasl_port" "$tls_port" "$mtls_port"
   trap - EXIT
 
   cat >"$STATE_DIR/env" <<EOF
@@ -326,6 +345,9 @@ TRAPTOR_TEST_KAFKA_SCRAM_TLS_BROKERS=127.0.0.1:$tls_port
 TRAPTOR_TEST_KAFKA_SCRAM_USER=$SCRAM_USER
 TRAPTOR_TEST_KAFKA_SCRAM_PASSWORD=$SCRAM_PASSWORD
 TRAPTOR_TEST_KAFKA_CA=$STATE_DIR/kafka/ca.pem
+TRAPTOR_TEST_KAFKA_MTLS_BROKERS=127.0.0.1:$mtls_port
+TRAPTOR_TEST_KAFKA_CLIENT_KEYSTORE=$STATE_DIR/kafka/client.p12
+TRAPTOR_TEST_KAFKA_CLIENT_KEYSTORE_PASSWORD=$TLS_STORE_PASSWORD
 TRAPTOR_TEST_KAFKA_HOME=$KAFKA_LIB
 TRAPTOR_TEST_KAFKA_CONFIG=$STATE_DIR/kafka/server.properties
 TRAPTOR_TEST_SERVICES_DIR=$STATE_DIR

@@ -1,10 +1,10 @@
-//! Kafka with SASL: the supervisor as a process, writing through the test broker's
-//! SASL_PLAINTEXT listener (a test-only PLAIN account) and its SASL_SSL listener (TLS with a
-//! self-signed certificate, a test-only account for SCRAM-SHA-512 and SCRAM-SHA-256), both from
-//! `scripts/services.sh`.
-//! With the right password every message traptor received is in Kafka; with a wrong one, or a
-//! broker certificate it was not told to trust, the operator sees why and an unready `/readyz`,
-//! and the password appears nowhere.
+//! Kafka with SASL and TLS: the supervisor as a process, writing through the test broker's
+//! secured listeners from `scripts/services.sh`: SASL_PLAINTEXT (a test-only PLAIN account),
+//! SASL_SSL (TLS with a self-signed certificate, a test-only account for SCRAM-SHA-512 and
+//! SCRAM-SHA-256) and SSL with mutual TLS (a client certificate in a PKCS#12 keystore).
+//! With the right secret every message traptor received is in Kafka; with a wrong one, no
+//! client certificate, or a broker certificate it was not told to trust, the operator sees why
+//! and an unready `/readyz` or a refused start, and the secret appears nowhere.
 
 mod e2e_common;
 mod support;
@@ -19,62 +19,94 @@ use e2e_common::http::{free_port, http_get};
 use e2e_common::{received_per_key, unique, Supervisor};
 use traptor_firehose::FirehoseHandle;
 
-/// A SASL listener and its account, from `scripts/services.sh`.
-struct SaslBroker {
+/// A secured listener and how to reach it, from `scripts/services.sh`.
+struct SecuredBroker {
     brokers: String,
-    user: String,
-    password: String,
-    /// `[kafka.producer]` lines other than the account's.
+    /// `[kafka.producer]` lines other than the secret's.
     settings: String,
+    /// The option that holds the secret, given through `${TEST_KAFKA_PASSWORD}`.
+    secret_option: Option<&'static str>,
+    /// The right secret: a SASL password or the client keystore's password.
+    secret: String,
 }
 
 fn service_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: restart the services with scripts/services.sh (it adds the SASL listeners)")
+        panic!("{name} is not set: restart the services with scripts/services.sh (it adds the secured listeners)")
     })
 }
 
-impl SaslBroker {
+impl SecuredBroker {
     /// SASL/PLAIN without TLS.
-    fn plain() -> SaslBroker {
-        SaslBroker {
+    fn plain() -> SecuredBroker {
+        SecuredBroker {
             brokers: service_var("TRAPTOR_TEST_KAFKA_SASL_BROKERS"),
-            user: service_var("TRAPTOR_TEST_KAFKA_SASL_USER"),
-            password: service_var("TRAPTOR_TEST_KAFKA_SASL_PASSWORD"),
-            settings: r#"
-"security.protocol" = "sasl_plaintext"
-"sasl.mechanisms" = "PLAIN""#
-                .to_owned(),
+            settings: format!(
+                "\n\"security.protocol\" = \"sasl_plaintext\"\n\"sasl.mechanisms\" = \"PLAIN\"\n\"sasl.username\" = \"{}\"",
+                service_var("TRAPTOR_TEST_KAFKA_SASL_USER")
+            ),
+            secret_option: Some("sasl.password"),
+            secret: service_var("TRAPTOR_TEST_KAFKA_SASL_PASSWORD"),
         }
     }
 
     /// SASL/SCRAM (`SCRAM-SHA-512` or `SCRAM-SHA-256`) over TLS, trusting the broker's
     /// certificate as `config/cluster.toml` shows (`ssl.ca.location`); the host name is checked
     /// against it (librdkafka's default).
-    fn scram_over_tls(mechanism: &str) -> SaslBroker {
-        let mut broker = SaslBroker::scram_over_tls_without_ca(mechanism);
-        broker.settings.push_str(&format!(
-            "\n\"ssl.ca.location\" = \"{}\"",
-            service_var("TRAPTOR_TEST_KAFKA_CA")
-        ));
+    fn scram_over_tls(mechanism: &str) -> SecuredBroker {
+        let mut broker = SecuredBroker::scram_over_tls_without_ca(mechanism);
+        broker.settings.push_str(&trust_the_broker());
         broker
     }
 
-    /// As [`SaslBroker::scram_over_tls`] without the broker's CA: its self-signed certificate
-    /// cannot be verified.
-    fn scram_over_tls_without_ca(mechanism: &str) -> SaslBroker {
-        SaslBroker {
+    /// As [`SecuredBroker::scram_over_tls`] without the broker's CA: its self-signed
+    /// certificate cannot be verified.
+    fn scram_over_tls_without_ca(mechanism: &str) -> SecuredBroker {
+        SecuredBroker {
             brokers: service_var("TRAPTOR_TEST_KAFKA_SCRAM_TLS_BROKERS"),
-            user: service_var("TRAPTOR_TEST_KAFKA_SCRAM_USER"),
-            password: service_var("TRAPTOR_TEST_KAFKA_SCRAM_PASSWORD"),
             settings: format!(
-                "\n\"security.protocol\" = \"sasl_ssl\"\n\"sasl.mechanisms\" = \"{mechanism}\""
+                "\n\"security.protocol\" = \"sasl_ssl\"\n\"sasl.mechanisms\" = \"{mechanism}\"\n\"sasl.username\" = \"{}\"",
+                service_var("TRAPTOR_TEST_KAFKA_SCRAM_USER")
             ),
+            secret_option: Some("sasl.password"),
+            secret: service_var("TRAPTOR_TEST_KAFKA_SCRAM_PASSWORD"),
+        }
+    }
+
+    /// Mutual TLS: the broker requires a client certificate, which traptor presents from a
+    /// PKCS#12 keystore (`ssl.keystore.location`, its password through the environment).
+    fn mutual_tls() -> SecuredBroker {
+        let mut broker = SecuredBroker::mutual_tls_without_certificate();
+        broker.settings.push_str(&format!(
+            "\n\"ssl.keystore.location\" = \"{}\"",
+            service_var("TRAPTOR_TEST_KAFKA_CLIENT_KEYSTORE")
+        ));
+        broker.secret_option = Some("ssl.keystore.password");
+        broker.secret = service_var("TRAPTOR_TEST_KAFKA_CLIENT_KEYSTORE_PASSWORD");
+        broker
+    }
+
+    /// The mutual-TLS listener with the broker trusted but no client certificate.
+    fn mutual_tls_without_certificate() -> SecuredBroker {
+        SecuredBroker {
+            brokers: service_var("TRAPTOR_TEST_KAFKA_MTLS_BROKERS"),
+            settings: format!("\n\"security.protocol\" = \"ssl\"{}", trust_the_broker()),
+            secret_option: None,
+            secret: String::new(),
         }
     }
 }
 
-/// One stream into Kafka over SASL; the password reaches the config through `${…}`.
+/// The `[kafka.producer]` line that trusts the test broker's self-signed certificate.
+fn trust_the_broker() -> String {
+    format!(
+        "\n\"ssl.ca.location\" = \"{}\"",
+        service_var("TRAPTOR_TEST_KAFKA_CA")
+    )
+}
+
+/// One stream into Kafka through a secured listener; the secret reaches the config through
+/// `${…}`.
 struct World {
     emulator: FirehoseHandle,
     dir: PathBuf,
@@ -84,7 +116,7 @@ struct World {
 }
 
 impl World {
-    fn new(broker: &SaslBroker) -> World {
+    fn new(broker: &SecuredBroker) -> World {
         let keys = test_keys("sasl", 1);
         let emulator = start_emulator(emulator_config(&keys, 30.0));
         let dir = std::env::temp_dir().join(unique("traptor-sasl"));
@@ -110,9 +142,7 @@ kind = "kafka"
 bootstrap_servers = "{brokers}"
 topic = "{topic}"
 
-[kafka.producer]{settings}
-"sasl.username" = "{user}"
-"sasl.password" = "${{TEST_KAFKA_PASSWORD}}"
+[kafka.producer]{settings}{secret}
 
 [status]
 listen = "127.0.0.1:{status_port}"
@@ -126,7 +156,10 @@ endpoint = "{endpoint}"
 {keys}"#,
             brokers = broker.brokers,
             settings = broker.settings,
-            user = broker.user,
+            secret = broker
+                .secret_option
+                .map(|option| format!("\n\"{option}\" = \"${{TEST_KAFKA_PASSWORD}}\""))
+                .unwrap_or_default(),
             endpoint = emulator.url(),
             keys = keys_toml(&keys),
         );
@@ -139,12 +172,8 @@ endpoint = "{endpoint}"
         }
     }
 
-    fn start(&self, password: &str) -> Supervisor {
-        Supervisor::start_with_env(
-            &self.config,
-            &self.dir,
-            &[("TEST_KAFKA_PASSWORD", password)],
-        )
+    fn start(&self, secret: &str) -> Supervisor {
+        Supervisor::start_with_env(&self.config, &self.dir, &[("TEST_KAFKA_PASSWORD", secret)])
     }
 }
 
@@ -157,24 +186,30 @@ impl Drop for World {
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn records_reach_kafka_through_a_sasl_listener() {
-    records_reach_kafka_through(&SaslBroker::plain());
+    records_reach_kafka_through(&SecuredBroker::plain());
 }
 
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn records_reach_kafka_over_tls_with_scram() {
-    records_reach_kafka_through(&SaslBroker::scram_over_tls("SCRAM-SHA-512"));
+    records_reach_kafka_through(&SecuredBroker::scram_over_tls("SCRAM-SHA-512"));
 }
 
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn records_reach_kafka_over_tls_with_scram_sha_256() {
-    records_reach_kafka_through(&SaslBroker::scram_over_tls("SCRAM-SHA-256"));
+    records_reach_kafka_through(&SecuredBroker::scram_over_tls("SCRAM-SHA-256"));
 }
 
-fn records_reach_kafka_through(broker: &SaslBroker) {
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn records_reach_kafka_over_mutual_tls() {
+    records_reach_kafka_through(&SecuredBroker::mutual_tls());
+}
+
+fn records_reach_kafka_through(broker: &SecuredBroker) {
     let world = World::new(broker);
-    let mut supervisor = world.start(&broker.password);
+    let mut supervisor = world.start(&broker.secret);
     wait_for_stats(
         &world.emulator,
         Duration::from_secs(20),
@@ -214,25 +249,22 @@ fn records_reach_kafka_through(broker: &SaslBroker) {
         "every message received is in Kafka"
     );
     let output = format!("{stderr}\n{}", supervisor.stdout().join("\n"));
-    assert!(
-        !output.contains(&broker.password),
-        "the SASL password was printed"
-    );
+    assert!(!output.contains(&broker.secret), "the secret was printed");
 }
 
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn a_wrong_sasl_password_is_reported_and_never_printed() {
-    a_wrong_password_is_reported_and_never_printed(&SaslBroker::plain());
+    a_wrong_password_is_reported_and_never_printed(&SecuredBroker::plain());
 }
 
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn a_wrong_scram_password_is_reported_and_never_printed() {
-    a_wrong_password_is_reported_and_never_printed(&SaslBroker::scram_over_tls("SCRAM-SHA-512"));
+    a_wrong_password_is_reported_and_never_printed(&SecuredBroker::scram_over_tls("SCRAM-SHA-512"));
 }
 
-fn a_wrong_password_is_reported_and_never_printed(broker: &SaslBroker) {
+fn a_wrong_password_is_reported_and_never_printed(broker: &SecuredBroker) {
     let world = World::new(broker);
     let wrong = "wrong-sasl-password-5b1f";
     let mut supervisor = world.start(wrong);
@@ -252,7 +284,7 @@ fn a_wrong_password_is_reported_and_never_printed(broker: &SaslBroker) {
         "the SASL password was printed:\n{output}"
     );
     assert!(
-        !output.contains(&broker.password),
+        !output.contains(&broker.secret),
         "the broker's password was printed"
     );
     // Records that never reached Kafka are reported lost: the stop is not clean.
@@ -266,9 +298,9 @@ fn a_wrong_password_is_reported_and_never_printed(broker: &SaslBroker) {
 #[test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn a_broker_certificate_not_trusted_is_reported() {
-    let broker = SaslBroker::scram_over_tls_without_ca("SCRAM-SHA-512");
+    let broker = SecuredBroker::scram_over_tls_without_ca("SCRAM-SHA-512");
     let world = World::new(&broker);
-    let mut supervisor = world.start(&broker.password);
+    let mut supervisor = world.start(&broker.secret);
     supervisor.wait_for(Duration::from_secs(30), "the TLS error", |s| {
         s.stderr().contains("certificate verify failed")
     });
@@ -288,7 +320,55 @@ fn a_broker_certificate_not_trusted_is_reported() {
         "librdkafka's hint at the setting reaches the log:\n{output}"
     );
     assert!(
-        !output.contains(&broker.password),
+        !output.contains(&broker.secret),
         "the SCRAM password was printed"
+    );
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_missing_client_certificate_is_reported() {
+    let world = World::new(&SecuredBroker::mutual_tls_without_certificate());
+    let mut supervisor = world.start("");
+    // The broker ends the handshake with TLS alert 42 (bad_certificate).
+    supervisor.wait_for(Duration::from_secs(30), "the TLS error", |s| {
+        s.stderr().contains("alert bad certificate")
+    });
+    let (status, body) = http_get(world.status_port, "/readyz").expect("the status endpoint");
+    assert_eq!(status, 503, "not ready while the broker refuses us: {body}");
+    let status = supervisor.terminate(Duration::from_secs(30));
+    assert!(
+        !status.success(),
+        "records never delivered make the stop unclean: {status}"
+    );
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_wrong_keystore_password_stops_the_start_and_is_never_printed() {
+    let broker = SecuredBroker::mutual_tls();
+    let world = World::new(&broker);
+    let wrong = "wrong-keystore-password-7c2e";
+    let mut supervisor = world.start(wrong);
+    let status = supervisor.wait_for_exit(Duration::from_secs(30));
+    let output = format!(
+        "{}\n{}",
+        supervisor.stderr(),
+        supervisor.stdout().join("\n")
+    );
+    assert!(!status.success(), "{status}\n{output}");
+    assert!(
+        output.contains("cannot create the Kafka producer")
+            && output.contains("ssl.keystore.location")
+            && output.contains("is it the right password?"),
+        "the reason and the option to look at:\n{output}"
+    );
+    assert!(
+        !output.contains(wrong),
+        "the keystore password was printed:\n{output}"
+    );
+    assert!(
+        !output.contains(&broker.secret),
+        "the right keystore password was printed"
     );
 }

@@ -125,8 +125,9 @@ impl KafkaSink {
             .create_with_context(context)
             .map_err(|e| {
                 SinkError::Setup(format!(
-                    "cannot create the Kafka producer: {}",
-                    settings_error_text(&e)
+                    "cannot create the Kafka producer: {}{}",
+                    settings_error_text(&e),
+                    creation_hint(&e)
                 ))
             })?;
         let retry_control = Arc::new(RetryControl::default());
@@ -443,6 +444,18 @@ pub fn check_producer_settings(config: &KafkaConfig) -> Result<(), SinkError> {
                 settings_error_text(&e)
             ))
         })
+}
+
+/// What to look at when librdkafka cannot create the producer for a reason its own text does
+/// not name: it loads TLS keys and certificates then, not when the option is set.
+fn creation_hint(error: &KafkaError) -> &'static str {
+    let text = error.to_string();
+    if text.contains("mac verify failure") {
+        " (the PKCS#12 keystore could not be opened with the ssl.keystore.password given: is it \
+         the right password?)"
+    } else {
+        ""
+    }
 }
 
 /// librdkafka's reason for refusing a setting, naming the option. rdkafka's own text of the

@@ -278,7 +278,8 @@ supervisor_check() {
   "${CHECK[@]}" loader-input "$1" "$dir" >"$dir/prepare.out" || { cat "$dir/prepare.out"; return 1; }
   local vars=() rc=0
   mapfile -t vars <"$dir/env"
-  env "${vars[@]}" timeout 30 "$SUPERVISOR" check --config "$dir/cluster.toml" >"$dir/out" 2>&1 || rc=$?
+  # --no-kafka: the configs name their deployments' brokers, which are not here.
+  env "${vars[@]}" timeout 30 "$SUPERVISOR" check --no-kafka --config "$dir/cluster.toml" >"$dir/out" 2>&1 || rc=$?
   case $rc in
     0) echo "accepted by $SUPERVISOR check ($(grep -c . "$dir/out") lines of plan)" ;;
     2) cat "$dir/out"; echo "traptor-supervisor check rejected the configuration (exit status 2)"; return 1 ;;

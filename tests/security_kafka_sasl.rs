@@ -177,6 +177,26 @@ endpoint = "{endpoint}"
     }
 }
 
+impl World {
+    /// `traptor-supervisor check` on this world's config: exit success, stdout, stderr.
+    fn check(&self, secret: &str) -> (bool, String, String) {
+        let path = self.dir.join("check.toml");
+        std::fs::write(&path, &self.config).unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_traptor-supervisor"))
+            .arg("check")
+            .arg("--config")
+            .arg(&path)
+            .env("TEST_KAFKA_PASSWORD", secret)
+            .output()
+            .expect("running traptor-supervisor check");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
 impl Drop for World {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -371,4 +391,74 @@ fn a_wrong_keystore_password_stops_the_start_and_is_never_printed() {
         !output.contains(&broker.secret),
         "the right keystore password was printed"
     );
+}
+
+/// `check` reaches Kafka with the sink's own settings: through every secured listener with the
+/// right secret it reports the brokers and the topic.
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn check_reaches_kafka_through_every_secured_listener() {
+    for broker in [
+        SecuredBroker::plain(),
+        SecuredBroker::scram_over_tls("SCRAM-SHA-256"),
+        SecuredBroker::mutual_tls(),
+    ] {
+        let world = World::new(&broker);
+        let (success, stdout, stderr) = world.check(&broker.secret);
+        assert!(success, "{}: {stderr}", broker.brokers);
+        assert!(
+            stdout.contains("kafka: reached, 1 broker(s)")
+                && stdout.contains(&format!("topic {}: 1 partition(s)", world.topic)),
+            "{stdout}"
+        );
+        assert!(
+            !format!("{stdout}{stderr}").contains(&broker.secret),
+            "the secret was printed"
+        );
+    }
+}
+
+/// `check` fails, with librdkafka's reason and what to change, where a run would only never
+/// get ready.
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn check_says_why_kafka_refuses() {
+    let wrong = "wrong-check-password-91d0";
+    // The secret given: a wrong one, or `None` for the broker's own.
+    for (broker, secret, reason) in [
+        (
+            SecuredBroker::plain(),
+            Some(wrong),
+            "SASL authentication error: Authentication failed",
+        ),
+        (
+            SecuredBroker::scram_over_tls_without_ca("SCRAM-SHA-512"),
+            None,
+            "certificate verify failed",
+        ),
+        (
+            SecuredBroker::mutual_tls_without_certificate(),
+            None,
+            "the broker wants a client certificate it trusts: set ssl.keystore.location",
+        ),
+    ] {
+        let world = World::new(&broker);
+        let started = Instant::now();
+        let (success, stdout, stderr) = world.check(secret.unwrap_or(&broker.secret));
+        assert!(!success, "{stdout}");
+        assert!(
+            stderr.contains("cannot use Kafka: the brokers at") && stderr.contains(reason),
+            "{}: {stderr}",
+            broker.brokers
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(14),
+            "a refusal is reported before the probe's 15 s limit"
+        );
+        let output = format!("{stdout}{stderr}");
+        assert!(!output.contains(wrong), "the wrong password was printed");
+        if !broker.secret.is_empty() {
+            assert!(!output.contains(&broker.secret), "the secret was printed");
+        }
+    }
 }

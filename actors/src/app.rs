@@ -21,7 +21,7 @@ use crate::original_stats::{OriginalStats, OriginalStatsSettings, WriteStatsNow}
 use crate::redis_target::{RedisTarget, RedisTargetError};
 use crate::rules_file::{load_rules_file, RulesFile, RulesFileError};
 use crate::sinks::RecordOutlet;
-use crate::sinks::{check_producer_settings, start_writer};
+use crate::sinks::{check_producer_settings, probe_kafka, start_writer, KafkaProbe};
 use crate::status::{RulesSourceView, StatusServer, StatusSources, StreamRegistry};
 use crate::stream::{ClientSettings, Pacer, PacingConfig, StreamActor, StreamSpec, TlsConfig};
 use crate::supervisor::children::{ChildHandle, ChildSpec, SpawnStream};
@@ -74,6 +74,8 @@ pub enum AppError {
     Client(String),
     #[error("cannot start the writer: {0}")]
     Writer(String),
+    #[error("cannot use Kafka: {0}")]
+    Kafka(String),
     #[error("cannot listen for signals: {0}")]
     Signals(std::io::Error),
 }
@@ -417,6 +419,8 @@ pub struct CheckReport {
     pub plan: Plan,
     /// Where the rules came from, for the report's first line.
     pub source: String,
+    /// What Kafka answered, when the sink is Kafka and `check` was asked to reach it.
+    pub kafka: Option<KafkaProbe>,
 }
 
 impl CheckReport {
@@ -439,14 +443,23 @@ impl CheckReport {
                 let _ = writeln!(out, "    {error}");
             }
         }
+        if let Some(kafka) = &self.kafka {
+            out.push('\n');
+            out.push_str(&kafka.render());
+        }
         out.push_str("\nplan:\n");
         out.push_str(&self.plan.summary());
         out
     }
 }
 
-/// Loads the rules once (Redis or file) and plans them, without starting anything.
-pub async fn check(config: &ClusterConfig) -> Result<CheckReport, AppError> {
+/// How long `check` waits for a Kafka broker to answer.
+const CHECK_KAFKA_LIMIT: Duration = Duration::from_secs(15);
+
+/// Loads the rules once (Redis or file) and plans them, without starting anything; with
+/// `reach_kafka`, also asks the Kafka sink's brokers for their metadata (so credentials,
+/// certificates and topics are checked too).
+pub async fn check(config: &ClusterConfig, reach_kafka: bool) -> Result<CheckReport, AppError> {
     if matches!(config.sink, SinkConfig::Kafka) {
         check_producer_settings(&config.kafka).map_err(|e| AppError::Writer(e.to_string()))?;
     }
@@ -493,10 +506,21 @@ pub async fn check(config: &ClusterConfig) -> Result<CheckReport, AppError> {
         .collect();
     let keys: Vec<String> = config.keys.iter().map(|k| k.name.clone()).collect();
     let plan = plan(&by_slot, &keys, None);
+    let kafka = if reach_kafka && matches!(config.sink, SinkConfig::Kafka) {
+        let settings = config.kafka.clone();
+        let probe =
+            actix_rt::task::spawn_blocking(move || probe_kafka(&settings, CHECK_KAFKA_LIMIT))
+                .await
+                .map_err(|e| AppError::Kafka(format!("the probe thread failed: {e}")))?;
+        Some(probe.map_err(|e| AppError::Kafka(e.to_string()))?)
+    } else {
+        None
+    };
     Ok(CheckReport {
         rules,
         plan,
         source,
+        kafka,
     })
 }
 

@@ -1,6 +1,6 @@
 //! `traptor-supervisor --config FILE`: runs a whole cluster's streams in one process.
-//! `traptor-supervisor check --config FILE`: validates the config, loads the rules, prints the
-//! plan and exits.
+//! `traptor-supervisor check --config FILE`: validates the config, loads the rules, asks Kafka
+//! for its metadata, prints the plan and exits.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,8 +75,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the config, load the rules (Redis or file), print the plan, and exit.
-    Check,
+    /// Validate the config, load the rules (Redis or file), reach Kafka with the sink's
+    /// settings (brokers, credentials, topics), print the plan, and exit.
+    Check {
+        /// Do not contact Kafka: check the config and the rules only.
+        #[arg(long)]
+        no_kafka: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -99,17 +104,17 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Some(Command::Check) => check(config),
+        Some(Command::Check { no_kafka }) => check(config, !no_kafka),
         None => run(config),
     }
 }
 
-fn check(config: ClusterConfig) -> ExitCode {
+fn check(config: ClusterConfig, reach_kafka: bool) -> ExitCode {
     for warning in &config.warnings {
         eprintln!("warning: {warning}");
     }
     let system = actix_rt::System::new();
-    match system.block_on(app::check(&config)) {
+    match system.block_on(app::check(&config, reach_kafka)) {
         Ok(report) => {
             print!("{}", report.render());
             ExitCode::SUCCESS

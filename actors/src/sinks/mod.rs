@@ -28,7 +28,10 @@ use traptor_core::Record;
 use crate::config::{KafkaConfig, SinkConfig};
 use crate::messages::WriteBatch;
 
-pub use kafka::{check_producer_settings, KafkaSink, MESSAGE_TYPE_HEADER, SLOT_HEADER};
+pub use kafka::{
+    check_producer_settings, probe_kafka, KafkaProbe, KafkaSink, TopicProbe, MESSAGE_TYPE_HEADER,
+    SLOT_HEADER,
+};
 pub use lines::{encode_line, LineSink};
 pub use stats::{KafkaHealth, KafkaHealthSnapshot, WriterStats, WriterStatsSnapshot};
 pub use writer::{Writer, WriterHandle};

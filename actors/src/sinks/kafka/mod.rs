@@ -46,6 +46,7 @@
 
 mod delivery;
 mod direct;
+mod probe;
 mod replay;
 mod retry;
 
@@ -63,6 +64,7 @@ use traptor_core::{Record, SlotId};
 
 use self::delivery::{Attempt, DeliveryContext, FailureLog};
 use self::direct::DirectProducer;
+pub use self::probe::{probe_kafka, KafkaProbe, TopicProbe};
 use self::retry::RetryControl;
 use super::spool::{Spool, SpoolSettings, SpooledRecord};
 use super::{DirectWrite, Sink, SinkError, WriterStats};
@@ -123,13 +125,7 @@ impl KafkaSink {
         };
         let producer: ThreadedProducer<DeliveryContext> = producer_config(config)
             .create_with_context(context)
-            .map_err(|e| {
-                SinkError::Setup(format!(
-                    "cannot create the Kafka producer: {}{}",
-                    settings_error_text(&e),
-                    creation_hint(&e)
-                ))
-            })?;
+            .map_err(|e| SinkError::Setup(creation_error_text(&e)))?;
         let retry_control = Arc::new(RetryControl::default());
         let retrier = retry::spawn(
             producer.clone(),
@@ -444,6 +440,15 @@ pub fn check_producer_settings(config: &KafkaConfig) -> Result<(), SinkError> {
                 settings_error_text(&e)
             ))
         })
+}
+
+/// Why librdkafka could not create the producer, and what to look at.
+fn creation_error_text(error: &KafkaError) -> String {
+    format!(
+        "cannot create the Kafka producer: {}{}",
+        settings_error_text(error),
+        creation_hint(error)
+    )
 }
 
 /// What to look at when librdkafka cannot create the producer for a reason its own text does

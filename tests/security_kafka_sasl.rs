@@ -178,6 +178,25 @@ endpoint = "{endpoint}"
 }
 
 impl World {
+    /// Waits until `/readyz` answers 503 with librdkafka's `reason` for the refusal: an
+    /// operator sees why Kafka is unusable, not only that it is.
+    fn wait_until_unready_because(&self, reason: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let answer = http_get(self.status_port, "/readyz");
+            if let Some((503, body)) = &answer {
+                if body.contains(reason) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "/readyz never gave the reason {reason:?}: {answer:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `traptor-supervisor check` on this world's config: exit success, stdout, stderr.
     fn check(&self, secret: &str) -> (bool, String, String) {
         let path = self.dir.join("check.toml");
@@ -291,8 +310,7 @@ fn a_wrong_password_is_reported_and_never_printed(broker: &SecuredBroker) {
     supervisor.wait_for(Duration::from_secs(30), "the authentication error", |s| {
         s.stderr().contains("Authentication failed")
     });
-    let (status, body) = http_get(world.status_port, "/readyz").expect("the status endpoint");
-    assert_eq!(status, 503, "not ready while Kafka refuses us: {body}");
+    world.wait_until_unready_because("SASL authentication error");
     let status = supervisor.terminate(Duration::from_secs(30));
     let output = format!(
         "{}\n{}",
@@ -324,11 +342,7 @@ fn a_broker_certificate_not_trusted_is_reported() {
     supervisor.wait_for(Duration::from_secs(30), "the TLS error", |s| {
         s.stderr().contains("certificate verify failed")
     });
-    let (status, body) = http_get(world.status_port, "/readyz").expect("the status endpoint");
-    assert_eq!(
-        status, 503,
-        "not ready while the broker cannot be verified: {body}"
-    );
+    world.wait_until_unready_because("certificate verify failed");
     supervisor.terminate(Duration::from_secs(30));
     let output = format!(
         "{}\n{}",
@@ -354,8 +368,7 @@ fn a_missing_client_certificate_is_reported() {
     supervisor.wait_for(Duration::from_secs(30), "the TLS error", |s| {
         s.stderr().contains("alert bad certificate")
     });
-    let (status, body) = http_get(world.status_port, "/readyz").expect("the status endpoint");
-    assert_eq!(status, 503, "not ready while the broker refuses us: {body}");
+    world.wait_until_unready_because("alert bad certificate");
     let status = supervisor.terminate(Duration::from_secs(30));
     assert!(
         !status.success(),

@@ -196,6 +196,10 @@ fn writer_line(w: &WriterReport) -> String {
         if let Some(fatal) = &kafka.fatal {
             let _ = write!(line, "; FATAL: {fatal}");
         }
+        // Why no broker is up; once one is, an old error would only mislead.
+        if let (0, Some(error)) = (kafka.brokers_up, &kafka.last_error) {
+            let _ = write!(line, "; last error: {error}");
+        }
     }
     if let Some(closed) = &w.closed {
         let _ = write!(line, "; CLOSED: {closed}");
@@ -311,6 +315,7 @@ mod tests {
                     brokers_up: 0,
                     brokers_known: 1,
                     fatal: None,
+                    last_error: Some("Connect to ipv4#127.0.0.1:9092 failed".into()),
                 }),
                 ..WriterReport::default()
             }),
@@ -356,7 +361,8 @@ mod tests {
         assert!(text.contains("\nAPI keys not used (1):\n  k3\n"), "{text}");
         assert!(text.contains(
             "writer (kafka): queued 10, delivered 9, failed 0, retried 0, given up 0, in flight 1; \
-             spooled 4, replayed 3, in spool 1 (900 bytes); brokers up 0/1\n"
+             spooled 4, replayed 3, in spool 1 (900 bytes); brokers up 0/1; last error: \
+             Connect to ipv4#127.0.0.1:9092 failed\n"
         ), "{text}");
         assert!(
             text.contains(

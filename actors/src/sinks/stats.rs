@@ -49,6 +49,9 @@ pub struct KafkaHealth {
     brokers_known: AtomicU64,
     /// A fatal producer error: the producer cannot go on and the process must restart.
     fatal: Mutex<Option<String>>,
+    /// librdkafka's last reason for a failed broker connection (refused, authentication
+    /// failed, certificate not trusted): "no broker up" alone does not say what to fix.
+    last_error: Mutex<Option<String>>,
 }
 
 /// A copy of [`KafkaHealth`] at one moment.
@@ -64,6 +67,7 @@ pub struct KafkaHealthSnapshot {
     pub brokers_known: u64,
     #[serde(rename = "fatal_error")]
     pub fatal: Option<String>,
+    pub last_error: Option<String>,
 }
 
 impl KafkaHealth {
@@ -78,12 +82,21 @@ impl KafkaHealth {
         *self.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_owned());
     }
 
+    pub fn record_error(&self, error: &str) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_owned());
+    }
+
     pub fn snapshot(&self) -> KafkaHealthSnapshot {
         KafkaHealthSnapshot {
             reports: self.reports.load(Ordering::Acquire),
             brokers_up: self.brokers_up.load(Ordering::Relaxed),
             brokers_known: self.brokers_known.load(Ordering::Relaxed),
             fatal: self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

@@ -74,14 +74,20 @@ fn writer_problem(writer: &WriterReport) -> Option<String> {
             "kafka: the producer hit a fatal error ({fatal}); restart the process"
         ));
     }
+    let last_error = kafka
+        .last_error
+        .as_deref()
+        .map(|e| format!("; last error: {e}"))
+        .unwrap_or_default();
     if kafka.reports == 0 {
-        return Some(
-            "kafka: no broker report yet (the producer reports every few seconds)".to_owned(),
-        );
+        return Some(format!(
+            "kafka: no broker report yet (the producer reports every few seconds){last_error}"
+        ));
     }
     if kafka.brokers_up == 0 {
         return Some(format!(
-            "kafka: no broker reachable (0 of {} up); check [kafka] bootstrap_servers and the brokers",
+            "kafka: no broker reachable (0 of {} up); check [kafka] bootstrap_servers, the \
+             brokers and the security settings (`traptor-supervisor check` tries them){last_error}",
             kafka.brokers_known
         ));
     }
@@ -150,7 +156,7 @@ mod tests {
                     reports: 3,
                     brokers_up: 1,
                     brokers_known: 1,
-                    fatal: None,
+                    ..KafkaHealthSnapshot::default()
                 }),
                 ..WriterReport::default()
             }),
@@ -202,6 +208,10 @@ mod tests {
         let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
         kafka.brokers_up = 0;
         assert!(readiness(&report).not_ready[0].contains("no broker reachable (0 of 1 up)"));
+        let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
+        kafka.last_error = Some("SASL authentication error: Authentication failed".into());
+        assert!(readiness(&report).not_ready[0]
+            .ends_with("; last error: SASL authentication error: Authentication failed"));
         let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
         kafka.reports = 0;
         assert!(readiness(&report).not_ready[0].contains("no broker report yet"));

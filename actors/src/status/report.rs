@@ -406,6 +406,9 @@ mod tests {
         stats.kafka().record_brokers(1, 3);
         stats.kafka().record_brokers(1, 3);
         stats.kafka().record_fatal("the producer was fenced");
+        stats
+            .kafka()
+            .record_error("Connect to ipv4#127.0.0.1:9092 failed");
 
         let report = writer_report("kafka", &stats, Some("broker gone".into()));
         assert_eq!(
@@ -428,6 +431,7 @@ mod tests {
                     "brokers_up": 1,
                     "brokers_known": 3,
                     "fatal_error": "the producer was fenced",
+                    "last_error": "Connect to ipv4#127.0.0.1:9092 failed",
                 },
             })
         );

@@ -124,7 +124,16 @@ impl ClientContext for DeliveryContext {
                 .record_fatal(&format!("{error}: {reason}"));
             tracing::error!(target: "librdkafka", %error, reason, "the Kafka producer hit a fatal error");
         } else {
-            // Broker connection problems: librdkafka reconnects on its own.
+            // Broker connection problems: librdkafka reconnects on its own. "All brokers are
+            // down" follows each broker's own reason, which is the one worth keeping.
+            if error.rdkafka_error_code() != Some(RDKafkaErrorCode::AllBrokersDown) {
+                let text = if reason.is_empty() {
+                    error.to_string()
+                } else {
+                    reason.to_owned()
+                };
+                self.stats.kafka().record_error(&text);
+            }
             tracing::warn!(target: "librdkafka", %error, reason, "Kafka client error");
         }
     }

@@ -3,7 +3,10 @@
 //! With `[redis] ca_file` (or `--redis-ca-file`) `traptor-supervisor check`, the supervisor
 //! itself (rules, heartbeat) and the rule commands work through it; without the CA, or with
 //! another CA, the operator reads that the certificate is not trusted and which setting to
-//! change; the password appears nowhere.
+//! change; the password appears nowhere. A server that requires client certificates
+//! (`tls-auth-clients yes`) lets traptor in with `[redis] client_cert_file` and
+//! `client_key_file` (or `--redis-client-cert` / `--redis-client-key`) and says what to set
+//! without them.
 
 mod e2e_common;
 
@@ -17,11 +20,14 @@ use e2e_common::{enriched_tweets, unique, Supervisor};
 
 const PASSWORD: &str = "RedisTls-pw-84c2f1";
 
-/// A CA and a certificate for 127.0.0.1 it signed, written as PEM files in `dir`.
+/// A CA, a certificate for 127.0.0.1 and a client certificate it signed, written as PEM files
+/// in `dir`.
 struct Certificates {
     ca: PathBuf,
     cert: PathBuf,
     key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
 }
 
 impl Certificates {
@@ -38,6 +44,12 @@ impl Certificates {
         let server_key = rcgen::KeyPair::generate().unwrap();
         let server = server_params.signed_by(&server_key, &ca, &ca_key).unwrap();
 
+        let mut client_params =
+            rcgen::CertificateParams::new(vec!["traptor-test-client".to_owned()]).unwrap();
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client_key = rcgen::KeyPair::generate().unwrap();
+        let client = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
+
         let write = |file: &str, pem: String| {
             let path = dir.join(format!("{name}-{file}"));
             std::fs::write(&path, pem).unwrap();
@@ -47,6 +59,8 @@ impl Certificates {
             ca: write("ca.pem", ca.pem()),
             cert: write("server.pem", server.pem()),
             key: write("server.key", server_key.serialize_pem()),
+            client_cert: write("client.pem", client.pem()),
+            client_key: write("client.key", client_key.serialize_pem()),
         }
     }
 }
@@ -62,6 +76,15 @@ struct TlsRedis {
 
 impl TlsRedis {
     fn start() -> TlsRedis {
+        TlsRedis::start_with(false)
+    }
+
+    /// A server that refuses clients without a certificate signed by its CA.
+    fn start_requiring_client_certificates() -> TlsRedis {
+        TlsRedis::start_with(true)
+    }
+
+    fn start_with(client_certificates: bool) -> TlsRedis {
         let dir = std::env::temp_dir().join(unique("traptor-redis-tls"));
         std::fs::create_dir_all(&dir).unwrap();
         let certs = Certificates::generate(&dir, "private");
@@ -77,7 +100,7 @@ impl TlsRedis {
             .arg(&certs.ca)
             .args([
                 "--tls-auth-clients",
-                "no",
+                if client_certificates { "yes" } else { "no" },
                 "--save",
                 "",
                 "--appendonly",
@@ -127,11 +150,14 @@ impl TlsRedis {
         format!("127.0.0.1:{}/0", self.port)
     }
 
-    /// A connection trusting the private CA, opened with redis-rs directly (not through the
-    /// code under test).
+    /// A connection trusting the private CA and presenting the client certificate, opened with
+    /// redis-rs directly (not through the code under test).
     fn connection(&self) -> redis::RedisResult<redis::Connection> {
         let certificates = redis::TlsCertificates {
-            client_tls: None,
+            client_tls: Some(redis::ClientTlsConfig {
+                client_cert: std::fs::read(&self.certs.client_cert).unwrap(),
+                client_key: std::fs::read(&self.certs.client_key).unwrap(),
+            }),
             root_cert: Some(std::fs::read(&self.certs.ca).unwrap()),
         };
         redis::Client::build_with_tls(self.url(), certificates)?
@@ -223,6 +249,8 @@ fn traptor(args: &[&str], env: &[(&str, &str)]) -> Output {
         .args(args)
         .env_remove("TRAPTOR_REDIS_URL")
         .env_remove("TRAPTOR_REDIS_CA_FILE")
+        .env_remove("TRAPTOR_REDIS_CLIENT_CERT")
+        .env_remove("TRAPTOR_REDIS_CLIENT_KEY")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
@@ -465,4 +493,103 @@ fn the_rule_commands_work_through_tls_with_the_ca_flag_or_variable() {
     assert!(err.contains("certificate is not trusted"), "{err}");
     assert!(err.contains("--redis-ca-file"), "{err}");
     assert_no_password(&refused);
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_redis_that_requires_client_certificates_lets_traptor_in_with_its_certificate() {
+    let redis = TlsRedis::start_requiring_client_certificates();
+    redis.add_rule("0", "1", "alpha");
+    let keys = keys_toml(&test_keys("redis-tls-client", 1));
+    let with_ca = cluster_config(Some(&redis.certs.ca), "https://127.0.0.1:1/", &keys);
+
+    // Without a client certificate: refused, and the error names the settings.
+    let output = check(&redis, &with_ca);
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("requires a client certificate") && err.contains("[redis] client_cert_file"),
+        "{err}"
+    );
+    assert_no_password(&output);
+
+    // With it: the rules are read.
+    let with_identity = with_ca.replacen(
+        "resync_interval_secs = 2",
+        &format!(
+            "client_cert_file = \"{}\"\nclient_key_file = \"{}\"\nresync_interval_secs = 2",
+            redis.certs.client_cert.display(),
+            redis.certs.client_key.display()
+        ),
+        1,
+    );
+    let output = check(&redis, &with_identity);
+    let (out, err) = (text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("track:0: 1 rule(s), 0 not loadable"), "{out}");
+    assert_no_password(&output);
+
+    // A certificate the server's CA did not sign is refused, named.
+    let other = Certificates::generate(&redis.dir, "other");
+    let output = check(
+        &redis,
+        &with_identity
+            .replace(
+                &redis.certs.client_cert.display().to_string(),
+                &other.client_cert.display().to_string(),
+            )
+            .replace(
+                &redis.certs.client_key.display().to_string(),
+                &other.client_key.display().to_string(),
+            ),
+    );
+    let err = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "refused the client certificate {}",
+            other.client_cert.display()
+        )),
+        "{err}"
+    );
+
+    // The rule commands: flags, then environment variables.
+    let url = redis.url();
+    let ca = redis.certs.ca.display().to_string();
+    let cert = redis.certs.client_cert.display().to_string();
+    let key = redis.certs.client_key.display().to_string();
+    for (extra, env) in [
+        (
+            vec!["--redis-client-cert", &cert, "--redis-client-key", &key],
+            vec![],
+        ),
+        (
+            vec![],
+            vec![
+                ("TRAPTOR_REDIS_CLIENT_CERT", cert.as_str()),
+                ("TRAPTOR_REDIS_CLIENT_KEY", key.as_str()),
+            ],
+        ),
+    ] {
+        let mut args = vec![
+            "rules",
+            "list",
+            "--slot",
+            "track:0",
+            "--json",
+            "--redis",
+            &url,
+            "--redis-ca-file",
+            &ca,
+        ];
+        args.extend(extra);
+        let listed = traptor(&args, &env);
+        assert!(listed.status.success(), "{}", text(&listed.stderr));
+        assert!(
+            text(&listed.stdout).contains("alpha"),
+            "{}",
+            text(&listed.stdout)
+        );
+        assert_no_password(&listed);
+    }
 }

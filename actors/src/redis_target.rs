@@ -9,6 +9,9 @@
 //!
 //! With a CA file, redis-rs trusts **only** the certificates of that file (its `root_cert`
 //! replaces the public roots rather than adding to them); without one, only the public roots.
+//!
+//! A server that checks its clients' certificates (`tls-auth-clients yes`) also needs traptor's
+//! own: a client certificate and its private key, read once at start like the CA.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use std::sync::Arc;
 
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisResult};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::RedisConfig;
 use crate::watcher::redis_address;
@@ -27,6 +30,25 @@ use crate::watcher::redis_address;
 pub struct RedisTarget {
     url: String,
     ca: Option<PrivateCa>,
+    identity: Option<ClientIdentity>,
+}
+
+/// The TLS files of a Redis connection as configured (`[redis] ca_file`, `client_cert_file`,
+/// `client_key_file`, or the CLI's flags); [`RedisTarget::with_tls_files`] reads them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTlsFiles {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+/// traptor's client certificate chain and private key (PEM), for servers that require one.
+/// The key is never shown: `RedisTarget`'s `Debug` names the certificate file only.
+#[derive(Clone)]
+struct ClientIdentity {
+    cert_file: PathBuf,
+    cert_pem: Arc<Vec<u8>>,
+    key_pem: Arc<Vec<u8>>,
 }
 
 /// The PEM of a CA file, read once at start, with the file's name for messages.
@@ -54,6 +76,28 @@ pub enum RedisTargetError {
          `rediss://`: the connection would not use TLS; use a `rediss://` URL, or drop the CA file"
     )]
     NotTls { path: PathBuf, address: String },
+    #[error(
+        "cannot use the Redis client certificate {path}: {reason}; check `[redis] \
+         client_cert_file` (or `--redis-client-cert`)"
+    )]
+    ClientCertificate { path: PathBuf, reason: String },
+    #[error(
+        "cannot use the Redis client key {path}: {reason}; check `[redis] client_key_file` \
+         (or `--redis-client-key`)"
+    )]
+    ClientKey { path: PathBuf, reason: String },
+    #[error(
+        "a Redis client certificate needs its key and the key its certificate: set both \
+         `[redis] client_cert_file` and `client_key_file` (or `--redis-client-cert` and \
+         `--redis-client-key`)"
+    )]
+    HalfIdentity,
+    #[error(
+        "a Redis client certificate ({path}) is given but the URL of Redis at {address} is not \
+         `rediss://`: the connection would not use TLS; use a `rediss://` URL, or drop the \
+         client certificate"
+    )]
+    IdentityWithoutTls { path: PathBuf, address: String },
 }
 
 impl RedisTarget {
@@ -62,6 +106,7 @@ impl RedisTarget {
         RedisTarget {
             url: url.into(),
             ca: None,
+            identity: None,
         }
     }
 
@@ -86,15 +131,51 @@ impl RedisTarget {
                 file: ca_file.to_owned(),
                 pem: Arc::new(pem),
             }),
+            identity: None,
         })
     }
 
-    /// `[redis] url` and, when set, `[redis] ca_file` (read now).
-    pub fn from_config(config: &RedisConfig) -> Result<RedisTarget, RedisTargetError> {
-        match &config.ca_file {
-            Some(path) => RedisTarget::with_ca_file(config.url.clone(), path),
-            None => Ok(RedisTarget::new(config.url.clone())),
+    /// A target with every TLS file of `files` read and checked now: the CA to trust, and the
+    /// client certificate and key to present (both or neither; `rediss://` only).
+    pub fn with_tls_files(
+        url: impl Into<String>,
+        files: &RedisTlsFiles,
+    ) -> Result<RedisTarget, RedisTargetError> {
+        let url = url.into();
+        let mut target = match &files.ca_file {
+            Some(ca_file) => RedisTarget::with_ca_file(url, ca_file)?,
+            None => RedisTarget::new(url),
+        };
+        match (&files.client_cert_file, &files.client_key_file) {
+            (None, None) => {}
+            (Some(cert_file), Some(key_file)) => {
+                if !is_tls_url(&target.url) {
+                    return Err(RedisTargetError::IdentityWithoutTls {
+                        path: cert_file.clone(),
+                        address: target.address(),
+                    });
+                }
+                target.identity = Some(ClientIdentity {
+                    cert_file: cert_file.clone(),
+                    cert_pem: Arc::new(read_client_cert_pem(cert_file)?),
+                    key_pem: Arc::new(read_client_key_pem(key_file)?),
+                });
+            }
+            _ => return Err(RedisTargetError::HalfIdentity),
         }
+        Ok(target)
+    }
+
+    /// `[redis] url` and its TLS files, when set (read now).
+    pub fn from_config(config: &RedisConfig) -> Result<RedisTarget, RedisTargetError> {
+        RedisTarget::with_tls_files(
+            config.url.clone(),
+            &RedisTlsFiles {
+                ca_file: config.ca_file.clone(),
+                client_cert_file: config.client_cert_file.clone(),
+                client_key_file: config.client_key_file.clone(),
+            },
+        )
     }
 
     /// `host:port/db`, never the password: what logs, errors and the status show.
@@ -112,18 +193,27 @@ impl RedisTarget {
         self.ca.as_ref().map(|ca| ca.file.as_path())
     }
 
+    /// The client certificate presented to this server, if one was given.
+    pub fn client_cert_file(&self) -> Option<&Path> {
+        self.identity.as_ref().map(|id| id.cert_file.as_path())
+    }
+
     /// A redis-rs client for this server (no connection is opened yet).
     pub fn client(&self) -> RedisResult<redis::Client> {
-        match &self.ca {
-            Some(ca) => redis::Client::build_with_tls(
-                self.url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(ca.pem.as_ref().clone()),
-                },
-            ),
-            None => redis::Client::open(self.url.as_str()),
+        if self.ca.is_none() && self.identity.is_none() {
+            return redis::Client::open(self.url.as_str());
         }
+        redis::Client::build_with_tls(
+            self.url.as_str(),
+            redis::TlsCertificates {
+                client_tls: self.identity.as_ref().map(|id| redis::ClientTlsConfig {
+                    client_cert: id.cert_pem.as_ref().clone(),
+                    client_key: id.key_pem.as_ref().clone(),
+                }),
+                // None: the public roots.
+                root_cert: self.ca.as_ref().map(|ca| ca.pem.as_ref().clone()),
+            },
+        )
     }
 
     /// `error` as an operator should read it: when the server's TLS certificate was refused,
@@ -149,6 +239,24 @@ impl RedisTarget {
                     "the Redis server's TLS certificate is not trusted: it is not signed by a \
                      CA of {}; point `[redis] ca_file` (or `--redis-ca-file`) at the CA that \
                      signed it",
+                    file.display()
+                ),
+            });
+        }
+        // Alerts the server sends about the client's certificate (none, or not signed by a CA
+        // it trusts); a server certificate traptor refuses is `UnknownIssuer` above, not an alert.
+        if ["CertificateRequired", "BadCertificate", "alert: UnknownCA"]
+            .iter()
+            .any(|alert| text.contains(alert))
+        {
+            return Some(match self.client_cert_file() {
+                None => "the Redis server requires a client certificate: set `[redis] \
+                         client_cert_file` and `client_key_file` (or `--redis-client-cert` and \
+                         `--redis-client-key`)"
+                    .to_owned(),
+                Some(file) => format!(
+                    "the Redis server refused the client certificate {}: it must be signed by \
+                     a CA the server trusts (its tls-ca-cert-file)",
                     file.display()
                 ),
             });
@@ -182,6 +290,7 @@ impl fmt::Debug for RedisTarget {
         f.debug_struct("RedisTarget")
             .field("address", &self.address())
             .field("ca_file", &self.ca_file())
+            .field("client_cert_file", &self.client_cert_file())
             .finish()
     }
 }
@@ -214,6 +323,43 @@ fn read_ca_pem(path: &Path) -> Result<Vec<u8>, RedisTargetError> {
             path: path.to_owned(),
         });
     }
+    Ok(pem)
+}
+
+/// The PEM of a client certificate chain, checked as redis-rs will read it: at least one
+/// certificate, each one well-formed.
+fn read_client_cert_pem(path: &Path) -> Result<Vec<u8>, RedisTargetError> {
+    let cert_error = |reason: String| RedisTargetError::ClientCertificate {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| cert_error(e.to_string()))?;
+    let chain = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| cert_error(format!("not a valid PEM certificate ({e})")))?;
+    if chain.is_empty() {
+        return Err(cert_error(
+            "it holds no `-----BEGIN CERTIFICATE-----` block".to_owned(),
+        ));
+    }
+    Ok(pem)
+}
+
+/// The PEM of a private key (PKCS#8, PKCS#1 or SEC1, unencrypted), checked as redis-rs will
+/// read it. The key's bytes never appear in the error.
+fn read_client_key_pem(path: &Path) -> Result<Vec<u8>, RedisTargetError> {
+    let key_error = |reason: String| RedisTargetError::ClientKey {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| key_error(e.to_string()))?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| {
+        key_error(
+            "it holds no unencrypted PEM private key (`-----BEGIN PRIVATE KEY-----`, \
+             `RSA PRIVATE KEY` or `EC PRIVATE KEY`)"
+                .to_owned(),
+        )
+    })?;
     Ok(pem)
 }
 

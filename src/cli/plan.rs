@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use traptor_actors::config::{ClusterConfig, RulesConfig};
-use traptor_actors::redis_target::RedisTarget;
+use traptor_actors::redis_target::{RedisTarget, RedisTlsFiles};
 use traptor_actors::rule_store;
 use traptor_actors::rules_file::load_rules_file;
 use traptor_core::plan::{plan, Plan};
@@ -25,13 +25,21 @@ pub struct Args {
     pub config: PathBuf,
 
     /// Read the rules from this Redis, instead of the config's [redis] url or rules file.
-    /// The config's [redis] ca_file is not used with it: give --redis-ca-file if needed.
+    /// The config's [redis] TLS files are not used with it: give the --redis-… flags if needed.
     #[arg(long = "redis", value_name = "URL")]
     pub redis_url: Option<String>,
 
     /// PEM file of the private CA that signed the certificate of the --redis server.
     #[arg(long = "redis-ca-file", value_name = "PATH", requires = "redis_url")]
     pub redis_ca_file: Option<PathBuf>,
+
+    /// PEM file of the client certificate for the --redis server (with --redis-client-key).
+    #[arg(long = "redis-client-cert", value_name = "PATH", requires = "redis_url")]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// PEM file of the client certificate's private key.
+    #[arg(long = "redis-client-key", value_name = "PATH", requires = "redis_url")]
+    pub redis_client_key: Option<PathBuf>,
 
     /// One JSON document instead of the table.
     #[arg(long)]
@@ -41,7 +49,14 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = ClusterConfig::load(&args.config)?;
     let redis_override = match args.redis_url {
-        Some(url) => Some(target(url, args.redis_ca_file.as_deref())?),
+        Some(url) => Some(target(
+            url,
+            &RedisTlsFiles {
+                ca_file: args.redis_ca_file,
+                client_cert_file: args.redis_client_cert,
+                client_key_file: args.redis_client_key,
+            },
+        )?),
         None => None,
     };
     let (source, loaded) = load_rules(&config, redis_override)?;

@@ -22,6 +22,11 @@ pub struct RedisConfig {
     /// A PEM bundle of the private CA that signed the server's certificate (`rediss://` only).
     /// It replaces the public roots for Redis: only its certificates are trusted.
     pub ca_file: Option<PathBuf>,
+    /// traptor's certificate (PEM chain) for a server that requires clients' certificates
+    /// (`tls-auth-clients yes`); with `client_key_file`, `rediss://` only.
+    pub client_cert_file: Option<PathBuf>,
+    /// The private key of `client_cert_file` (PEM, unencrypted).
+    pub client_key_file: Option<PathBuf>,
 }
 
 impl Default for RedisConfig {
@@ -31,6 +36,8 @@ impl Default for RedisConfig {
             notify_channel: "traptor-notify".to_owned(),
             resync_interval_secs: 60,
             ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
         }
     }
 }
@@ -53,6 +60,8 @@ impl fmt::Debug for RedisConfig {
             .field("notify_channel", &self.notify_channel)
             .field("resync_interval_secs", &self.resync_interval_secs)
             .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
             .finish()
     }
 }

@@ -335,6 +335,40 @@ fn a_redis_ca_file_without_tls_is_refused() {
     assert!(!err.contains("pw-secret"), "{err}");
 }
 
+#[test]
+fn a_redis_client_certificate_needs_its_key_and_tls_and_is_relative_to_the_config_file() {
+    let err = parse_err(&minimal(
+        "[redis]\nurl = \"rediss://h:6380/0\"\nclient_cert_file = \"client.pem\"",
+    ));
+    assert!(
+        err.contains("redis.client_cert_file") && err.contains("client_key_file"),
+        "{err}"
+    );
+    let err = parse_err(&minimal(
+        "[redis]\nurl = \"redis://:pw-secret@h:6379/0\"\nclient_cert_file = \"c.pem\"\n\
+         client_key_file = \"c.key\"",
+    ));
+    assert!(
+        err.contains("rediss://") && !err.contains("pw-secret"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[redis]\nurl = \"rediss://10.0.0.1:6378/0\"\nclient_cert_file = \"certs/c.pem\"\n\
+                client_key_file = \"certs/c.key\"\n[sink]\nkind = \"stdout\"\n[[keys]]\nname = \"k\"\n\
+                consumer_key = \"c\"\nconsumer_secret = \"s\"\naccess_token = \"t\"\n\
+                access_token_secret = \"u\"\n";
+    let path = write_config(dir.path(), "c.toml", text, 0o600);
+    let config = ClusterConfig::load(&path).unwrap();
+    assert_eq!(
+        (config.redis.client_cert_file, config.redis.client_key_file),
+        (
+            Some(dir.path().join("certs/c.pem")),
+            Some(dir.path().join("certs/c.key"))
+        )
+    );
+}
+
 fn example(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../config")

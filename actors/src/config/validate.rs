@@ -43,7 +43,13 @@ pub(crate) fn build(origin: &Origin<'_>, env: EnvLookup<'_>) -> Result<Built, Co
     let mut stream = raw.stream;
     stream.ca_file = stream.ca_file.map(|path| resolve(origin, &path));
     let mut redis = raw.redis;
-    redis.ca_file = redis.ca_file.map(|path| resolve(origin, &path));
+    for path in [
+        &mut redis.ca_file,
+        &mut redis.client_cert_file,
+        &mut redis.client_key_file,
+    ] {
+        *path = path.take().map(|path| resolve(origin, &path));
+    }
     Ok(Built {
         config: ClusterConfig {
             redis,
@@ -233,6 +239,18 @@ impl Checker<'_, '_> {
             "notify_channel",
         )?;
         self.interp_path(&mut raw.redis.ca_file, env, "redis", "ca_file")?;
+        self.interp_path(
+            &mut raw.redis.client_cert_file,
+            env,
+            "redis",
+            "client_cert_file",
+        )?;
+        self.interp_path(
+            &mut raw.redis.client_key_file,
+            env,
+            "redis",
+            "client_key_file",
+        )?;
         let kafka = &mut raw.kafka;
         self.interp_opt(
             &mut kafka.bootstrap_servers,
@@ -510,6 +528,37 @@ impl Checker<'_, '_> {
                  TLS and the CA would be ignored: use rediss:// to connect with TLS, or remove \
                  ca_file",
             ));
+        }
+        for (option, set, other) in [
+            (
+                "client_cert_file",
+                raw.redis.client_cert_file.is_some(),
+                raw.redis.client_key_file.is_some(),
+            ),
+            (
+                "client_key_file",
+                raw.redis.client_key_file.is_some(),
+                raw.redis.client_cert_file.is_some(),
+            ),
+        ] {
+            if set && !url.starts_with("rediss://") {
+                return Err(self.invalid(
+                    "redis",
+                    None,
+                    option,
+                    "is set but `redis.url` is not a rediss:// URL, so the connection would not \
+                     use TLS: use rediss:// to connect with TLS, or remove the client certificate",
+                ));
+            }
+            if set && !other {
+                return Err(self.invalid(
+                    "redis",
+                    None,
+                    option,
+                    "is set alone: a client certificate needs its key, so set both \
+                     client_cert_file and client_key_file",
+                ));
+            }
         }
         if raw.redis.notify_channel.is_empty() {
             return Err(self.invalid("redis", None, "notify_channel", "must not be empty"));

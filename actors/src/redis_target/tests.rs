@@ -163,3 +163,114 @@ fn only_rediss_urls_are_tls() {
     assert!(!is_tls_url("redis://h:6379/0"));
     assert!(!is_tls_url("not a url"));
 }
+
+/// A client certificate and its key as PEM files in `dir` (self-signed: the files only have
+/// to be well-formed here).
+fn client_identity(dir: &Path) -> RedisTlsFiles {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["traptor".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    RedisTlsFiles {
+        ca_file: None,
+        client_cert_file: Some(write(dir, "client.pem", &cert.pem())),
+        client_key_file: Some(write(dir, "client.key", &key.serialize_pem())),
+    }
+}
+
+#[test]
+fn a_client_certificate_gives_a_tls_client_and_debug_names_only_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = client_identity(dir.path());
+    let target =
+        RedisTarget::with_tls_files("rediss://:pw-secret@10.0.0.1:6380/3", &files).unwrap();
+    assert_eq!(target.client_cert_file(), files.client_cert_file.as_deref());
+    assert_eq!(target.ca_file(), None, "the public roots stay trusted");
+    let client = target.client().expect("a TLS client with the certificate");
+    assert!(matches!(
+        client.get_connection_info().addr(),
+        ConnectionAddr::TcpTls {
+            tls_params: Some(_),
+            ..
+        }
+    ));
+    let shown = format!("{target:?}");
+    let key = std::fs::read_to_string(files.client_key_file.unwrap()).unwrap();
+    let key_body = key.lines().nth(1).unwrap();
+    assert!(
+        shown.contains("client.pem") && !shown.contains(key_body) && !shown.contains("pw-secret"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_client_certificate_needs_its_key_and_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = client_identity(dir.path());
+    for half in [
+        RedisTlsFiles {
+            client_key_file: None,
+            ..files.clone()
+        },
+        RedisTlsFiles {
+            client_cert_file: None,
+            ..files.clone()
+        },
+    ] {
+        let err = RedisTarget::with_tls_files("rediss://127.0.0.1:6380/0", &half).unwrap_err();
+        assert!(matches!(err, RedisTargetError::HalfIdentity), "{err}");
+    }
+    let err =
+        RedisTarget::with_tls_files("redis://:pw-secret@127.0.0.1:6379/0", &files).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, RedisTargetError::IdentityWithoutTls { .. }),
+        "{text}"
+    );
+    assert!(
+        text.contains("rediss://") && !text.contains("pw-secret"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unusable_client_certificate_or_key_files_are_named_and_the_key_never_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = client_identity(dir.path());
+    // The certificate file holds a key, the key file a certificate.
+    let swapped = RedisTlsFiles {
+        ca_file: None,
+        client_cert_file: files.client_key_file.clone(),
+        client_key_file: files.client_cert_file.clone(),
+    };
+    let err = RedisTarget::with_tls_files("rediss://127.0.0.1:6380/0", &swapped).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, RedisTargetError::ClientCertificate { .. })
+            && text.contains("client.key")
+            && text.contains("[redis] client_cert_file"),
+        "{text}"
+    );
+    let key = std::fs::read_to_string(files.client_key_file.as_ref().unwrap()).unwrap();
+    assert!(!text.contains(key.lines().nth(1).unwrap()), "{text}");
+
+    let wrong_key = RedisTlsFiles {
+        client_key_file: files.client_cert_file.clone(),
+        ..files.clone()
+    };
+    let err = RedisTarget::with_tls_files("rediss://127.0.0.1:6380/0", &wrong_key).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, RedisTargetError::ClientKey { .. })
+            && text.contains("[redis] client_key_file"),
+        "{text}"
+    );
+
+    let missing = RedisTlsFiles {
+        client_key_file: Some(PathBuf::from("/nonexistent/client.key")),
+        ..files
+    };
+    let err = RedisTarget::with_tls_files("rediss://127.0.0.1:6380/0", &missing).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/client.key"), "{err}");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use redis::aio::MultiplexedConnection;
-use traptor_actors::redis_target::RedisTarget;
+use traptor_actors::redis_target::{RedisTarget, RedisTlsFiles};
 
 /// Used when neither `--redis` nor `$TRAPTOR_REDIS_URL` is given (the original's default).
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
@@ -19,12 +19,17 @@ pub const REDIS_URL_VAR: &str = "TRAPTOR_REDIS_URL";
 /// The environment variable read when `--redis-ca-file` is not given.
 pub const REDIS_CA_FILE_VAR: &str = "TRAPTOR_REDIS_CA_FILE";
 
+/// The environment variables read when `--redis-client-cert` / `--redis-client-key` are not
+/// given.
+pub const REDIS_CLIENT_CERT_VAR: &str = "TRAPTOR_REDIS_CLIENT_CERT";
+pub const REDIS_CLIENT_KEY_VAR: &str = "TRAPTOR_REDIS_CLIENT_KEY";
+
 /// Generous bounds: a SCAN of a large keyspace on a busy server takes a while, but a dead
 /// server must not hang a command forever.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// `--redis URL` and `--redis-ca-file PATH`, shared by every rule command.
+/// `--redis URL` and its TLS files, shared by every rule command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisArgs {
     /// Redis holding the rules, `redis://[user:password@]host:port/db` (`rediss://` for TLS).
@@ -36,6 +41,15 @@ pub struct RedisArgs {
     /// only; only its certificates are then trusted). Default: $TRAPTOR_REDIS_CA_FILE.
     #[arg(long = "redis-ca-file", value_name = "PATH")]
     pub ca_file: Option<PathBuf>,
+
+    /// PEM file of the client certificate, for a Redis that requires one (`tls-auth-clients
+    /// yes`; with --redis-client-key). Default: $TRAPTOR_REDIS_CLIENT_CERT.
+    #[arg(long = "redis-client-cert", value_name = "PATH")]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM file of the client certificate's private key. Default: $TRAPTOR_REDIS_CLIENT_KEY.
+    #[arg(long = "redis-client-key", value_name = "PATH")]
+    pub client_key: Option<PathBuf>,
 }
 
 impl RedisArgs {
@@ -47,26 +61,31 @@ impl RedisArgs {
         )
     }
 
-    /// The CA file to trust: the flag, else the environment, else none.
-    pub fn resolved_ca_file(&self) -> Option<PathBuf> {
-        resolve_ca_file(
-            self.ca_file.as_deref(),
-            std::env::var_os(REDIS_CA_FILE_VAR).map(PathBuf::from),
-        )
+    /// The TLS files: each flag, else its environment variable, else none.
+    pub fn resolved_tls_files(&self) -> RedisTlsFiles {
+        let from_env = |var: &str| std::env::var_os(var).map(PathBuf::from);
+        RedisTlsFiles {
+            ca_file: resolve_path(self.ca_file.as_deref(), from_env(REDIS_CA_FILE_VAR)),
+            client_cert_file: resolve_path(
+                self.client_cert.as_deref(),
+                from_env(REDIS_CLIENT_CERT_VAR),
+            ),
+            client_key_file: resolve_path(
+                self.client_key.as_deref(),
+                from_env(REDIS_CLIENT_KEY_VAR),
+            ),
+        }
     }
 
-    /// The Redis to talk to, with its CA file read.
+    /// The Redis to talk to, with its TLS files read.
     pub fn target(&self) -> anyhow::Result<RedisTarget> {
-        target(self.resolved_url(), self.resolved_ca_file().as_deref())
+        target(self.resolved_url(), &self.resolved_tls_files())
     }
 }
 
-/// A target for `url`, trusting the CA of `ca_file` when one is given.
-pub fn target(url: String, ca_file: Option<&Path>) -> anyhow::Result<RedisTarget> {
-    Ok(match ca_file {
-        Some(path) => RedisTarget::with_ca_file(url, path)?,
-        None => RedisTarget::new(url),
-    })
+/// A target for `url` with the TLS files given (read now).
+pub fn target(url: String, files: &RedisTlsFiles) -> anyhow::Result<RedisTarget> {
+    Ok(RedisTarget::with_tls_files(url, files)?)
 }
 
 /// `--channel` and `--no-notify`, shared by the commands that change rules.
@@ -88,7 +107,7 @@ fn resolve_url(flag: Option<&str>, env: Option<&str>) -> String {
         .to_owned()
 }
 
-fn resolve_ca_file(flag: Option<&Path>, env: Option<PathBuf>) -> Option<PathBuf> {
+fn resolve_path(flag: Option<&Path>, env: Option<PathBuf>) -> Option<PathBuf> {
     flag.map(Path::to_owned)
         .or(env.filter(|path| !path.as_os_str().is_empty()))
 }
@@ -144,22 +163,25 @@ mod tests {
     }
 
     #[test]
-    fn the_ca_flag_beats_the_environment_and_an_empty_variable_means_none() {
+    fn a_file_flag_beats_the_environment_and_an_empty_variable_means_none() {
         let env = || Some(PathBuf::from("/env/ca.pem"));
         assert_eq!(
-            resolve_ca_file(Some(Path::new("/flag/ca.pem")), env()),
+            resolve_path(Some(Path::new("/flag/ca.pem")), env()),
             Some(PathBuf::from("/flag/ca.pem"))
         );
-        assert_eq!(resolve_ca_file(None, env()), Some(PathBuf::from("/env/ca.pem")));
-        assert_eq!(resolve_ca_file(None, Some(PathBuf::new())), None);
-        assert_eq!(resolve_ca_file(None, None), None);
+        assert_eq!(resolve_path(None, env()), Some(PathBuf::from("/env/ca.pem")));
+        assert_eq!(resolve_path(None, Some(PathBuf::new())), None);
+        assert_eq!(resolve_path(None, None), None);
     }
 
     #[test]
     fn an_unreadable_ca_file_is_reported_before_connecting() {
         let err = target(
             "rediss://:pw-secret@127.0.0.1:6380/0".into(),
-            Some(Path::new("/nonexistent/redis-ca.pem")),
+            &RedisTlsFiles {
+                ca_file: Some(PathBuf::from("/nonexistent/redis-ca.pem")),
+                ..RedisTlsFiles::default()
+            },
         )
         .unwrap_err()
         .to_string();

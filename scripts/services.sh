@@ -128,7 +128,8 @@ start_redis() {
 
 # The broker's second listener takes SASL/PLAIN with this test-only account, and its third
 # TLS with SASL/SCRAM-SHA-512 or SCRAM-SHA-256 (a self-signed certificate for 127.0.0.1, the
-# account created for both mechanisms when the log dir is formatted), and mutual TLS (a client
+# account created for both mechanisms when the log dir is formatted), OAUTHBEARER beside PLAIN
+# (Kafka's default validator, which takes unsecured tokens), and mutual TLS (a client
 # certificate instead of a password), so that the sink's SASL and TLS settings are tested
 # against a real broker (tests/security_kafka_sasl.rs).
 SASL_USER=traptor-test
@@ -196,7 +197,9 @@ advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_PLAINTEXT://127.0.0.1:$sas
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL
 inter.broker.listener.name=PLAINTEXT
 sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,OAUTHBEARER
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SASL_USER="$SASL_PASSWORD";
+listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
 listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;

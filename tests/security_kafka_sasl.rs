@@ -445,8 +445,10 @@ fn check_reaches_kafka_through_every_secured_listener() {
         let (success, stdout, stderr) = world.check(&broker.secret);
         assert!(success, "{}: {stderr}", broker.brokers);
         assert!(
-            stdout.contains("kafka: reached, 1 broker(s)")
-                && stdout.contains(&format!("topic {}: 1 partition(s)", world.topic)),
+            stdout.contains(&format!(
+                "kafka at {}: reached, 1 broker(s)",
+                broker.brokers
+            )) && stdout.contains(&format!("topic {}: 1 partition(s)", world.topic)),
             "{stdout}"
         );
         assert!(

@@ -20,6 +20,8 @@ use crate::sinks::SinkError;
 /// What the probe found: the brokers answered, and each of traptor's topics as they see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaProbe {
+    /// `[kafka] bootstrap_servers` as configured.
+    pub bootstrap: String,
     /// How many brokers the cluster's metadata lists.
     pub brokers: usize,
     pub topics: Vec<TopicProbe>,
@@ -38,7 +40,10 @@ pub struct TopicProbe {
 impl KafkaProbe {
     /// The lines `check` prints; a missing topic says what happens when traptor writes to it.
     pub fn render(&self) -> String {
-        let mut out = format!("kafka: reached, {} broker(s)\n", self.brokers);
+        let mut out = format!(
+            "kafka at {}: reached, {} broker(s)\n",
+            self.bootstrap, self.brokers
+        );
         for topic in &self.topics {
             let line = match topic.partitions {
                 None => format!(
@@ -121,7 +126,7 @@ pub fn probe_kafka(config: &KafkaConfig, limit: Duration) -> Result<KafkaProbe, 
                 let reason = producer.context().last_error();
                 let waited = started.elapsed();
                 if waited >= limit || (reason.is_some() && waited >= REASON_GRACE) {
-                    let servers = config.bootstrap_servers.as_deref().unwrap_or("?");
+                    let servers = bootstrap_of(config);
                     let reason = reason.unwrap_or_else(|| error.to_string());
                     return Err(SinkError::Io(format!(
                         "the brokers at {servers} (tried for {} s): {reason}{}",
@@ -144,6 +149,17 @@ fn connection_hint(reason: &str) -> &'static str {
     } else {
         ""
     }
+}
+
+/// The brokers asked first, as librdkafka gets them: a `bootstrap.servers` in
+/// `[kafka.producer]` overrides `[kafka] bootstrap_servers`.
+fn bootstrap_of(config: &KafkaConfig) -> &str {
+    config
+        .producer
+        .0
+        .get("bootstrap.servers")
+        .or(config.bootstrap_servers.as_ref())
+        .map_or("(no bootstrap servers)", String::as_str)
 }
 
 fn from_metadata(config: &KafkaConfig, metadata: &Metadata) -> KafkaProbe {
@@ -173,6 +189,7 @@ fn from_metadata(config: &KafkaConfig, metadata: &Metadata) -> KafkaProbe {
         })
         .collect();
     KafkaProbe {
+        bootstrap: bootstrap_of(config).to_owned(),
         brokers: metadata.brokers().len(),
         topics,
     }
@@ -185,6 +202,7 @@ mod tests {
     #[test]
     fn a_missing_topic_says_what_a_write_to_it_does() {
         let probe = KafkaProbe {
+            bootstrap: "k1:9092".into(),
             brokers: 1,
             topics: vec![
                 TopicProbe {
@@ -206,7 +224,7 @@ mod tests {
         };
         assert_eq!(
             probe.render(),
-            "kafka: reached, 1 broker(s)\n  topic tweets: 3 partition(s)\n  topic control: does \
+            "kafka at k1:9092: reached, 1 broker(s)\n  topic tweets: 3 partition(s)\n  topic control: does \
              not exist (created on the first write only if the brokers have \
              auto.create.topics.enable)\n  topic dead: 2 partition(s), 1 without a leader\n"
         );

@@ -543,3 +543,59 @@ fn heartbeats_only_for_streaming_slots_and_expire_after_stop() {
     let after: bool = world.redis.exists("track:0:heartbeat").unwrap();
     assert!(!after, "the heartbeat expires once nothing streams");
 }
+
+/// SIGHUP after adding a key to the config file: the slot that had no key starts streaming on
+/// it, and the stream already running is not touched (no reconnect).
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn a_key_added_to_the_config_is_used_after_sighup_without_touching_running_streams() {
+    let mut world = World::new(5, 2, 10.0);
+    world.add_rule("track:0", "1", "alpha");
+    world.add_rule("track:1", "2", "beta");
+    let mut supervisor = world.start_with_keys(&world.keys[..1]);
+    world.wait_for(Duration::from_secs(20), "one stream", &supervisor, |s| {
+        s.open_connections().count() == 1
+    });
+    let connects_of_first_key = |stats: &Stats| {
+        stats
+            .credentials
+            .iter()
+            .find(|c| c.credential == "key0")
+            .map_or(0, |c| c.connects)
+    };
+    let before = connects_of_first_key(&world.stats());
+
+    std::fs::write(supervisor.config_path(), world.config(&world.keys)).unwrap();
+    supervisor.signal("HUP");
+    world.wait_for(
+        Duration::from_secs(20),
+        "the second slot streaming on the new key",
+        &supervisor,
+        |s| s.open_connections().count() == 2,
+    );
+    supervisor.wait_for(Duration::from_secs(5), "the reload log line", |s| {
+        s.stderr().contains("SIGHUP: API keys reloaded")
+    });
+    assert_eq!(
+        connects_of_first_key(&world.stats()),
+        before,
+        "the running stream was not reconnected"
+    );
+
+    // A config that no longer loads leaves the keys as they were.
+    std::fs::write(supervisor.config_path(), "[[keys]]\nname = 1\n").unwrap();
+    supervisor.signal("HUP");
+    supervisor.wait_for(Duration::from_secs(5), "the reload error", |s| {
+        s.stderr()
+            .contains("SIGHUP: the API keys stay as they were")
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(world.stats().open_connections().count(), 2);
+    assert!(
+        supervisor.running(),
+        "a bad reload does not stop the process"
+    );
+
+    let status = supervisor.terminate(Duration::from_secs(15));
+    assert!(status.success(), "{status}\n{}", supervisor.stderr());
+}

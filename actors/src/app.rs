@@ -15,7 +15,7 @@ use traptor_core::oauth::Credentials;
 use traptor_core::plan::{plan, Plan};
 use traptor_core::{MessageKind, RuleSet, SlotId};
 
-use crate::config::{ClusterConfig, RulesConfig, SinkConfig, SlotSelection, StreamConfig};
+use crate::config::{ApiKey, ClusterConfig, RulesConfig, SinkConfig, SlotSelection, StreamConfig};
 use crate::heartbeat::{Heartbeat, HeartbeatSettings, StreamingSlots};
 use crate::original_stats::{OriginalStats, OriginalStatsSettings, WriteStatsNow};
 use crate::redis_target::{RedisTarget, RedisTargetError};
@@ -24,8 +24,8 @@ use crate::sinks::RecordOutlet;
 use crate::sinks::{check_producer_settings, probe_kafka, start_writer, KafkaProbe};
 use crate::status::{RulesSourceView, StatusServer, StatusSources, StreamRegistry};
 use crate::stream::{ClientSettings, Pacer, PacingConfig, StreamActor, StreamSpec, TlsConfig};
-use crate::supervisor::children::{ChildHandle, ChildSpec, SpawnStream};
-use crate::supervisor::{ArbiterPool, Shutdown, Supervisor, SupervisorSettings};
+use crate::supervisor::children::{keys_with_new_credentials, ChildHandle, ChildSpec, SpawnStream};
+use crate::supervisor::{ArbiterPool, ReloadKeys, Shutdown, Supervisor, SupervisorSettings};
 use crate::watcher::{load_all, RuleTargets, RuleWatcher, SlotFilter, WatcherSettings};
 
 /// How long the streams get to close, then how long the writer gets to deliver what it holds.
@@ -105,6 +105,9 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
     crate::stream::client::install_crypto_provider();
     // Signals are taken over first: a SIGTERM during start-up is then a clean stop too.
     let mut signals = Signals::listen().map_err(AppError::Signals)?;
+    // SIGHUP re-reads the API keys (its default action would end the process).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(AppError::Signals)?;
 
     let writer =
         start_writer(&config.sink, &config.kafka).map_err(|e| AppError::Writer(e.to_string()))?;
@@ -158,6 +161,7 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
     let heartbeat_recipient: Option<Recipient<StreamingSlots>> =
         heartbeat.as_ref().map(|h| h.clone().recipient());
     let supervisor = Supervisor::new(settings, Box::new(spawner), heartbeat_recipient).start();
+    reload_keys_on_hangup(hangups, config.path.clone(), supervisor.clone());
     tracing::info!(
         keys = config.keys.len(),
         arbiters = pool.len(),
@@ -265,6 +269,50 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
     })
 }
 
+/// On every SIGHUP, reads the config file again and hands its API keys to the supervisor, which
+/// re-plans over them: a key can be added, removed or given new credentials without
+/// restarting the other streams. Only the keys are taken; other settings apply at the next
+/// start. A config that no longer loads leaves the keys as they were.
+fn reload_keys_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    path: Option<PathBuf>,
+    supervisor: Addr<Supervisor>,
+) {
+    actix_rt::spawn(async move {
+        while hangups.recv().await.is_some() {
+            let Some(path) = &path else {
+                tracing::warn!("SIGHUP: this config was not read from a file; nothing to reload");
+                continue;
+            };
+            let config = match ClusterConfig::load(path) {
+                Ok(config) => config,
+                Err(error) => {
+                    tracing::error!("SIGHUP: the API keys stay as they were: {error}");
+                    continue;
+                }
+            };
+            for warning in &config.warnings {
+                tracing::warn!("{warning}");
+            }
+            let count = config.keys.len();
+            let Ok(reloaded) = supervisor.send(ReloadKeys { keys: config.keys }).await else {
+                return;
+            };
+            if reloaded.is_empty() {
+                tracing::info!(keys = count, "SIGHUP: API keys read again, none changed");
+            } else {
+                tracing::info!(
+                    keys = count,
+                    added = ?reloaded.added,
+                    removed = ?reloaded.removed,
+                    changed = ?reloaded.changed,
+                    "SIGHUP: API keys reloaded (other settings apply at the next start)"
+                );
+            }
+        }
+    });
+}
+
 /// Holds the rule source alive; dropping it stops it.
 enum RuleSource {
     Redis(#[allow(dead_code)] Addr<RuleWatcher>),
@@ -364,6 +412,15 @@ impl SpawnStream for StreamSpawner {
                 stats.snapshot().messages_of(MessageKind::Tweet)
             })),
         })
+    }
+
+    fn replace_keys(&mut self, keys: &[ApiKey]) -> Vec<String> {
+        let changed = keys_with_new_credentials(&self.credentials, keys);
+        self.credentials = keys
+            .iter()
+            .map(|k| (k.name.clone(), k.credentials.clone()))
+            .collect();
+        changed
     }
 }
 

@@ -66,6 +66,11 @@ impl Supervisor {
         }
     }
 
+    /// The config file it was started with (rewrite it, then SIGHUP, to reload the keys).
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
     }

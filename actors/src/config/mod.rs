@@ -48,6 +48,9 @@ pub struct ClusterConfig {
     /// Problems that do not stop the process but deserve an operator's eye (e.g. a config file
     /// with literal secrets that other users can read). Log them at warn after logging starts.
     pub warnings: Vec<String>,
+    /// The file this config was read from, so SIGHUP can read its API keys again (`None` for
+    /// a config parsed from text).
+    pub path: Option<PathBuf>,
 }
 
 /// Which slots this process runs.
@@ -139,6 +142,7 @@ impl ClusterConfig {
         let warnings = validate::permission_warnings(path, &built);
         let mut config = built.config;
         config.warnings.extend(warnings);
+        config.path = Some(path.to_owned());
         Ok(config)
     }
 

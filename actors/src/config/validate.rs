@@ -64,6 +64,7 @@ pub(crate) fn build(origin: &Origin<'_>, env: EnvLookup<'_>) -> Result<Built, Co
             rules,
             emulator: raw.emulator,
             status: raw.status,
+            path: None,
             warnings: Vec::new(),
         },
         literal_secrets,

@@ -1,15 +1,18 @@
 //! The supervisor's children: how one is started (behind a trait, so the supervisor is tested
 //! with stand-in streams), the arbiters they run on, and the backoff of restarts.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use actix_rt::ArbiterHandle;
+use traptor_core::oauth::Credentials;
 use traptor_core::plan::ConnectionId;
 use traptor_core::Rule;
 
+use crate::config::ApiKey;
 use crate::messages::{StopStream, StreamStateChanged, UpdateRules};
 
 /// What a new child stream needs from the supervisor; the rest (credentials, endpoint,
@@ -45,6 +48,29 @@ impl ChildHandle {
 pub trait SpawnStream: Send {
     /// Starts the child, or says why it could not (e.g. the key's credentials are missing).
     fn spawn(&mut self, spec: ChildSpec) -> Result<ChildHandle, String>;
+
+    /// Takes the API keys of a reloaded config for the children started from now on; returns
+    /// the names of keys that were there before with other credentials (their running
+    /// children must start again to use them). Stand-ins that hold no credentials keep this.
+    fn replace_keys(&mut self, _keys: &[ApiKey]) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The names of `keys` that `before` holds with other credentials: the keys whose streams must
+/// start again after a reload.
+pub fn keys_with_new_credentials(
+    before: &HashMap<String, Credentials>,
+    keys: &[ApiKey],
+) -> Vec<String> {
+    keys.iter()
+        .filter(|key| {
+            before
+                .get(&key.name)
+                .is_some_and(|old| *old != key.credentials)
+        })
+        .map(|key| key.name.clone())
+        .collect()
 }
 
 /// One arbiter (thread with its own event loop) per core; children are placed round-robin so

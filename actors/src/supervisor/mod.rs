@@ -18,6 +18,7 @@ use actix::prelude::*;
 use traptor_core::plan::{plan, ConnectionId, Plan, PlannedConnection};
 use traptor_core::{Rule, RuleError, SlotId};
 
+use crate::config::ApiKey;
 use crate::heartbeat::StreamingSlots;
 use crate::messages::{
     RulesChanged, RulesSnapshot, StopStream, StreamState, StreamStateChanged, UpdateRules,
@@ -64,6 +65,30 @@ pub struct Shutdown {
     pub timeout: Duration,
 }
 
+/// The API keys of a reloaded config (SIGHUP): the plan is made again over them, so only the
+/// connections whose key was removed, or whose key's credentials changed, are touched, and
+/// slots that lacked a key get one of the new ones. Replies with what changed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "KeysReloaded")]
+pub struct ReloadKeys {
+    pub keys: Vec<ApiKey>,
+}
+
+/// What a [`ReloadKeys`] changed, by key name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeysReloaded {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Same name, other credentials: their streams start again with the new ones.
+    pub changed: Vec<String>,
+}
+
+impl KeysReloaded {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
 /// Asks for the current [`StatusSnapshot`].
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "StatusSnapshot")]
@@ -79,6 +104,9 @@ struct Child {
     last_error: Option<String>,
     /// Set when the supervisor asked it to stop: its `Stopped` is then expected, not a crash.
     stop_requested: bool,
+    /// Stopping so that it starts again (its key's credentials changed): once it has stopped,
+    /// the plan is applied again, which starts it anew.
+    restart_after_stop: bool,
     /// The tweet counter's value at the last status line, for the rate.
     tweets_at_last_status: u64,
     tweets_per_second: Option<f64>,
@@ -230,6 +258,7 @@ impl Supervisor {
                         since: SystemTime::now(),
                         last_error: None,
                         stop_requested: false,
+                        restart_after_stop: false,
                         tweets_at_last_status: 0,
                         tweets_per_second: None,
                         streaming_since: None,
@@ -249,6 +278,10 @@ impl Supervisor {
         let Some(child) = self.children.remove(id) else {
             return;
         };
+        if child.restart_after_stop {
+            self.replan(ctx);
+            return;
+        }
         if self.shutting_down || child.stop_requested {
             return;
         }
@@ -441,6 +474,34 @@ impl Handler<RulesChanged> for Supervisor {
     }
 }
 
+impl Handler<ReloadKeys> for Supervisor {
+    type Result = MessageResult<ReloadKeys>;
+
+    fn handle(&mut self, msg: ReloadKeys, ctx: &mut Self::Context) -> Self::Result {
+        let names: Vec<String> = msg.keys.iter().map(|k| k.name.clone()).collect();
+        let before: BTreeSet<&String> = self.settings.keys.iter().collect();
+        let after: BTreeSet<&String> = names.iter().collect();
+        let mut changed = self.spawner.replace_keys(&msg.keys);
+        changed.retain(|name| after.contains(name));
+        let reloaded = KeysReloaded {
+            added: after.difference(&before).map(|s| s.to_string()).collect(),
+            removed: before.difference(&after).map(|s| s.to_string()).collect(),
+            changed,
+        };
+        self.settings.keys = names;
+        for (id, child) in self.children.iter_mut() {
+            if reloaded.changed.contains(&child.key) && !child.stop_requested {
+                tracing::info!(connection = %id, key = %child.key, "the key's credentials changed: restarting the stream");
+                child.stop_requested = true;
+                child.restart_after_stop = true;
+                child.handle.stop.do_send(StopStream);
+            }
+        }
+        self.replan(ctx);
+        MessageResult(reloaded)
+    }
+}
+
 impl Handler<RulesSnapshot> for Supervisor {
     type Result = ();
 
@@ -477,6 +538,12 @@ impl Handler<StreamStateChanged> for Supervisor {
                 tracing::error!(connection = %msg.connection, key = %msg.key_name, "filter rejected: {reason}");
             }
             _ => {}
+        }
+        if msg.state == StreamState::Stopped && child.restart_after_stop {
+            self.children.remove(&msg.connection);
+            tracing::info!(connection = %msg.connection, key = %msg.key_name, "stopped for the key's new credentials: starting it again");
+            self.replan(ctx);
+            return;
         }
         let stopped_unasked = msg.state == StreamState::Stopped && !child.stop_requested;
         child.set_state(msg.state, msg.at);

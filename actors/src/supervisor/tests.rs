@@ -81,6 +81,8 @@ impl Handler<Crash> for FakeStream {
 struct FakeSpawner {
     log: Log,
     addresses: Started,
+    /// Each key's credentials, to tell a reload which keys changed.
+    credentials: std::collections::HashMap<String, traptor_core::oauth::Credentials>,
 }
 
 impl SpawnStream for FakeSpawner {
@@ -101,6 +103,28 @@ impl SpawnStream for FakeSpawner {
             stop: addr.recipient(),
             tweets: None,
         })
+    }
+
+    fn replace_keys(&mut self, keys: &[ApiKey]) -> Vec<String> {
+        let changed = children::keys_with_new_credentials(&self.credentials, keys);
+        self.credentials = keys
+            .iter()
+            .map(|k| (k.name.clone(), k.credentials.clone()))
+            .collect();
+        changed
+    }
+}
+
+/// A key named `name` whose consumer secret is `secret`.
+fn api_key(name: &str, secret: &str) -> ApiKey {
+    ApiKey {
+        name: name.to_owned(),
+        credentials: traptor_core::oauth::Credentials {
+            consumer_key: format!("{name}-consumer"),
+            consumer_secret: secret.to_owned(),
+            access_token: format!("{name}-token"),
+            access_token_secret: format!("{name}-token-secret"),
+        },
     }
 }
 
@@ -133,6 +157,10 @@ impl Harness {
         let spawner = FakeSpawner {
             log: Arc::clone(&log),
             addresses: Arc::clone(&addresses),
+            credentials: keys
+                .iter()
+                .map(|k| (k.to_string(), api_key(k, "secret").credentials))
+                .collect(),
         };
         let heartbeat = FakeHeartbeat(Arc::clone(&beats)).start();
         let mut settings = SupervisorSettings::new(keys.iter().map(|k| k.to_string()).collect());
@@ -155,6 +183,27 @@ impl Harness {
 
     fn clear(&self) {
         self.log.lock().unwrap().clear();
+    }
+
+    /// Rules for track:0 ("a") and track:1 ("b"), then time for the streams to start.
+    async fn send_two_slots(&self) {
+        self.supervisor
+            .send(RulesSnapshot {
+                slots: vec![
+                    slot_rules(&track("0"), &["a"]),
+                    slot_rules(&track("1"), &["b"]),
+                ],
+            })
+            .await
+            .unwrap();
+        settle().await;
+    }
+
+    /// Reloads the keys, then leaves time for the streams to react.
+    async fn reload(&self, keys: Vec<ApiKey>) -> KeysReloaded {
+        let reloaded = self.supervisor.send(ReloadKeys { keys }).await.unwrap();
+        settle().await;
+        reloaded
     }
 
     async fn status(&self) -> StatusSnapshot {
@@ -190,16 +239,7 @@ async fn settle() {
 #[actix_rt::test]
 async fn a_snapshot_starts_one_stream_per_planned_connection() {
     let h = Harness::start(&["k1", "k2"]);
-    h.supervisor
-        .send(RulesSnapshot {
-            slots: vec![
-                slot_rules(&track("0"), &["a"]),
-                slot_rules(&track("1"), &["b"]),
-            ],
-        })
-        .await
-        .unwrap();
-    settle().await;
+    h.send_two_slots().await;
     assert_eq!(
         h.events(),
         vec![
@@ -223,16 +263,7 @@ async fn a_snapshot_starts_one_stream_per_planned_connection() {
 #[actix_rt::test]
 async fn a_rule_change_updates_only_the_affected_stream() {
     let h = Harness::start(&["k1", "k2"]);
-    h.supervisor
-        .send(RulesSnapshot {
-            slots: vec![
-                slot_rules(&track("0"), &["a"]),
-                slot_rules(&track("1"), &["b"]),
-            ],
-        })
-        .await
-        .unwrap();
-    settle().await;
+    h.send_two_slots().await;
     h.clear();
     h.supervisor
         .send(slot_rules(&track("1"), &["b", "c"]))
@@ -292,16 +323,7 @@ async fn a_slot_without_rules_stops_its_stream_and_frees_its_key() {
 #[actix_rt::test]
 async fn a_slot_without_a_key_is_reported_not_started() {
     let h = Harness::start(&["k1"]);
-    h.supervisor
-        .send(RulesSnapshot {
-            slots: vec![
-                slot_rules(&track("0"), &["a"]),
-                slot_rules(&track("1"), &["b"]),
-            ],
-        })
-        .await
-        .unwrap();
-    settle().await;
+    h.send_two_slots().await;
     assert_eq!(
         h.events(),
         vec![Event::Started("track:0".into(), "k1".into())]
@@ -351,16 +373,7 @@ async fn a_crashed_stream_is_restarted_after_a_backoff() {
 #[actix_rt::test]
 async fn shutdown_stops_every_stream_and_waits_for_them() {
     let h = Harness::start(&["k1", "k2"]);
-    h.supervisor
-        .send(RulesSnapshot {
-            slots: vec![
-                slot_rules(&track("0"), &["a"]),
-                slot_rules(&track("1"), &["b"]),
-            ],
-        })
-        .await
-        .unwrap();
-    settle().await;
+    h.send_two_slots().await;
     h.clear();
     let still_running = h
         .supervisor
@@ -385,4 +398,80 @@ async fn shutdown_stops_every_stream_and_waits_for_them() {
     actix_rt::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(h.events().len(), 2, "{:?}", h.events());
     assert!(h.beats.lock().unwrap().last().unwrap().is_empty());
+}
+
+#[actix_rt::test]
+async fn a_reloaded_key_takes_a_slot_that_had_none_and_leaves_the_other_streams_alone() {
+    let h = Harness::start(&["k1"]);
+    h.send_two_slots().await;
+    assert_eq!(
+        h.events(),
+        vec![Event::Started("track:0".into(), "k1".into())],
+        "one key: one slot streams, the other waits for a key"
+    );
+    h.clear();
+
+    let reloaded = h
+        .reload(vec![api_key("k1", "secret"), api_key("k2", "secret")])
+        .await;
+    assert_eq!(
+        reloaded,
+        KeysReloaded {
+            added: vec!["k2".into()],
+            ..KeysReloaded::default()
+        }
+    );
+    assert_eq!(
+        h.events(),
+        vec![Event::Started("track:1".into(), "k2".into())],
+        "only the slot without a key is touched"
+    );
+    assert!(h.status().await.cluster.slots_without_key.is_empty());
+
+    // The same keys again change nothing.
+    h.clear();
+    let reloaded = h
+        .reload(vec![api_key("k1", "secret"), api_key("k2", "secret")])
+        .await;
+    assert!(reloaded.is_empty(), "{reloaded:?}");
+    assert_eq!(h.events(), vec![]);
+}
+
+#[actix_rt::test]
+async fn a_removed_key_stops_its_stream_and_new_credentials_restart_their_streams() {
+    let h = Harness::start(&["k1", "k2"]);
+    h.send_two_slots().await;
+    h.clear();
+
+    let reloaded = h.reload(vec![api_key("k1", "rotated")]).await;
+    assert_eq!(
+        reloaded,
+        KeysReloaded {
+            added: vec![],
+            removed: vec!["k2".into()],
+            changed: vec!["k1".into()],
+        }
+    );
+    let events = h.events();
+    let at = |event: Event| events.iter().position(|e| *e == event);
+    let stopped = at(Event::Stopped("track:0".into())).expect("k1's stream stops");
+    let started = at(Event::Started("track:0".into(), "k1".into())).expect("and starts again");
+    assert!(stopped < started, "{events:?}");
+    assert!(
+        events.contains(&Event::Stopped("track:1".into())),
+        "k2's stream stops: {events:?}"
+    );
+    assert_eq!(events.len(), 3, "nothing else: {events:?}");
+    let status = h.status().await;
+    assert_eq!(status.cluster.slots_without_key, ["track:1"]);
+    let states: Vec<_> = status
+        .connections
+        .iter()
+        .map(|c| (c.connection.as_str(), c.state.as_str(), c.restarts))
+        .collect();
+    assert_eq!(
+        states,
+        [("track:0", "streaming", 0)],
+        "a planned restart is no crash"
+    );
 }

@@ -148,12 +148,14 @@ keytool_path() {
 
 # A self-signed certificate for 127.0.0.1 in the broker's keystore, and the same certificate
 # as PEM for the clients to trust (ssl.ca.location). For mutual TLS: a client's key and
-# self-signed certificate in client.p12 (librdkafka's ssl.keystore.location), and the broker's
-# truststore that holds that certificate only.
+# self-signed certificate in client.p12 (librdkafka's ssl.keystore.location), a second client's
+# as PEM files (ssl.certificate.location, ssl.key.location; openssl, since keytool cannot
+# export a key), and the broker's truststore that holds those two certificates only.
 write_tls_material() {
   local dir=$1 keytool
   keytool=$(keytool_path) || die "keytool (part of Java 17) is needed for the broker's TLS listeners"
-  rm -f "$dir/broker.p12" "$dir/ca.pem" "$dir/client.p12" "$dir/client.pem" "$dir/clients-trust.p12"
+  rm -f "$dir/broker.p12" "$dir/ca.pem" "$dir/client.p12" "$dir/client.pem" "$dir/clients-trust.p12" \
+    "$dir/pem-client.pem" "$dir/pem-client.key"
   "$keytool" -genkeypair -alias broker -keyalg RSA -keysize 2048 -validity 30 \
     -dname CN=127.0.0.1 -ext SAN=ip:127.0.0.1,dns:localhost \
     -keystore "$dir/broker.p12" -storetype PKCS12 \
@@ -172,6 +174,13 @@ write_tls_material() {
   "$keytool" -importcert -noprompt -alias client -file "$dir/client.pem" \
     -keystore "$dir/clients-trust.p12" -storetype PKCS12 -storepass "$TLS_STORE_PASSWORD" \
     >/dev/null 2>&1 || die "keytool could not make the broker's truststore"
+  command -v openssl >/dev/null || apt_install openssl >&2
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=traptor-test-pem-client \
+    -keyout "$dir/pem-client.key" -out "$dir/pem-client.pem" >/dev/null 2>&1 \
+    || die "openssl could not make the PEM client certificate"
+  "$keytool" -importcert -noprompt -alias pem-client -file "$dir/pem-client.pem" \
+    -keystore "$dir/clients-trust.p12" -storetype PKCS12 -storepass "$TLS_STORE_PASSWORD" \
+    >/dev/null 2>&1 || die "keytool could not add the PEM client to the broker's truststore"
 }
 
 # N distinct free loopback ports, on one line.
@@ -351,6 +360,8 @@ TRAPTOR_TEST_KAFKA_CA=$STATE_DIR/kafka/ca.pem
 TRAPTOR_TEST_KAFKA_MTLS_BROKERS=127.0.0.1:$mtls_port
 TRAPTOR_TEST_KAFKA_CLIENT_KEYSTORE=$STATE_DIR/kafka/client.p12
 TRAPTOR_TEST_KAFKA_CLIENT_KEYSTORE_PASSWORD=$TLS_STORE_PASSWORD
+TRAPTOR_TEST_KAFKA_CLIENT_CERT_PEM=$STATE_DIR/kafka/pem-client.pem
+TRAPTOR_TEST_KAFKA_CLIENT_KEY_PEM=$STATE_DIR/kafka/pem-client.key
 TRAPTOR_TEST_KAFKA_HOME=$KAFKA_LIB
 TRAPTOR_TEST_KAFKA_CONFIG=$STATE_DIR/kafka/server.properties
 TRAPTOR_TEST_SERVICES_DIR=$STATE_DIR

@@ -2,7 +2,7 @@
 //! secured listeners from `scripts/services.sh`: SASL_PLAINTEXT (a test-only PLAIN account,
 //! and OAUTHBEARER with unsecured tokens), SASL_SSL (TLS with a self-signed certificate, a
 //! test-only account for SCRAM-SHA-512 and SCRAM-SHA-256) and SSL with mutual TLS (a client
-//! certificate in a PKCS#12 keystore).
+//! certificate in a PKCS#12 keystore, or as PEM files).
 //! With the right secret every message traptor received is in Kafka; with a wrong one, no
 //! client certificate, or a broker certificate it was not told to trust, the operator sees why
 //! and an unready `/readyz` or a refused start, and the secret appears nowhere.
@@ -99,6 +99,18 @@ impl SecuredBroker {
         ));
         broker.secret_option = Some("ssl.keystore.password");
         broker.secret = service_var("TRAPTOR_TEST_KAFKA_CLIENT_KEYSTORE_PASSWORD");
+        broker
+    }
+
+    /// Mutual TLS with the client certificate and its key as PEM files
+    /// (`ssl.certificate.location`, `ssl.key.location`).
+    fn mutual_tls_with_pem_files() -> SecuredBroker {
+        let mut broker = SecuredBroker::mutual_tls_without_certificate();
+        broker.settings.push_str(&format!(
+            "\n\"ssl.certificate.location\" = \"{}\"\n\"ssl.key.location\" = \"{}\"",
+            service_var("TRAPTOR_TEST_KAFKA_CLIENT_CERT_PEM"),
+            service_var("TRAPTOR_TEST_KAFKA_CLIENT_KEY_PEM")
+        ));
         broker
     }
 
@@ -260,6 +272,12 @@ fn records_reach_kafka_over_tls_with_scram_sha_256() {
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 fn records_reach_kafka_over_mutual_tls() {
     records_reach_kafka_through(&SecuredBroker::mutual_tls());
+}
+
+#[test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+fn records_reach_kafka_over_mutual_tls_with_pem_files() {
+    records_reach_kafka_through(&SecuredBroker::mutual_tls_with_pem_files());
 }
 
 #[test]

@@ -72,10 +72,16 @@ pub enum RedisTargetError {
     )]
     NoCertificate { path: PathBuf },
     #[error(
-        "a Redis CA file ({path}) is given but the URL of Redis at {address} is not \
-         `rediss://`: the connection would not use TLS; use a `rediss://` URL, or drop the CA file"
+        "a Redis {file} ({path}) is given but the URL of Redis at {address} is not \
+         `rediss://`: the connection would not use TLS; use a `rediss://` URL, or drop the \
+         {file}"
     )]
-    NotTls { path: PathBuf, address: String },
+    TlsFileWithoutTls {
+        /// Which file: "CA file" or "client certificate".
+        file: &'static str,
+        path: PathBuf,
+        address: String,
+    },
     #[error(
         "cannot use the Redis client certificate {path}: {reason}; check `[redis] \
          client_cert_file` (or `--redis-client-cert`)"
@@ -92,12 +98,6 @@ pub enum RedisTargetError {
          `--redis-client-key`)"
     )]
     HalfIdentity,
-    #[error(
-        "a Redis client certificate ({path}) is given but the URL of Redis at {address} is not \
-         `rediss://`: the connection would not use TLS; use a `rediss://` URL, or drop the \
-         client certificate"
-    )]
-    IdentityWithoutTls { path: PathBuf, address: String },
 }
 
 impl RedisTarget {
@@ -118,12 +118,7 @@ impl RedisTarget {
         ca_file: &Path,
     ) -> Result<RedisTarget, RedisTargetError> {
         let url = url.into();
-        if !is_tls_url(&url) {
-            return Err(RedisTargetError::NotTls {
-                path: ca_file.to_owned(),
-                address: redis_address(&url),
-            });
-        }
+        require_tls_url(&url, "CA file", ca_file)?;
         let pem = read_ca_pem(ca_file)?;
         Ok(RedisTarget {
             url,
@@ -149,12 +144,7 @@ impl RedisTarget {
         match (&files.client_cert_file, &files.client_key_file) {
             (None, None) => {}
             (Some(cert_file), Some(key_file)) => {
-                if !is_tls_url(&target.url) {
-                    return Err(RedisTargetError::IdentityWithoutTls {
-                        path: cert_file.clone(),
-                        address: target.address(),
-                    });
-                }
+                require_tls_url(&target.url, "client certificate", cert_file)?;
                 target.identity = Some(ClientIdentity {
                     cert_file: cert_file.clone(),
                     cert_pem: Arc::new(read_client_cert_pem(cert_file)?),
@@ -293,6 +283,18 @@ impl fmt::Debug for RedisTarget {
             .field("client_cert_file", &self.client_cert_file())
             .finish()
     }
+}
+
+/// Refuses a TLS `file` given for a `url` that is not `rediss://`: the file would be ignored.
+fn require_tls_url(url: &str, file: &'static str, path: &Path) -> Result<(), RedisTargetError> {
+    if is_tls_url(url) {
+        return Ok(());
+    }
+    Err(RedisTargetError::TlsFileWithoutTls {
+        file,
+        path: path.to_owned(),
+        address: redis_address(url),
+    })
 }
 
 /// Whether `url` asks for TLS (`rediss://`). An unparsable URL is not TLS.

@@ -69,7 +69,16 @@ fn a_ca_file_is_refused_for_a_url_without_tls() {
     let path = write(dir.path(), "ca.pem", &ca_pem());
     let err = RedisTarget::with_ca_file("redis://:pw-secret@127.0.0.1:6379/2", &path).unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, RedisTargetError::NotTls { .. }), "{text}");
+    assert!(
+        matches!(
+            err,
+            RedisTargetError::TlsFileWithoutTls {
+                file: "CA file",
+                ..
+            }
+        ),
+        "{text}"
+    );
     assert!(
         text.contains("rediss://") && text.contains("127.0.0.1:6379/2"),
         "{text}"
@@ -225,7 +234,13 @@ fn a_client_certificate_needs_its_key_and_tls() {
         RedisTarget::with_tls_files("redis://:pw-secret@127.0.0.1:6379/0", &files).unwrap_err();
     let text = err.to_string();
     assert!(
-        matches!(err, RedisTargetError::IdentityWithoutTls { .. }),
+        matches!(
+            err,
+            RedisTargetError::TlsFileWithoutTls {
+                file: "client certificate",
+                ..
+            }
+        ),
         "{text}"
     );
     assert!(

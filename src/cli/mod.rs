@@ -2,7 +2,7 @@
 //!
 //! Each subcommand is one module of this folder with a `pub struct Args` (`#[derive(clap::Args)]`)
 //! and a `pub fn run(args: Args) -> anyhow::Result<ExitCode>`. Adding one is one file plus one
-//! entry in the [`commands!`] list below; its doc comment becomes the command's help line.
+//! entry in the `commands!` list below; its doc comment becomes the command's help line.
 //! An `Err` from `run` is printed as `traptor: <error>` and exits with status 1; clap's usage
 //! errors exit with status 2.
 
@@ -34,7 +34,7 @@ macro_rules! commands {
 commands! {
     /// Tag tweets from a file (or stdin) with the rules they match, as the streams do.
     Enrich => enrich,
-    /// Add, list, remove, import and export the rule hashes in Redis (traptor-<type>:<id>:<rule_id>).
+    /// Add, list, remove, import and export the rule hashes in Redis (`traptor-<type>:<id>:<rule_id>`).
     Rules => rules,
     /// Show which connections and API keys the supervisor would run with the stored rules.
     Plan => plan,

@@ -16,7 +16,7 @@ const DEFAULT_URL: &str = "http://127.0.0.1:9099";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The supervisor's status endpoint ([status] listen in its config).
+    /// The supervisor's status endpoint (`[status] listen` in its config).
     #[arg(long, value_name = "URL", default_value = DEFAULT_URL)]
     pub url: String,
 

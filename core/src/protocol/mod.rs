@@ -1,5 +1,5 @@
 //! The streaming API's wire protocol, without I/O: [`frame`] cuts the response body into
-//! messages (newline- or length-delimited), [`classify`] tells what each message is and pulls out
+//! messages (newline- or length-delimited), [`classify`](mod@classify) tells what each message is and pulls out
 //! the few fields a stream needs from control messages (disconnect codes, limit counts, warnings).
 
 pub mod classify;

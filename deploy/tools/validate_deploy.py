@@ -384,7 +384,7 @@ def cmd_loader_input(source: str, out_dir: str) -> int:
     """Prepares a config for `traptor-supervisor check` without Redis: a copy of the config
     (taken from a ConfigMap when `source` is a Kubernetes manifest) with `[rules] source =
     "file"` appended, a rules file with one rule per slot it runs, and `env`, a NAME=value line
-    for every ${VAR} it uses (placeholders, since no real secret is at hand)."""
+    for every ${VAR} it uses (placeholders, since no real secret is at hand, each its own)."""
     path = Path(source)
     if path.suffix in (".yaml", ".yml"):
         text = next(
@@ -413,7 +413,8 @@ def cmd_loader_input(source: str, out_dir: str) -> int:
 
     (out / "rules.json").write_text(json.dumps(rules, indent=1))
     (out / "cluster.toml").write_text(text + '\n[rules]\nsource = "file"\npath = "rules.json"\n')
-    (out / "env").write_text("".join(f"{name}=validate-deploy-placeholder\n" for name in sorted(env_refs(text))))
+    # One placeholder per variable: keys sharing an access token are refused.
+    (out / "env").write_text("".join(f"{name}=validate-deploy-placeholder-{name}\n" for name in sorted(env_refs(text))))
     print(f"{len(rules)} slots, {len(env_refs(text))} variables")
     return 0
 

@@ -209,6 +209,22 @@ fn key_problems_are_named() {
 }
 
 #[test]
+fn two_keys_with_one_access_token_are_refused_without_showing_it() {
+    let second = KEY
+        .replace("\"k1\"", "\"k2\"")
+        .replace("\"ck1\"", "\"ck2\"");
+    let message = parse_err(&minimal(&second));
+    assert!(
+        message.contains("\"k2\" and \"k1\" have the same access token"),
+        "{message}"
+    );
+    assert!(message.contains("keys[1].access_token"), "{message}");
+    assert!(!message.contains("at1"), "{message}");
+    let distinct = second.replace("\"at1\"", "\"at2\"");
+    assert_eq!(parse(&minimal(&distinct)).unwrap().keys.len(), 2);
+}
+
+#[test]
 fn slots_select_a_subset() {
     let config = parse(&minimal("slots = [\"track:0\", \"follow:b\"]\n")).unwrap();
     let track0 = SlotId::new(StreamType::Track, "0");

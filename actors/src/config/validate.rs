@@ -1,7 +1,7 @@
 //! From text to a [`ClusterConfig`]: parse strictly, interpolate `${VAR}`, resolve paths, and
 //! check what serde cannot (values that parse but make no sense).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -317,6 +317,7 @@ impl Checker<'_, '_> {
             ));
         }
         let mut names = BTreeSet::new();
+        let mut by_token: HashMap<String, String> = HashMap::new();
         let mut keys = Vec::with_capacity(all.len());
         for (index, mut key) in all.into_iter().enumerate() {
             // Keys from the file are reported by name; inline ones by their [[keys]] entry.
@@ -348,6 +349,26 @@ impl Checker<'_, '_> {
                     at,
                     key,
                     format!("API key name {name:?} is used twice; every key needs its own name"),
+                ));
+            }
+            // The streaming API keeps one connection per account: two keys with one access
+            // token would knock each other's stream off, forever.
+            if let Some(first) = by_token.insert(key.access_token.clone(), name.clone()) {
+                let field = if at.is_some() {
+                    "access_token"
+                } else {
+                    "keys_file"
+                };
+                return Err(self.invalid(
+                    table,
+                    at,
+                    field,
+                    format!(
+                        "API keys {first:?} and {name:?} have the same access token: the \
+                         streaming API allows one connection per account and drops the older \
+                         stream whenever the other connects; give each key its own credentials \
+                         or remove one"
+                    ),
                 ));
             }
             keys.push(key.into_api_key());

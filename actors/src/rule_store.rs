@@ -158,8 +158,7 @@ pub fn validate_for_storage(
                     }
                 })
                 .collect();
-            let mut rule = validate_for_slot(slot, as_active)?;
-            rule.fields = fields;
+            let rule = validate_for_slot(slot, as_active)?.with_fields(fields);
             Ok(Storable {
                 rule,
                 inactive: Some(status),

@@ -19,4 +19,6 @@ pub mod rules;
 pub mod timestamps;
 
 pub use record::{MessageKind, Record};
-pub use rules::{BoundingBox, FilterTerm, OrigType, Rule, RuleError, RuleSet, SlotId, StreamType};
+pub use rules::{
+    BoundingBox, FilterTerm, OrigType, Rule, RuleData, RuleError, RuleSet, SlotId, StreamType,
+};

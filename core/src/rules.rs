@@ -8,6 +8,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Longest track phrase the streaming API accepts, in bytes.
 pub const MAX_TRACK_PHRASE_BYTES: usize = 60;
@@ -269,9 +270,44 @@ impl FilterTerm {
     }
 }
 
-/// One validated rule: its identity, its normalized term, and every hash field verbatim.
+/// One validated rule, shared: cloning it only counts a reference. The watcher, the
+/// supervisor, every connection and its enricher each keep the rules they work with; with
+/// hundreds of thousands of rules, a copy per holder would cost gigabytes. Reads go straight
+/// to the [`RuleData`] fields (`rule.rule_id`); a changed rule is a new `Rule`.
+#[derive(Clone, PartialEq)]
+pub struct Rule(Arc<RuleData>);
+
+impl Rule {
+    pub fn new(data: RuleData) -> Rule {
+        Rule(Arc::new(data))
+    }
+
+    /// The same rule with its hash fields replaced (e.g. the stored `status` kept verbatim).
+    pub fn with_fields(&self, fields: Vec<(String, String)>) -> Rule {
+        Rule::new(RuleData {
+            fields,
+            ..(*self.0).clone()
+        })
+    }
+}
+
+impl std::ops::Deref for Rule {
+    type Target = RuleData;
+
+    fn deref(&self) -> &RuleData {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// What a [`Rule`] holds: its identity, its normalized term, and every hash field verbatim.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
+pub struct RuleData {
     pub rule_id: String,
     /// The value as stored (reported as `rule_value`, as the original did).
     pub value: String,
@@ -284,7 +320,7 @@ pub struct Rule {
     pub fields: Vec<(String, String)>,
 }
 
-impl Rule {
+impl RuleData {
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields
             .iter()
@@ -486,14 +522,14 @@ pub fn parse_rule(
         StreamType::Locations => FilterTerm::Box(BoundingBox::parse(&value).map_err(fail)?),
     };
 
-    Ok(Rule {
+    Ok(Rule::new(RuleData {
         rule_id: rule_id.unwrap_or_default(),
         value,
         stream_type,
         orig_type,
         term,
         fields,
-    })
+    }))
 }
 
 /// Lowercases a track phrase and collapses its spaces; hashtag rules get `#` on every term
@@ -679,6 +715,28 @@ mod tests {
         .unwrap();
         assert_eq!(rule.stream_type, StreamType::Track);
         assert_eq!(rule.term, FilterTerm::Phrase("python".into()));
+    }
+
+    #[test]
+    fn clones_share_one_rule_and_a_changed_rule_is_a_new_one() {
+        let rule = parse_rule(
+            fields(&[("rule_id", "1"), ("value", "rust"), ("status", "active")]),
+            Some(StreamType::Track),
+        )
+        .unwrap();
+        let held_elsewhere = rule.clone();
+        assert!(Arc::ptr_eq(&rule.0, &held_elsewhere.0));
+
+        let paused = rule.with_fields(fields(&[("rule_id", "1"), ("status", "paused")]));
+        assert!(!Arc::ptr_eq(&rule.0, &paused.0));
+        assert_eq!(paused.field("status"), Some("paused"));
+        assert_eq!(
+            rule.field("status"),
+            Some("active"),
+            "the original is unchanged"
+        );
+        assert_eq!(paused.term, rule.term);
+        assert_ne!(paused, rule);
     }
 
     #[test]

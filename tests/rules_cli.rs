@@ -819,3 +819,17 @@ fn unreadable_keys_are_listed_and_fail_an_export() {
         "{errors}"
     );
 }
+
+#[test]
+fn an_empty_redis_url_is_named_as_empty() {
+    // Typically `--redis "$VAR"` with VAR unset; needs no Redis.
+    let output = Command::new(env!("CARGO_BIN_EXE_traptor"))
+        .args(["rules", "list", "--redis", ""])
+        .stdin(Stdio::null())
+        .output()
+        .expect("running traptor");
+    assert_exit(&output, 1);
+    let text = stderr(&output);
+    assert!(text.contains("the Redis URL is empty"), "{text}");
+    assert!(text.contains("TRAPTOR_REDIS_URL"), "{text}");
+}

@@ -121,6 +121,13 @@ pub fn block_on<F: Future>(future: F) -> anyhow::Result<F::Output> {
 /// Opens a connection, with an error that says where it tried and what to do.
 pub async fn connect(redis: &RedisTarget) -> anyhow::Result<MultiplexedConnection> {
     let address = redis.address();
+    if redis.url().trim().is_empty() {
+        // Typically `--redis "$VAR"` with VAR unset: say so rather than "invalid URL".
+        anyhow::bail!(
+            "the Redis URL is empty; give --redis redis://[user:password@]host:port/db (or set \
+             ${REDIS_URL_VAR})"
+        );
+    }
     let client = redis.client().map_err(|e| {
         anyhow::anyhow!(
             "the Redis URL is invalid ({}); expected redis://[user:password@]host:port/db",

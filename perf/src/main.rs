@@ -130,6 +130,10 @@ struct ConnectionsArgs {
     /// The emulator's keep-alive interval, in seconds.
     #[arg(long, default_value_t = 30)]
     keepalive: u64,
+    /// Track rules per slot (at most 400, the limit of one connection): the supervisor's
+    /// memory for a full rule load, e.g. 1,000 × 400 = 400,000 rules.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=400))]
+    rules_per_slot: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -216,6 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         counts: a.counts.clone(),
         idle: secs(a.idle),
         keepalive: secs(a.keepalive),
+        rules_per_slot: a.rules_per_slot,
     };
     let rule_change = |a: &RuleChangeArgs| rule_change::Options {
         slots: a.slots,
@@ -258,6 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 counts: vec![10, 100, 1000],
                 idle: *idle,
                 keepalive: 30,
+                rules_per_slot: 1,
             };
             emit(connections::run(&common, &connections(&c)), "connections")?;
             let r = RuleChangeArgs {

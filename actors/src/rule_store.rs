@@ -204,7 +204,42 @@ pub async fn load_all<C: ConnectionLike>(
     con: &mut C,
     wanted: &dyn Fn(&SlotId) -> bool,
 ) -> RedisResult<BTreeMap<SlotId, RuleSet>> {
-    Ok(scan_wanted(con, wanted).await?.into_rule_sets())
+    let mut sets = BTreeMap::new();
+    for (slot, keys) in scan_wanted_keys(con, wanted).await? {
+        let set = load_slot_keys(con, &slot, keys).await?;
+        if !set.rules.is_empty() || !set.errors.is_empty() {
+            sets.insert(slot, set);
+        }
+    }
+    Ok(sets)
+}
+
+/// Every wanted rule key, grouped by slot: only the key names, so that a caller can then read
+/// and handle one slot at a time ([`load_slot_keys`]) instead of holding every hash at once.
+pub async fn scan_wanted_keys<C: ConnectionLike>(
+    con: &mut C,
+    wanted: &dyn Fn(&SlotId) -> bool,
+) -> RedisResult<BTreeMap<SlotId, Vec<String>>> {
+    let mut by_slot: BTreeMap<SlotId, Vec<String>> = BTreeMap::new();
+    for (key, slot) in wanted_keys(con, wanted).await? {
+        by_slot.entry(slot).or_default().push(key);
+    }
+    Ok(by_slot)
+}
+
+/// The rules of `slot` read from `keys` (as [`scan_wanted_keys`] found them), with unreadable
+/// keys as errors of the slot.
+pub async fn load_slot_keys<C: ConnectionLike>(
+    con: &mut C,
+    slot: &SlotId,
+    keys: Vec<String>,
+) -> RedisResult<RuleSet> {
+    let keys = keys.into_iter().map(|key| (key, slot.clone())).collect();
+    Ok(read_hashes(con, keys)
+        .await?
+        .into_rule_sets()
+        .remove(slot)
+        .unwrap_or_default())
 }
 
 /// One slot's rules (an empty set when it has none), with unreadable keys as errors.
@@ -270,8 +305,17 @@ async fn scan_wanted<C: ConnectionLike>(
     con: &mut C,
     wanted: &dyn Fn(&SlotId) -> bool,
 ) -> RedisResult<StoredRules> {
+    let keys = wanted_keys(con, wanted).await?;
+    read_hashes(con, keys).await
+}
+
+/// Every `traptor-<type>:<id>:<rule>` key whose slot `wanted` accepts, with that slot.
+async fn wanted_keys<C: ConnectionLike>(
+    con: &mut C,
+    wanted: &dyn Fn(&SlotId) -> bool,
+) -> RedisResult<Vec<(String, SlotId)>> {
     let keys = scan_keys(con, "traptor-*").await?;
-    let keys = keys
+    Ok(keys
         .into_iter()
         .filter_map(|key| match SlotId::from_rule_key(&key) {
             Some(slot) if wanted(&slot) => Some((key, slot)),
@@ -284,8 +328,7 @@ async fn scan_wanted<C: ConnectionLike>(
                 None
             }
         })
-        .collect();
-    read_hashes(con, keys).await
+        .collect())
 }
 
 async fn scan_slot<C: ConnectionLike>(con: &mut C, slot: &SlotId) -> RedisResult<StoredRules> {

@@ -20,7 +20,7 @@ use traptor_core::SlotId;
 
 use crate::messages::{RulesChanged, RulesSnapshot};
 use crate::redis_target::RedisTarget;
-pub use crate::rule_store::{load_all, load_slot};
+pub use crate::rule_store::{load_all, load_slot, load_slot_keys, scan_wanted_keys};
 pub use stats::{WatcherStats, WatcherStatsSnapshot};
 pub use tracker::RuleTracker;
 
@@ -256,10 +256,13 @@ impl WatchLoop {
         }
     }
 
+    /// Reads every wanted slot again, one slot at a time: with hundreds of thousands of rules,
+    /// holding all of them twice (the known and the freshly read) would double the memory
+    /// at every resync.
     async fn full_sync(&mut self, con: &mut MultiplexedConnection) -> Result<(), SessionEnd> {
         let wanted = self.settings.wanted.clone();
-        let loaded = load_all(con, &*wanted).await?;
-        if self.hold_empty_syncs && loaded.is_empty() && self.tracker.counts().1 > 0 {
+        let keys_by_slot = scan_wanted_keys(con, &*wanted).await?;
+        if self.hold_empty_syncs && keys_by_slot.is_empty() && self.tracker.counts().1 > 0 {
             let (slots, rules) = self.tracker.counts();
             tracing::warn!(
                 slots,
@@ -269,7 +272,16 @@ impl WatchLoop {
             return Ok(());
         }
         self.hold_empty_syncs = false;
-        let (changed, snapshot) = self.tracker.replace_all(loaded);
+        let mut changed = self
+            .tracker
+            .empty_slots_not_in(&|slot| keys_by_slot.contains_key(slot));
+        for (slot, keys) in keys_by_slot {
+            let loaded = load_slot_keys(con, &slot, keys).await?;
+            if self.tracker.update_slot(slot.clone(), loaded).is_some() {
+                changed.push(slot);
+            }
+        }
+        let snapshot = self.tracker.snapshot();
         let (slots, rules) = self.tracker.counts();
         let rule_errors: usize = snapshot.slots.iter().map(|slot| slot.errors.len()).sum();
         if changed.is_empty() {

@@ -48,24 +48,28 @@ impl RuleTracker {
         &mut self,
         loaded: BTreeMap<SlotId, RuleSet>,
     ) -> (Vec<SlotId>, RulesSnapshot) {
-        let gone: Vec<SlotId> = self
-            .last_seen
-            .keys()
-            .filter(|slot| !loaded.contains_key(*slot))
-            .cloned()
-            .collect();
-        let mut changed = Vec::new();
-        for slot in gone {
-            if self.update_slot(slot.clone(), RuleSet::default()).is_some() {
-                changed.push(slot);
-            }
-        }
+        let mut changed = self.empty_slots_not_in(&|slot| loaded.contains_key(slot));
         for (slot, set) in loaded {
             if self.update_slot(slot.clone(), set).is_some() {
                 changed.push(slot);
             }
         }
         (changed, self.snapshot())
+    }
+
+    /// The first half of a full sync: empties every known slot that `present` no longer
+    /// lists, and returns those that changed. The caller then gives each present slot to
+    /// [`RuleTracker::update_slot`], one at a time.
+    pub fn empty_slots_not_in(&mut self, present: &dyn Fn(&SlotId) -> bool) -> Vec<SlotId> {
+        let gone: Vec<SlotId> = self
+            .last_seen
+            .keys()
+            .filter(|slot| !present(slot))
+            .cloned()
+            .collect();
+        gone.into_iter()
+            .filter(|slot| self.update_slot(slot.clone(), RuleSet::default()).is_some())
+            .collect()
     }
 
     /// Everything currently known, one entry per slot with rules (or errors).

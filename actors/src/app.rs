@@ -201,9 +201,13 @@ pub async fn run(config: ClusterConfig) -> Result<ExitReason, AppError> {
         started_at: SystemTime::now(),
     };
     // Collecting matters more than being watched: a busy port is logged, not fatal.
-    let status_server = StatusServer::start(&config.status.listen, status_sources)
-        .map_err(|e| tracing::error!("{e}; running without the status endpoint"))
-        .ok();
+    let status_server = StatusServer::start(
+        &config.status.listen,
+        status_sources,
+        config.status.metrics_options(),
+    )
+    .map_err(|e| tracing::error!("{e}; running without the status endpoint"))
+    .ok();
 
     let signal = tokio::select! {
         signal = signals.next() => signal,

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use status_support::{parse_exposition, FixedSupervisor};
-use traptor_actors::status::{metrics, report, RulesSourceView, StatusSources, StreamRegistry};
+use traptor_actors::status::{
+    metrics, report, MetricsOptions, RulesSourceView, StatusSources, StreamRegistry,
+};
 use traptor_actors::stream::{DropKind, StreamStats};
 use traptor_actors::supervisor::status::{ClusterStatus, ConnectionStatus, StatusSnapshot};
 use traptor_actors::watcher::{WatcherSettings, WatcherStats};
@@ -102,7 +104,7 @@ async fn metrics_name_every_counter_with_its_labels_and_value() {
         started_at: now - Duration::from_secs(60),
     };
     let report = report::build(&sources, snapshot(), now);
-    let text = metrics::render(&report);
+    let text = metrics::render(&report, MetricsOptions::default());
     let samples = parse_exposition(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let value = |series: &str| {
         *samples
@@ -243,10 +245,35 @@ async fn metrics_name_every_counter_with_its_labels_and_value() {
 
     // Counters move with the streams.
     first.message(MessageKind::Tweet);
-    let again = metrics::render(&report::build(&sources, snapshot(), now));
+    let again = metrics::render(
+        &report::build(&sources, snapshot(), now),
+        MetricsOptions::default(),
+    );
     let samples = parse_exposition(&again).unwrap();
     assert_eq!(
         samples[&format!("traptor_stream_messages_total{{{k1},type=\"tweet\"}}")],
+        6.0
+    );
+
+    // `[status] rule_metrics = false`: no per-rule series, everything else as before.
+    let without_rules = metrics::render(
+        &report::build(&sources, snapshot(), now),
+        MetricsOptions {
+            rule_matches: false,
+        },
+    );
+    let trimmed = parse_exposition(&without_rules).unwrap();
+    assert!(
+        !without_rules.contains("traptor_rule_matches_total"),
+        "{without_rules}"
+    );
+    assert_eq!(
+        trimmed.len() + 3,
+        samples.len(),
+        "only the 3 rule series go"
+    );
+    assert_eq!(
+        trimmed[&format!("traptor_stream_messages_total{{{k1},type=\"tweet\"}}")],
         6.0
     );
 }

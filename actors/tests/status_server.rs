@@ -17,7 +17,7 @@ use traptor_actors::messages::{
 };
 use traptor_actors::sinks::{start_writer, RecordOutlet};
 use traptor_actors::status::{
-    RulesSourceView, StatusReport, StatusServer, StatusSources, StreamRegistry,
+    MetricsOptions, RulesSourceView, StatusReport, StatusServer, StatusSources, StreamRegistry,
 };
 use traptor_actors::stream::{StreamActor, StreamSpec};
 use traptor_actors::supervisor::children::{ChildHandle, ChildSpec, SpawnStream};
@@ -85,7 +85,8 @@ async fn readyz_waits_for_a_streaming_connection_and_the_endpoints_answer() {
         rules: RulesSourceView::redis(&watcher),
         started_at: SystemTime::now(),
     };
-    let server = StatusServer::start("127.0.0.1:0", sources).expect("the server starts");
+    let server = StatusServer::start("127.0.0.1:0", sources, MetricsOptions::default())
+        .expect("the server starts");
     let addr = server.local_addr();
 
     let health = get(addr, "/healthz").await;
@@ -291,7 +292,7 @@ async fn no_endpoint_shows_a_secret_even_when_streams_fail() {
         rules: RulesSourceView::redis(&watcher),
         started_at: SystemTime::now(),
     };
-    let server = StatusServer::start("127.0.0.1:0", sources).unwrap();
+    let server = StatusServer::start("127.0.0.1:0", sources, MetricsOptions::default()).unwrap();
     let addr = server.local_addr();
 
     supervisor.send(rules_for("0", "rust")).await.unwrap();

@@ -547,12 +547,25 @@ impl Default for EmulatorConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StatusConfig {
     pub listen: String,
+    /// `traptor_rule_matches_total{slot,rule_id}` on `/metrics`: one series per rule that
+    /// matched. Off for very large rule sets, where that many series would burden Prometheus.
+    pub rule_metrics: bool,
 }
 
 impl Default for StatusConfig {
     fn default() -> Self {
         StatusConfig {
             listen: "127.0.0.1:9099".to_owned(),
+            rule_metrics: true,
+        }
+    }
+}
+
+impl StatusConfig {
+    /// What `/metrics` includes.
+    pub fn metrics_options(&self) -> crate::status::MetricsOptions {
+        crate::status::MetricsOptions {
+            rule_matches: self.rule_metrics,
         }
     }
 }

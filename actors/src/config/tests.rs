@@ -505,3 +505,16 @@ fn original_stats_are_off_by_default_and_need_redis_rules() {
         "{message}"
     );
 }
+
+#[test]
+fn per_rule_metrics_are_on_by_default_and_can_be_turned_off() {
+    let default = parse(&minimal("")).unwrap();
+    assert!(default.status.metrics_options().rule_matches);
+    let off = parse(&format!(
+        "{}\n[status]\nrule_metrics = false\n",
+        minimal("")
+    ))
+    .unwrap();
+    assert!(!off.status.metrics_options().rule_matches);
+    assert_eq!(off.status.listen, "127.0.0.1:9099");
+}

@@ -29,14 +29,29 @@ pub const CONNECTION_STATES: [&str; 8] = [
 /// The content type of the exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// What `/metrics` includes beyond the families every report has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsOptions {
+    /// Per-rule match counters (`[status] rule_metrics`): one series per matched rule.
+    pub rule_matches: bool,
+}
+
+impl Default for MetricsOptions {
+    fn default() -> Self {
+        MetricsOptions { rule_matches: true }
+    }
+}
+
 /// Renders the report as Prometheus text.
-pub fn render(report: &StatusReport) -> String {
+pub fn render(report: &StatusReport, options: MetricsOptions) -> String {
     let mut families = Families::default();
     process(&mut families, report);
     for connection in &report.connections {
         stream(&mut families, connection);
     }
-    rule_matches(&mut families, &report.connections);
+    if options.rule_matches {
+        rule_matches(&mut families, &report.connections);
+    }
     if let Some(writer) = &report.writer {
         self::writer(&mut families, writer);
     }

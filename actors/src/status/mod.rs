@@ -32,6 +32,7 @@ use crate::watcher::{WatcherSettings, WatcherStats};
 /// the document's cluster-wide part (a [`StatusReport`] embeds it).
 pub use crate::supervisor::status::{ClusterStatus, ConnectionStatus};
 pub use health::{readiness, Readiness};
+pub use metrics::MetricsOptions;
 pub use registry::{StreamReading, StreamRegistry};
 pub use report::{
     collect, ConnectionReport, RulesReport, StatusError, StatusReport, StreamCounters,

@@ -11,6 +11,8 @@
 use std::net::{SocketAddr, TcpListener};
 
 use actix_web::dev::ServerHandle;
+
+use super::metrics::MetricsOptions;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
 
@@ -35,7 +37,11 @@ pub struct StatusServerError {
 impl StatusServer {
     /// Binds `listen` (e.g. `127.0.0.1:9099`; port 0 picks a free one) and serves in the
     /// background. Must be called inside an actix `System`.
-    pub fn start(listen: &str, sources: StatusSources) -> Result<StatusServer, StatusServerError> {
+    pub fn start(
+        listen: &str,
+        sources: StatusSources,
+        metrics_options: MetricsOptions,
+    ) -> Result<StatusServer, StatusServerError> {
         let failed = |source| StatusServerError {
             listen: listen.to_owned(),
             source,
@@ -43,9 +49,11 @@ impl StatusServer {
         let listener = TcpListener::bind(listen).map_err(failed)?;
         let local_addr = listener.local_addr().map_err(failed)?;
         let data = web::Data::new(sources);
+        let metrics_options = web::Data::new(metrics_options);
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .app_data(metrics_options.clone())
                 .route("/healthz", web::get().to(healthz))
                 .route("/readyz", web::get().to(readyz))
                 .route("/status", web::get().to(status))
@@ -105,11 +113,14 @@ async fn status(sources: web::Data<StatusSources>) -> HttpResponse {
     }
 }
 
-async fn metrics_text(sources: web::Data<StatusSources>) -> HttpResponse {
+async fn metrics_text(
+    sources: web::Data<StatusSources>,
+    options: web::Data<MetricsOptions>,
+) -> HttpResponse {
     match collect(&sources).await {
         Ok(report) => HttpResponse::Ok()
             .content_type(metrics::CONTENT_TYPE)
-            .body(metrics::render(&report)),
+            .body(metrics::render(&report, **options)),
         Err(error) => unavailable(error),
     }
 }

@@ -258,7 +258,8 @@ impl WatchLoop {
 
     /// Reads every wanted slot again, one slot at a time: with hundreds of thousands of rules,
     /// holding all of them twice (the known and the freshly read) would double the memory
-    /// at every resync.
+    /// at every resync. If Redis fails halfway, the slots already read are not lost: the
+    /// snapshot of the next full sync carries every slot, and the supervisor takes it whole.
     async fn full_sync(&mut self, con: &mut MultiplexedConnection) -> Result<(), SessionEnd> {
         let wanted = self.settings.wanted.clone();
         let keys_by_slot = scan_wanted_keys(con, &*wanted).await?;

@@ -511,8 +511,7 @@ fn heartbeats_only_for_streaming_slots_and_expire_after_stop() {
     world.add_rule("track:0", "1", "alpha");
     world.add_rule("track:1", "2", "beta");
     // key0 is known to the emulator; "bad" is not: its stream gets 401.
-    let mut bad = test_credentials(KEY_PREFIX, 0);
-    bad.consumer_secret = "wrong".into();
+    let bad = test_credentials("unknown-to-the-emulator", 0);
     let keys = vec![world.keys[0].clone(), ("bad".to_string(), bad)];
     let mut supervisor = world.start_with_keys(&keys);
     world.wait_for(

@@ -41,7 +41,9 @@ fn snapshot() -> StatusSnapshot {
             connection(1, "k2", "backing_off"),
         ],
         cluster: ClusterStatus {
-            rules_left_out: vec!["track:9 rule 7: no key".into()],
+            // One line stands for three rules: the gauge counts rules.
+            rules_left_out: vec!["track:9: 3 rule(s) (ids 7, 8, 9): no key".into()],
+            rules_left_out_count: 3,
             rule_errors: vec![],
             slots_without_key: vec!["track:9".into()],
             unused_keys: vec!["k3".into()],
@@ -227,7 +229,7 @@ async fn metrics_name_every_counter_with_its_labels_and_value() {
     );
 
     assert_eq!(value("traptor_connections_planned"), 2.0);
-    assert_eq!(value("traptor_rules_left_out"), 1.0);
+    assert_eq!(value("traptor_rules_left_out"), 3.0);
     assert_eq!(value("traptor_slots_without_key"), 1.0);
     assert_eq!(value("traptor_unused_keys"), 1.0);
     assert_eq!(value("traptor_ready"), 1.0);

@@ -124,6 +124,52 @@ impl fmt::Display for LeftOut {
     }
 }
 
+/// The rules of one slot left out for one reason, in one line: with many thousands of rules
+/// left out (a slot without a key), one line per rule would flood the log at every plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeftOutGroup<'a> {
+    /// The group's rules, in rule-id order (never empty).
+    pub rules: &'a [LeftOut],
+}
+
+impl LeftOutGroup<'_> {
+    pub fn slot(&self) -> &SlotId {
+        &self.rules[0].slot
+    }
+
+    pub fn reason(&self) -> &LeftOutReason {
+        &self.rules[0].reason
+    }
+}
+
+/// How many rule ids a [`LeftOutGroup`] line lists before "...".
+const MAX_LISTED_IDS: usize = 5;
+
+/// `track:0: 2 rule(s) (ids 3, 401): <reason>`, listing at most a few ids.
+impl fmt::Display for LeftOutGroup<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = self
+            .rules
+            .iter()
+            .take(MAX_LISTED_IDS)
+            .map(|l| l.rule_id.as_str())
+            .collect();
+        let more = if self.rules.len() > MAX_LISTED_IDS {
+            ", ..."
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{}: {} rule(s) (ids {}{more}): {}",
+            self.slot(),
+            self.rules.len(),
+            ids.join(", "),
+            self.reason()
+        )
+    }
+}
+
 /// The planner's answer: connections in [`ConnectionId`] order, and everything that could not
 /// be planned.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -139,6 +185,14 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// [`Plan::left_out`] as one group per slot and reason, in the same order.
+    pub fn left_out_groups(&self) -> Vec<LeftOutGroup<'_>> {
+        self.left_out
+            .chunk_by(|a, b| a.slot == b.slot && a.reason == b.reason)
+            .map(|rules| LeftOutGroup { rules })
+            .collect()
+    }
+
     pub fn connection(&self, id: &ConnectionId) -> Option<&PlannedConnection> {
         self.connections
             .binary_search_by(|c| c.id.cmp(id))
@@ -157,7 +211,6 @@ impl Plan {
     /// A table for operators: each connection with its key and sizes, then what was left out.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
-        const MAX_LISTED_IDS: usize = 5;
 
         let mut out = String::new();
         let id_width = self
@@ -195,34 +248,8 @@ impl Plan {
 
         if !self.left_out.is_empty() {
             let _ = writeln!(out, "rules left out: {}", self.left_out.len());
-            // Group consecutive entries of one slot and reason: thousands of rules of a slot
-            // without key read better as one line.
-            let mut i = 0;
-            while i < self.left_out.len() {
-                let first = &self.left_out[i];
-                let group_len = self.left_out[i..]
-                    .iter()
-                    .take_while(|l| l.slot == first.slot && l.reason == first.reason)
-                    .count();
-                let ids: Vec<&str> = self.left_out[i..i + group_len]
-                    .iter()
-                    .take(MAX_LISTED_IDS)
-                    .map(|l| l.rule_id.as_str())
-                    .collect();
-                let more = if group_len > MAX_LISTED_IDS {
-                    ", ..."
-                } else {
-                    ""
-                };
-                let _ = writeln!(
-                    out,
-                    "  {}: {} rule(s) (ids {}{more}): {}",
-                    first.slot,
-                    group_len,
-                    ids.join(", "),
-                    first.reason
-                );
-                i += group_len;
+            for group in self.left_out_groups() {
+                let _ = writeln!(out, "  {group}");
             }
         }
         if !self.slots_without_key.is_empty() {

@@ -83,7 +83,14 @@ pub fn render(report: &StatusReport, now: u64) -> String {
     }
     out.push('\n');
     connections(&mut out, &report.connections, now);
-    list(&mut out, "rules left out", &report.cluster.rules_left_out);
+    // Each line stands for a slot's rules left out for one reason: the title counts rules.
+    let left_out = (report.cluster.rules_left_out_count).max(report.cluster.rules_left_out.len());
+    list_counted(
+        &mut out,
+        "rules left out",
+        left_out,
+        &report.cluster.rules_left_out,
+    );
     list(
         &mut out,
         "rules that could not be loaded",
@@ -162,10 +169,15 @@ fn connections(out: &mut String, connections: &[ConnectionReport], now: u64) {
 }
 
 fn list(out: &mut String, title: &str, items: &[String]) {
+    list_counted(out, title, items.len(), items);
+}
+
+/// A titled list whose title shows `count` (more than the lines when a line stands for many).
+fn list_counted(out: &mut String, title: &str, count: usize, items: &[String]) {
     if items.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\n{title} ({}):", items.len());
+    let _ = writeln!(out, "\n{title} ({count}):");
     for item in items {
         let _ = writeln!(out, "  {item}");
     }
@@ -294,7 +306,10 @@ mod tests {
                 },
             ],
             cluster: ClusterStatus {
-                rules_left_out: vec!["track:9 rule 4: over the 400-phrase limit".into()],
+                rules_left_out: vec![
+                    "track:9: 3 rule(s) (ids 4, 5, 6): over the 400-phrase limit".into(),
+                ],
+                rules_left_out_count: 3,
                 unused_keys: vec!["k3".into()],
                 ..ClusterStatus::default()
             },
@@ -355,7 +370,9 @@ mod tests {
             "follow:1/1  key-two  auth_failed     3      -         HTTP 401"
         );
         assert!(
-            text.contains("\nrules left out (1):\n  track:9 rule 4: over the 400-phrase limit\n"),
+            text.contains(
+                "\nrules left out (3):\n  track:9: 3 rule(s) (ids 4, 5, 6): over the 400-phrase limit\n"
+            ),
             "{text}"
         );
         assert!(text.contains("\nAPI keys not used (1):\n  k3\n"), "{text}");

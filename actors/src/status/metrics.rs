@@ -82,7 +82,7 @@ fn process(f: &mut Families, report: &StatusReport) {
         "traptor_rules_left_out",
         "Rules not on any connection (over a connection's limits or without a key).",
     )
-    .sample(none, report.cluster.rules_left_out.len());
+    .sample(none, report.cluster.rules_left_out_count);
     f.gauge(
         "traptor_slots_without_key",
         "Slots that have rules but no API key to run them.",

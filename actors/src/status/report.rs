@@ -492,7 +492,8 @@ mod tests {
         let snapshot = StatusSnapshot {
             connections: vec![second_part()],
             cluster: ClusterStatus {
-                rules_left_out: vec!["track:9 rule 7: no key".into()],
+                rules_left_out: vec!["track:9: 1 rule(s) (ids 7): no key".into()],
+                rules_left_out_count: 1,
                 rule_errors: vec!["track:2 rule 8: no value".into()],
                 slots_without_key: vec!["track:9".into()],
                 unused_keys: vec!["k3".into()],
@@ -535,7 +536,8 @@ mod tests {
                 "started_at": 1_700_000_000u64,
                 "ready": { "ready": true, "not_ready": [] },
                 "connections": [second_part_entry()],
-                "rules_left_out": ["track:9 rule 7: no key"],
+                "rules_left_out": ["track:9: 1 rule(s) (ids 7): no key"],
+                "rules_left_out_count": 1,
                 "rule_errors": ["track:2 rule 8: no value"],
                 "slots_without_key": ["track:9"],
                 "unused_keys": ["k3"],

@@ -393,7 +393,13 @@ impl Supervisor {
         StatusSnapshot {
             connections,
             cluster: ClusterStatus {
-                rules_left_out: self.plan.left_out.iter().map(ToString::to_string).collect(),
+                rules_left_out: self
+                    .plan
+                    .left_out_groups()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                rules_left_out_count: self.plan.left_out.len(),
                 rule_errors: self
                     .rule_errors
                     .values()
@@ -430,8 +436,9 @@ impl Supervisor {
 /// The plan as a table at info; what is not collected at warn, so it is not missed.
 fn log_plan(plan: &Plan) {
     tracing::info!("plan changed:\n{}", plan.summary().trim_end());
-    for left_out in &plan.left_out {
-        tracing::warn!("{left_out}");
+    // One line per slot and reason: a slot without a key may leave thousands of rules out.
+    for group in plan.left_out_groups() {
+        tracing::warn!("rules not collected: {group}");
     }
     if !plan.slots_without_key.is_empty() {
         let slots: Vec<String> = plan

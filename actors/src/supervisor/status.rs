@@ -25,8 +25,11 @@ pub struct StatusSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClusterStatus {
-    /// Rules not on any connection, one line each with the reason (`Plan::left_out`).
+    /// Rules not on any connection: one line per slot and reason, with the count, a few rule
+    /// ids and the reason (`Plan::left_out_groups`).
     pub rules_left_out: Vec<String>,
+    /// How many rules those lines stand for.
+    pub rules_left_out_count: usize,
     /// Rules that could not be loaded at all, one line each with the reason.
     pub rule_errors: Vec<String>,
     /// Slots with rules but no API key to run them on.

@@ -232,6 +232,32 @@ fn left_out_rules_are_grouped_by_slot_and_reason_in_the_summary() {
         lines[1].contains("2 rule(s) (ids 400, 401)") && lines[1].contains("part 1"),
         "{summary}"
     );
+    let groups = plan.left_out_groups();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].to_string(), lines[0].trim());
+    assert_eq!(groups[1].to_string(), lines[1].trim());
+}
+
+#[test]
+fn thousands_of_rules_of_a_slot_without_key_are_one_group_of_one_line() {
+    let follows: Vec<Rule> = (0..5_000)
+        .map(|i| rule(StreamType::Follow, i, &(1_000 + i).to_string()))
+        .collect();
+    let slots = BTreeMap::from([
+        (track_slot("0"), phrases(3)),
+        (SlotId::new(StreamType::Follow, "0"), follows),
+    ]);
+    let plan = plan(&slots, &keys(&["a"]), None);
+    assert_eq!(plan.left_out.len(), 5_000);
+    let groups = plan.left_out_groups();
+    assert_eq!(groups.len(), 1);
+    assert_eq!(groups[0].rules.len(), 5_000);
+    assert_eq!(groups[0].reason(), &LeftOutReason::NoKeyForSlot);
+    let line = groups[0].to_string();
+    assert!(
+        line.starts_with("follow:0: 5000 rule(s) (ids 0, 1, 2, 3, 4, ...): no API key"),
+        "{line}"
+    );
 }
 
 #[test]

@@ -22,8 +22,13 @@ use traptor_core::{Rule, RuleError, RuleSet, SlotId};
 /// The channel the original traptor listens on for `<type>:<id>` notices.
 pub const DEFAULT_NOTIFY_CHANNEL: &str = "traptor-notify";
 
-/// How many keys one SCAN step asks for and one pipeline carries.
+/// How many commands one pipeline carries (HGETALL, HSET, DEL).
 const BATCH: usize = 500;
+
+/// Keys Redis looks at per SCAN call. A slot's notice has to walk the whole keyspace: with
+/// 520,000 rules stored, 500 per call took 1,040 round trips and 0.25 s, 5,000 take 104 and
+/// 0.15 s, each call busy in Redis for under 2 ms.
+const SCAN_COUNT: usize = 5_000;
 
 /// One rule hash as stored, valid or not: tools show bad rules with their key and fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -478,7 +483,7 @@ async fn scan_keys<C: ConnectionLike>(con: &mut C, pattern: &str) -> RedisResult
             .arg("MATCH")
             .arg(pattern)
             .arg("COUNT")
-            .arg(BATCH)
+            .arg(SCAN_COUNT)
             .query_async(con)
             .await?;
         for raw in batch {

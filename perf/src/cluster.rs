@@ -141,6 +141,36 @@ impl RuleWriter {
             .with_context(|| format!("HSET {key}"))
     }
 
+    /// Stores `count` follow rules in slots `follow:0`, `follow:1`, ... (5,000 each, the limit of
+    /// one connection), pipelined. For scenarios that need a large keyspace beside their own
+    /// rules: a slot without an API key is loaded but never streamed.
+    pub fn put_follow_rules(&mut self, count: usize) -> anyhow::Result<()> {
+        const PER_SLOT: usize = 5_000;
+        let ids: Vec<usize> = (0..count).collect();
+        for chunk in ids.chunks(1_000) {
+            let mut pipe = redis::pipe();
+            for &n in chunk {
+                let (slot, rule_id) = (n / PER_SLOT, n.to_string());
+                let user_id = (1_000_000_000 + n).to_string();
+                pipe.hset_multiple(
+                    format!("traptor-follow:{slot}:{rule_id}"),
+                    &[
+                        ("tag", "perf"),
+                        ("value", user_id.as_str()),
+                        ("status", "active"),
+                        ("rule_type", "follow"),
+                        ("orig_type", "userid"),
+                        ("rule_id", rule_id.as_str()),
+                    ],
+                )
+                .ignore();
+            }
+            pipe.query::<()>(&mut self.redis)
+                .context("HSET of stored follow rules")?;
+        }
+        Ok(())
+    }
+
     /// PUBLISH `track:<slot>` on the notify channel.
     pub fn notify_track(&mut self, slot: u32) -> anyhow::Result<()> {
         self.redis

@@ -145,6 +145,10 @@ struct RuleChangeArgs {
     /// Pause between changes once live, in milliseconds.
     #[arg(long, default_value_t = 200)]
     gap_ms: u64,
+    /// Follow rules stored besides the scenario's own (in slots without a key), e.g. 500000:
+    /// the reaction when a notice's slot has to be found among that many keys.
+    #[arg(long, default_value_t = 0)]
+    stored_rules: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -227,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         changes: a.changes,
         gap: Duration::from_millis(a.gap_ms),
         timeout: secs(10),
+        stored_rules: a.stored_rules,
     };
     let slow_kafka = |a: &SlowKafkaArgs| slow_kafka::Options {
         streams: a.streams,
@@ -270,6 +275,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
                 slots: 50,
                 changes: 100,
                 gap_ms: 200,
+                stored_rules: 0,
             };
             emit(rule_change::run(&common, &rule_change(&r)), "rule-change")?;
             let s = SlowKafkaArgs {

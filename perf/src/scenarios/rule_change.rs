@@ -25,6 +25,9 @@ pub struct Options {
     pub gap: Duration,
     /// A change not live within this counts as this long (and as missed).
     pub timeout: Duration,
+    /// Follow rules stored besides the scenario's own, in slots without a key: the keyspace a
+    /// notice's slot lookup has to walk (0: only the scenario's rules).
+    pub stored_rules: usize,
 }
 
 const TARGET_P99: Duration = Duration::from_millis(500);
@@ -50,6 +53,7 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     for slot in 0..slots as u32 {
         rules.put_track_rule(slot, &rotating_rule_id(slot), &rotating_phrase(slot, 0))?;
     }
+    rules.put_follow_rules(options.stored_rules)?;
     let mut supervisor = SupervisorProcess::start(
         &common.supervisor,
         &common.run_dir,
@@ -143,9 +147,11 @@ pub fn run(common: &Common, options: &Options) -> anyhow::Result<Report> {
     let mut report = Report::new("Rule-change reaction");
     report.setup(format!(
         "{slots} API keys, {slots} track slots (a fixed rule plus one that changes); {} changes \
-         rotating over the slots, one at a time, {} ms apart once live",
+         rotating over the slots, one at a time, {} ms apart once live; {} more follow rules \
+         stored in slots without a key (the keyspace a notice's lookup walks)",
         options.changes,
-        options.gap.as_millis()
+        options.gap.as_millis(),
+        options.stored_rules
     ));
     report.setup(format!(
         "each change: HSET of the changed rule, then PUBLISH <channel> track:N; latency = the \

@@ -321,6 +321,7 @@ async fn outage_test(name: &str, records_per_second: u64, outage: impl FnOnce() 
 #[actix::test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 async fn a_stopped_broker_loses_and_duplicates_nothing() {
+    support::show_logs();
     let _serial = support::kafka_outage_lock();
     let _up = support::KafkaRestart;
     let down_for = secs_from_env("TRAPTOR_OUTAGE_SECS", 20);
@@ -335,6 +336,7 @@ async fn a_stopped_broker_loses_and_duplicates_nothing() {
 #[actix::test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 async fn a_killed_broker_loses_and_duplicates_nothing() {
+    support::show_logs();
     let _serial = support::kafka_outage_lock();
     let _up = support::KafkaRestart;
     outage_test("outage-killed", 400, || {
@@ -348,6 +350,7 @@ async fn a_killed_broker_loses_and_duplicates_nothing() {
 #[actix::test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 async fn a_frozen_broker_keeps_memory_bounded_and_drains_afterwards() {
+    support::show_logs();
     let _serial = support::kafka_outage_lock();
     let _up = support::KafkaRestart;
     let frozen_for = secs_from_env("TRAPTOR_PAUSE_SECS", 30);
@@ -362,6 +365,7 @@ async fn a_frozen_broker_keeps_memory_bounded_and_drains_afterwards() {
 #[actix::test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 async fn records_that_time_out_are_spooled_and_delivered_once_kafka_is_back() {
+    support::show_logs();
     let _serial = support::kafka_outage_lock();
     let _up = support::KafkaRestart;
     let brokers = support::kafka_brokers();
@@ -439,6 +443,7 @@ async fn killed_writer_child() {
 #[actix::test]
 #[ignore = "needs Redis and Kafka: run scripts/test.sh"]
 async fn a_spool_left_by_a_killed_writer_is_replayed_by_the_next() {
+    support::show_logs();
     let _serial = support::kafka_outage_lock();
     let _up = support::KafkaRestart;
     let brokers = support::kafka_brokers();

@@ -46,7 +46,7 @@ pub(crate) struct FailureLog {
 }
 
 impl FailureLog {
-    fn note(&self, error: &KafkaError) {
+    pub fn note(&self, error: &KafkaError) {
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
     }
 }

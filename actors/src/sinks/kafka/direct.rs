@@ -4,9 +4,9 @@
 //! writer's and freed there: its memory changes cores twice, and each batch costs a round trip
 //! between threads. While the producer has room, none of that buys anything, so a stream hands
 //! its records to the producer itself. The first record that would have to wait (the in-flight
-//! bound reached, librdkafka's queue full), be spooled (something already is) or be refused
-//! (shutting down) ends the direct part: it and the rest of the batch go to the writer, which
-//! keeps every guarantee of the module above. Records of one stream keep their order: the
+//! bound reached, librdkafka's queue full or its topic not known right now), be spooled
+//! (something already is) or be refused (shutting down) ends the direct part: it and the rest
+//! of the batch go to the writer, which keeps every guarantee of the module above. Records of one stream keep their order: the
 //! stream hands its next batch over only once the writer accepted the previous one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,7 @@ use rdkafka::producer::ThreadedProducer;
 use traptor_core::Record;
 
 use super::delivery::DeliveryContext;
-use super::{first_attempt, give_up_refused, is_queue_full, SlotLabel};
+use super::{first_attempt, give_up_refused, refusal, Refusal, SlotLabel};
 use crate::config::KafkaConfig;
 use crate::sinks::spool::Spool;
 use crate::sinks::{DirectWrite, WriterStats};
@@ -59,11 +59,14 @@ impl DirectWrite for DirectProducer {
                 .send(first_attempt(topic, record, &mut slot_label))
             {
                 Ok(()) => {}
-                Err((error, _)) if is_queue_full(&error) => {
+                Err((error, _)) if refusal(&error) == Refusal::Permanent => {
+                    give_up_refused(&self.stats, topic, record, &error)
+                }
+                // The writer waits for Kafka (or spools) with this record and the rest.
+                Err(_) => {
                     self.stats.record_not_queued(1);
                     return taken;
                 }
-                Err((error, _)) => give_up_refused(&self.stats, topic, record, &error),
             }
         }
         records.len()

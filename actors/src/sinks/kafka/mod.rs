@@ -202,23 +202,41 @@ impl KafkaSink {
         }
     }
 
-    /// Hands one record to librdkafka, waiting for room while its queue is full. Returns
-    /// false, without enqueueing, when the queue stayed full longer than the spool allows
-    /// (`may_spill`): the record is then for the spool.
+    /// Hands one record to librdkafka, waiting while it cannot take it (queue full, topic not
+    /// known right now). Returns false, without enqueueing, when that lasted longer than the
+    /// spool allows or shutdown began (`may_spill`, with a spool): the record is then for the
+    /// spool.
     fn enqueue(&mut self, record: &Record, may_spill: bool) -> bool {
         let topic = self.config.topic_for(record.kind);
         let mut base = first_attempt(topic, record, &mut self.slot_label);
         let mut full_since: Option<Instant> = None;
+        let mut told = false;
         loop {
-            match self.producer.send(base) {
+            let (error, returned) = match self.producer.send(base) {
                 Ok(()) => return true,
-                Err((error, returned)) if is_queue_full(&error) => {
+                Err(refused) => refused,
+            };
+            match refusal(&error) {
+                Refusal::Permanent => {
+                    give_up_refused(&self.stats, topic, record, &error);
+                    return true;
+                }
+                wait => {
+                    if wait == Refusal::NotNow && !told {
+                        told = true;
+                        tracing::warn!(topic, key = record.key.as_deref(), %error,
+                            "Kafka cannot take the record right now; it waits (or goes to the spool) until Kafka can");
+                    }
                     if self.closing() {
+                        if may_spill && self.spool.is_some() {
+                            return false;
+                        }
                         self.stats.record_given_up(1);
                         tracing::error!(
                             topic,
                             key = record.key.as_deref(),
-                            "shutting down while Kafka's queue is full: record not delivered"
+                            %error,
+                            "shutting down while Kafka cannot take the record: record not delivered"
                         );
                         return true;
                     }
@@ -232,10 +250,6 @@ impl KafkaSink {
                     base = returned;
                     // The producer's polling thread serves deliveries meanwhile.
                     std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((error, _)) => {
-                    give_up_refused(&self.stats, topic, record, &error);
-                    return true;
                 }
             }
         }
@@ -555,8 +569,27 @@ fn give_up_refused(stats: &WriterStats, topic: &str, record: &Record, error: &Ka
         bytes = record.payload.len(), "Kafka refused the record: it will not be delivered");
 }
 
-fn is_queue_full(error: &KafkaError) -> bool {
-    error.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull)
+/// What a refusal by `producer.send` means for the record it refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// librdkafka's queue is full: wait for deliveries to make room (ordinary backpressure).
+    QueueFull,
+    /// Kafka cannot take the record right now, but may later: its topic or partition is not
+    /// known at the moment (a broker that restarts can answer before it has loaded its topics,
+    /// and librdkafka then takes the topic for gone), or the producer is unusable until a
+    /// restart. Wait and send it again, or spool it; never give it up.
+    NotNow,
+    /// Sending the same bytes again cannot help (too large, invalid): give the record up.
+    Permanent,
+}
+
+fn refusal(error: &KafkaError) -> Refusal {
+    match error.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::QueueFull) => Refusal::QueueFull,
+        Some(RDKafkaErrorCode::InvalidArgument) => Refusal::Permanent,
+        _ if delivery::is_permanent(error) => Refusal::Permanent,
+        _ => Refusal::NotNow,
+    }
 }
 
 #[cfg(test)]
@@ -704,6 +737,45 @@ mod tests {
         assert_eq!(label.of(&follow), "follow:7");
         assert_eq!(label.of(&SlotId::new(StreamType::Track, "12")), "track:12");
         assert_eq!(label.of(&track), "track:7");
+    }
+
+    #[test]
+    fn a_refusal_is_final_only_when_sending_again_cannot_help() {
+        use rdkafka::error::RDKafkaErrorCode as Code;
+        let of = |code| refusal(&KafkaError::MessageProduction(code));
+        assert_eq!(of(Code::QueueFull), Refusal::QueueFull);
+        assert_eq!(of(Code::UnknownTopic), Refusal::NotNow);
+        assert_eq!(of(Code::UnknownPartition), Refusal::NotNow);
+        assert_eq!(of(Code::Fatal), Refusal::NotNow);
+        assert_eq!(of(Code::MessageSizeTooLarge), Refusal::Permanent);
+        assert_eq!(of(Code::InvalidArgument), Refusal::Permanent);
+    }
+
+    #[test]
+    fn at_shutdown_a_record_the_full_queue_refuses_goes_to_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut producer = BTreeMap::new();
+        producer.insert("queue.buffering.max.messages".to_owned(), "1".to_owned());
+        let config = KafkaConfig {
+            bootstrap_servers: Some("127.0.0.1:9".to_owned()),
+            topic: TOPIC.to_owned(),
+            producer: ProducerOptions(producer),
+            spool: crate::config::SpoolConfig {
+                dir: Some(dir.path().to_owned()),
+                ..crate::config::SpoolConfig::default()
+            },
+            ..KafkaConfig::default()
+        };
+        let closing = Arc::new(AtomicBool::new(false));
+        let mut sink = KafkaSink::new(&config, Arc::default(), closing.clone()).unwrap();
+        closing.store(true, Ordering::SeqCst);
+        sink.write(&[tweet(1), tweet(2), tweet(3)]).unwrap();
+        let stats = sink.stats.snapshot();
+        assert_eq!(
+            (stats.queued, stats.in_flight, stats.spooled, stats.given_up),
+            (3, 1, 2, 0),
+            "{stats:?}"
+        );
     }
 
     #[test]

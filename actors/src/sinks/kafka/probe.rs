@@ -48,7 +48,8 @@ impl KafkaProbe {
             let line = match topic.partitions {
                 None => format!(
                     "  topic {}: does not exist (created on the first write only if the \
-                     brokers have auto.create.topics.enable)",
+                     brokers have auto.create.topics.enable; otherwise records wait until it \
+                     exists)",
                     topic.name
                 ),
                 Some(n) if topic.leaderless > 0 => format!(
@@ -226,7 +227,7 @@ mod tests {
             probe.render(),
             "kafka at k1:9092: reached, 1 broker(s)\n  topic tweets: 3 partition(s)\n  topic control: does \
              not exist (created on the first write only if the brokers have \
-             auto.create.topics.enable)\n  topic dead: 2 partition(s), 1 without a leader\n"
+             auto.create.topics.enable; otherwise records wait until it exists)\n  topic dead: 2 partition(s), 1 without a leader\n"
         );
     }
 

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 
-use super::delivery::{is_permanent, Attempt, DeliveryContext};
+use super::delivery::{Attempt, DeliveryContext};
+use super::Refusal;
 use crate::sinks::spool::{ReplayCursor, Spool, SpooledRecord, Ticket};
 use crate::sinks::WriterStats;
 
@@ -17,6 +18,9 @@ use crate::sinks::WriterStats;
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one probe (a metadata request) may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long replay waits before offering a record again that Kafka could not take now (its
+/// topic not known at the moment, as just after a broker restart).
+const NOT_NOW_PAUSE: Duration = Duration::from_millis(100);
 /// How often replay progress is saved to disk.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -125,32 +129,41 @@ impl Replayer {
         if let Some(key) = &record.key {
             base = base.key(key.as_slice());
         }
+        let mut told = false;
         loop {
-            match self.producer.send(base) {
+            let (error, returned) = match self.producer.send(base) {
                 Ok(()) => {
                     self.stats.record_replayed(1);
                     break;
                 }
-                Err((error, returned)) if super::is_queue_full(&error) => {
-                    if self.stop.load(Ordering::Acquire) {
-                        // Left unsettled in the spool: the next run sends it.
-                        break;
-                    }
-                    base = returned;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((error, _)) => {
-                    // Only a record the producer refuses outright lands here (e.g. too large):
-                    // sending it again cannot help.
-                    let permanent = is_permanent(&error);
-                    tracing::error!(topic = record.topic, %error, permanent,
+                Err(refused) => refused,
+            };
+            let pause = match super::refusal(&error) {
+                Refusal::Permanent => {
+                    // Too large or invalid: sending it again cannot help.
+                    tracing::error!(topic = record.topic, %error,
                         "Kafka refused a spooled record: it will not be delivered");
                     self.stats.record_replayed(1);
                     self.stats.record_given_up(1);
                     self.spool.settle(ticket);
                     break;
                 }
+                Refusal::QueueFull => Duration::from_millis(5),
+                Refusal::NotNow => {
+                    if !told {
+                        told = true;
+                        tracing::warn!(topic = record.topic, %error,
+                            "Kafka cannot take spooled records right now; replay waits until it can");
+                    }
+                    NOT_NOW_PAUSE
+                }
+            };
+            if self.stop.load(Ordering::Acquire) {
+                // Left unsettled in the spool: the next run sends it.
+                break;
             }
+            base = returned;
+            std::thread::sleep(pause);
         }
         self.spool.handed_over();
     }

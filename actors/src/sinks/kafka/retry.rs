@@ -12,7 +12,8 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use traptor_core::MessageKind;
 
-use super::delivery::{Attempt, DeliveryContext, FailureLog};
+use super::delivery::{backoff, Attempt, DeliveryContext, FailureLog};
+use super::Refusal;
 use super::MESSAGE_TYPE_HEADER;
 use crate::sinks::spool::{Spool, SpooledRecord, Ticket};
 use crate::sinks::WriterStats;
@@ -162,7 +163,8 @@ impl Retrier {
         }
     }
 
-    /// Enqueues the record again; gives it back when the producer's queue is full.
+    /// Enqueues the record again; gives it back when the producer cannot take it now (queue
+    /// full, or its topic not known right now: it is then tried again after a backoff).
     fn resend(&self, retry: Retry) -> Option<Retry> {
         let message = &retry.message;
         let attempt = Box::new(Attempt {
@@ -182,22 +184,33 @@ impl Retrier {
         }
         match self.producer.send(record) {
             Ok(()) => None,
-            Err((error, _)) if super::is_queue_full(&error) => Some(Retry {
-                due: Instant::now(),
-                ..retry
-            }),
-            Err((error, _)) => {
-                self.stats.record_given_up(1);
-                if let (Some(spool), Some(ticket)) = (&self.spool, retry.replayed_from) {
-                    spool.settle(ticket);
+            Err((error, _)) => match super::refusal(&error) {
+                Refusal::QueueFull => Some(Retry {
+                    due: Instant::now(),
+                    ..retry
+                }),
+                Refusal::NotNow => {
+                    // Summed up with the failures in the next log line.
+                    self.failures.failed.fetch_add(1, Ordering::Relaxed);
+                    self.failures.note(&error);
+                    Some(Retry {
+                        due: Instant::now() + backoff(retry.attempts),
+                        ..retry
+                    })
                 }
-                let key = message
-                    .key()
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                tracing::error!(topic = message.topic(), key = %key, %error, "Kafka refused a retried record: it will not be delivered");
-                None
-            }
+                Refusal::Permanent => {
+                    self.stats.record_given_up(1);
+                    if let (Some(spool), Some(ticket)) = (&self.spool, retry.replayed_from) {
+                        spool.settle(ticket);
+                    }
+                    let key = message
+                        .key()
+                        .map(String::from_utf8_lossy)
+                        .unwrap_or_default();
+                    tracing::error!(topic = message.topic(), key = %key, %error, "Kafka refused a retried record: it will not be delivered");
+                    None
+                }
+            },
         }
     }
 

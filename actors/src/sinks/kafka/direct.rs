@@ -6,8 +6,9 @@
 //! its records to the producer itself. The first record that would have to wait (the in-flight
 //! bound reached, librdkafka's queue full or its topic not known right now), be spooled
 //! (something already is) or be refused (shutting down) ends the direct part: it and the rest
-//! of the batch go to the writer, which keeps every guarantee of the module above. Records of one stream keep their order: the
-//! stream hands its next batch over only once the writer accepted the previous one.
+//! of the batch go to the writer, which keeps every guarantee of the module above. Records of
+//! one stream keep their order: the stream hands its next batch over only once the writer
+//! accepted the previous one.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

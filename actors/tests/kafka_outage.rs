@@ -6,7 +6,15 @@
 //! `TRAPTOR_OUTAGE_SECS` sets how long the broker stays stopped in
 //! `a_stopped_broker_loses_and_duplicates_nothing` (default 20); the soak figure in
 //! RELIABILITY.md is `TRAPTOR_OUTAGE_SECS=60`. `TRAPTOR_PAUSE_SECS` does the same for the frozen
-//! broker (default 30). Each test prints its figures on standard error (`--nocapture`).
+//! broker (default 30). `TRAPTOR_OUTAGE_PRODUCER` adds librdkafka options to the writer's
+//! (`name=value;name=value`). Each test prints its figures on standard error (`--nocapture`).
+//!
+//! A frozen broker is fenced by its controller when it comes back, and its metadata answers
+//! leave it out for a moment. A producer that asks then forgets the broker, and librdkafka may
+//! fail to bootstrap again: the writer must bring the brokers back (`sinks/kafka/rebootstrap.rs`).
+//! To make that happen in most runs rather than now and then, widen the moment with a topic of
+//! 2,000 partitions on the test broker and take librdkafka's own re-bootstrap away with
+//! `TRAPTOR_OUTAGE_PRODUCER=metadata.recovery.strategy=none` (RELIABILITY.md has the runs).
 
 // Each test holds `kafka_outage_lock` across its awaits on purpose: tests run on threads of
 // their own, each with its own runtime, and the lock must span the whole outage.
@@ -64,16 +72,37 @@ fn config(brokers: &str, topic: &str, spool_dir: &Path, max_in_flight: usize) ->
             spill_after_ms: 1_000,
             ..SpoolConfig::default()
         },
+        producer: producer_options_from_env(),
         ..KafkaConfig::default()
     }
+}
+
+/// librdkafka options from `TRAPTOR_OUTAGE_PRODUCER` (`name=value;name=value`), for the
+/// writer's `[kafka.producer]`: e.g. `metadata.recovery.strategy=none` or
+/// `debug=metadata,broker` (see the module doc).
+fn producer_options_from_env() -> ProducerOptions {
+    let options = std::env::var("TRAPTOR_OUTAGE_PRODUCER").unwrap_or_default();
+    ProducerOptions(
+        options
+            .split(';')
+            .filter(|option| !option.trim().is_empty())
+            .map(|option| {
+                let (name, value) = option
+                    .split_once('=')
+                    .expect("TRAPTOR_OUTAGE_PRODUCER holds name=value pairs separated by ';'");
+                (name.trim().to_owned(), value.trim().to_owned())
+            })
+            .collect(),
+    )
 }
 
 /// The same, with records timing out after `timeout_ms` and going to the spool after one
 /// attempt: forces the spool's failure path.
 fn impatient(mut config: KafkaConfig, timeout_ms: u64) -> KafkaConfig {
-    let mut producer = std::collections::BTreeMap::new();
-    producer.insert("message.timeout.ms".to_owned(), timeout_ms.to_string());
-    config.producer = ProducerOptions(producer);
+    config
+        .producer
+        .0
+        .insert("message.timeout.ms".to_owned(), timeout_ms.to_string());
     config.max_delivery_attempts = 1;
     config.spool.spill_after_ms = 200;
     config
@@ -137,7 +166,8 @@ async fn drained(writer: &WriterHandle, timeout: Duration) -> WriterStatsSnapsho
         }
         assert!(
             Instant::now() < deadline,
-            "the writer did not drain in {timeout:?}: {stats:?}"
+            "the writer did not drain in {timeout:?}: {stats:?}; its producer: {:?}",
+            writer.stats.kafka().snapshot()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -205,6 +205,13 @@ fn writer_line(w: &WriterReport) -> String {
                 kafka.brokers_up, kafka.brokers_known
             );
         }
+        if kafka.brokers_readded > 0 {
+            let _ = write!(
+                line,
+                "; bootstrap servers added again after every broker was lost: {}",
+                kafka.brokers_readded
+            );
+        }
         if let Some(fatal) = &kafka.fatal {
             let _ = write!(line, "; FATAL: {fatal}");
         }
@@ -329,6 +336,7 @@ mod tests {
                     reports: 2,
                     brokers_up: 0,
                     brokers_known: 1,
+                    brokers_readded: 0,
                     fatal: None,
                     last_error: Some("Connect to ipv4#127.0.0.1:9092 failed".into()),
                 }),

@@ -32,12 +32,14 @@ const HOW_TO_START: &str =
     "start the services with `bash scripts/services.sh start && eval \"$(bash scripts/services.sh env)\"`, \
      or run everything with `bash scripts/test.sh`";
 
-/// Shows what the code under test logs (`traptor_actors` at info, or `RUST_LOG`) in the output
-/// of a test that fails, so that a failure in CI says what the writer saw. Call it first in
+/// Shows what the code under test logs (`traptor_actors` at info and librdkafka's warnings, or
+/// `RUST_LOG`) in the output of a test that fails, so that a failure in CI says what the writer
+/// and its producer saw. Call it first in
 /// each test that wants it; the first call in a test binary wins.
 pub fn show_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("traptor_actors=info"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("traptor_actors=info,librdkafka=warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(false)

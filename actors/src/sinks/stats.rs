@@ -47,6 +47,11 @@ pub struct KafkaHealth {
     brokers_up: AtomicU64,
     /// Brokers known (configured or learned) at the last report.
     brokers_known: AtomicU64,
+    /// Reports in a row, up to the last, in which the producer knew no broker at all.
+    reports_without_brokers: AtomicU64,
+    /// Times the bootstrap servers were added again to a producer that had lost every broker
+    /// (see `sinks::kafka::rebootstrap`).
+    brokers_readded: AtomicU64,
     /// A fatal producer error: the producer cannot go on and the process must restart.
     fatal: Mutex<Option<String>>,
     /// librdkafka's last reason for a failed broker connection (refused, authentication
@@ -65,6 +70,7 @@ pub struct KafkaHealthSnapshot {
     pub reports: u64,
     pub brokers_up: u64,
     pub brokers_known: u64,
+    pub brokers_readded: u64,
     #[serde(rename = "fatal_error")]
     pub fatal: Option<String>,
     pub last_error: Option<String>,
@@ -75,7 +81,24 @@ impl KafkaHealth {
     pub fn record_brokers(&self, up: u64, known: u64) {
         self.brokers_up.store(up, Ordering::Relaxed);
         self.brokers_known.store(known, Ordering::Relaxed);
+        if known == 0 {
+            self.reports_without_brokers.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.reports_without_brokers.store(0, Ordering::Relaxed);
+        }
         self.reports.fetch_add(1, Ordering::Release);
+    }
+
+    /// Statistics reports in a row, up to the last, in which the producer knew no broker.
+    pub fn reports_without_brokers(&self) -> u64 {
+        self.reports_without_brokers.load(Ordering::Relaxed)
+    }
+
+    /// The bootstrap servers were added again; the count of reports without brokers starts
+    /// over, so the next attempt waits for fresh reports.
+    pub fn record_brokers_readded(&self) {
+        self.brokers_readded.fetch_add(1, Ordering::Relaxed);
+        self.reports_without_brokers.store(0, Ordering::Relaxed);
     }
 
     pub fn record_fatal(&self, error: &str) {
@@ -91,6 +114,7 @@ impl KafkaHealth {
             reports: self.reports.load(Ordering::Acquire),
             brokers_up: self.brokers_up.load(Ordering::Relaxed),
             brokers_known: self.brokers_known.load(Ordering::Relaxed),
+            brokers_readded: self.brokers_readded.load(Ordering::Relaxed),
             fatal: self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             last_error: self
                 .last_error

@@ -312,6 +312,11 @@ fn writer(f: &mut Families, w: &WriterReport) {
             "Kafka brokers the producer knows (configured or learned).",
         )
         .sample(none, kafka.brokers_known);
+        f.counter(
+            "traptor_kafka_brokers_readded_total",
+            "Times the bootstrap servers were added again to a producer that had lost every broker.",
+        )
+        .sample(none, kafka.brokers_readded);
         f.gauge(
             "traptor_kafka_fatal_error",
             "1 once the producer hit a fatal error (restart needed).",

@@ -405,6 +405,7 @@ mod tests {
         stats.set_spool(7, 4_096);
         stats.kafka().record_brokers(1, 3);
         stats.kafka().record_brokers(1, 3);
+        stats.kafka().record_brokers_readded();
         stats.kafka().record_fatal("the producer was fenced");
         stats
             .kafka()
@@ -430,6 +431,7 @@ mod tests {
                     "reports": 2,
                     "brokers_up": 1,
                     "brokers_known": 3,
+                    "brokers_readded": 1,
                     "fatal_error": "the producer was fenced",
                     "last_error": "Connect to ipv4#127.0.0.1:9092 failed",
                 },

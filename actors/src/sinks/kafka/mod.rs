@@ -47,6 +47,7 @@
 mod delivery;
 mod direct;
 mod probe;
+mod rebootstrap;
 mod replay;
 mod retry;
 
@@ -65,6 +66,7 @@ use traptor_core::{Record, SlotId};
 use self::delivery::{Attempt, DeliveryContext, FailureLog};
 use self::direct::DirectProducer;
 pub use self::probe::{probe_kafka, KafkaProbe, TopicProbe};
+use self::rebootstrap::BrokerRecovery;
 use self::retry::RetryControl;
 use super::spool::{Spool, SpoolSettings, SpooledRecord};
 use super::{DirectWrite, Sink, SinkError, WriterStats};
@@ -123,7 +125,13 @@ impl KafkaSink {
             retries,
             spool: spool.clone(),
         };
-        let producer: ThreadedProducer<DeliveryContext> = producer_config(config)
+        let client_config = producer_config(config);
+        let recovery = BrokerRecovery::new(
+            client_config
+                .get("bootstrap.servers")
+                .or_else(|| client_config.get("metadata.broker.list")),
+        );
+        let producer: ThreadedProducer<DeliveryContext> = client_config
             .create_with_context(context)
             .map_err(|e| SinkError::Setup(creation_error_text(&e)))?;
         let retry_control = Arc::new(RetryControl::default());
@@ -134,6 +142,7 @@ impl KafkaSink {
             stats.clone(),
             failures,
             spool.clone(),
+            recovery,
         )
         .map_err(|e| SinkError::Setup(format!("cannot start the Kafka retry thread: {e}")))?;
         let stop_replayer = Arc::new(AtomicBool::new(false));

@@ -1,6 +1,7 @@
 //! The retrier: a thread that sends failed records again once their backoff has passed,
 //! writes to the spool the records that are not to be sent again now (attempts exhausted, or
-//! taken back at shutdown), and sums up delivery failures in the log.
+//! taken back at shutdown), and sums up delivery failures in the log. It also gives the
+//! producer its brokers back should it lose them all (`rebootstrap`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -13,6 +14,7 @@ use rdkafka::producer::{BaseRecord, ThreadedProducer};
 use traptor_core::MessageKind;
 
 use super::delivery::{backoff, Attempt, DeliveryContext, FailureLog};
+use super::rebootstrap::BrokerRecovery;
 use super::Refusal;
 use super::MESSAGE_TYPE_HEADER;
 use crate::sinks::spool::{Spool, SpooledRecord, Ticket};
@@ -51,6 +53,7 @@ pub(crate) fn spawn(
     stats: Arc<WriterStats>,
     failures: Arc<FailureLog>,
     spool: Option<Arc<Spool>>,
+    recovery: Option<BrokerRecovery>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("kafka-retrier".to_owned())
@@ -62,6 +65,7 @@ pub(crate) fn spawn(
                 stats,
                 failures,
                 spool,
+                recovery,
                 pending: Vec::new(),
             }
             .run()
@@ -75,6 +79,7 @@ struct Retrier {
     stats: Arc<WriterStats>,
     failures: Arc<FailureLog>,
     spool: Option<Arc<Spool>>,
+    recovery: Option<BrokerRecovery>,
     pending: Vec<Retry>,
 }
 
@@ -89,6 +94,9 @@ impl Retrier {
             }
             self.pending.extend(self.queue.try_iter());
             self.send_due();
+            if let Some(recovery) = &mut self.recovery {
+                recovery.check(&self.producer, &self.stats);
+            }
             if Instant::now() >= next_summary {
                 self.summarize();
                 next_summary = Instant::now() + SUMMARY_INTERVAL;

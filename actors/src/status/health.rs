@@ -84,6 +84,12 @@ fn writer_problem(writer: &WriterReport) -> Option<String> {
             "kafka: no broker report yet (the producer reports every few seconds){last_error}"
         ));
     }
+    if kafka.brokers_known == 0 {
+        return Some(format!(
+            "kafka: the producer knows no broker at all (it forgot them, as after a fenced \
+             broker); traptor adds the bootstrap servers again after two such reports{last_error}"
+        ));
+    }
     if kafka.brokers_up == 0 {
         return Some(format!(
             "kafka: no broker reachable (0 of {} up); check [kafka] bootstrap_servers, the \
@@ -212,6 +218,9 @@ mod tests {
         kafka.last_error = Some("SASL authentication error: Authentication failed".into());
         assert!(readiness(&report).not_ready[0]
             .ends_with("; last error: SASL authentication error: Authentication failed"));
+        let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
+        kafka.brokers_known = 0;
+        assert!(readiness(&report).not_ready[0].contains("knows no broker at all"));
         let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
         kafka.reports = 0;
         assert!(readiness(&report).not_ready[0].contains("no broker report yet"));

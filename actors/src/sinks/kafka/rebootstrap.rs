@@ -50,9 +50,10 @@ impl BrokerRecovery {
     }
 
     /// Adds the bootstrap servers to `producer` if its statistics have shown no broker for
-    /// long enough. Cheap when there is nothing to do: two atomic loads.
+    /// long enough. Cheap when there is nothing to do: one atomic load.
     pub fn check(&mut self, producer: &ThreadedProducer<DeliveryContext>, stats: &WriterStats) {
-        if !self.due(stats.kafka().reports_without_brokers(), Instant::now()) {
+        let reports = stats.kafka().reports_without_brokers();
+        if reports < REPORTS_BEFORE_READDING || !self.due(reports, Instant::now()) {
             return;
         }
         // SAFETY: the pointer is the live client `producer` holds for this whole call, and

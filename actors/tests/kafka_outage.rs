@@ -37,7 +37,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use traptor_actors::config::{KafkaConfig, ProducerOptions, SinkConfig, SpoolConfig};
 use traptor_actors::messages::WriteBatch;
-use traptor_actors::sinks::{start_writer, WriterHandle, WriterStatsSnapshot};
+use traptor_actors::sinks::{start_writer, KafkaHealth, WriterHandle, WriterStatsSnapshot};
 use traptor_core::{MessageKind, Record, SlotId, StreamType};
 
 const PARTITIONS: i32 = 3;
@@ -443,6 +443,63 @@ async fn records_that_time_out_are_spooled_and_delivered_once_kafka_is_back() {
     assert_eq!(after.replayed, after.spooled, "{after:?}");
     assert_eq!((after.delivered, after.given_up), (COUNT, 0), "{after:?}");
     eprintln!("FIGURES spool: {during:?} then {after:?}");
+}
+
+/// A broker that hangs with its connections open (frozen, with librdkafka told to wait 5
+/// minutes before it gives up on a request) looks up to the producer, yet acknowledges
+/// nothing: after `KafkaHealth::STALLED_AFTER` the writer reports a stall (what `/readyz` and
+/// the log show), and once the broker is back every record is delivered once and the stall
+/// report is gone.
+#[actix::test]
+#[ignore = "needs Redis and Kafka: run scripts/test.sh"]
+async fn a_hung_broker_is_reported_as_a_stall_and_drains_afterwards() {
+    support::show_logs();
+    let _serial = support::kafka_outage_lock();
+    let _up = support::KafkaRestart;
+    let brokers = support::kafka_brokers();
+    let topic = support::unique_topic("outage-hung");
+    support::create_topic(&brokers, &topic, PARTITIONS).await;
+    let spool = tempfile::tempdir().unwrap();
+    let mut config = config(&brokers, &topic, spool.path(), 2_000);
+    config
+        .producer
+        .0
+        .insert("socket.timeout.ms".to_owned(), "300000".to_owned());
+    let writer = start_writer(&SinkConfig::Kafka, &config).unwrap();
+    stream(writer.clone(), 0, 100, 20, Duration::ZERO).await;
+    drained(&writer, Duration::from_secs(30)).await;
+
+    blocking(support::pause_kafka).await;
+    const COUNT: u64 = 200;
+    stream(writer.clone(), 100, COUNT - 100, 20, Duration::ZERO).await;
+    let limit = KafkaHealth::STALLED_AFTER + Duration::from_secs(30);
+    let deadline = Instant::now() + limit;
+    let stalled = loop {
+        let kafka = writer.stats.kafka().snapshot();
+        if kafka.stalled_seconds >= KafkaHealth::STALLED_AFTER.as_secs() {
+            break kafka;
+        }
+        if Instant::now() >= deadline {
+            support::resume_kafka();
+            panic!(
+                "no stall reported in {limit:?}: {kafka:?}, {:?}",
+                writer.stats()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    blocking(support::resume_kafka).await;
+    assert!(
+        stalled.brokers_up >= 1,
+        "the hung broker still looked up: {stalled:?}"
+    );
+
+    let after = drained(&writer, Duration::from_secs(120)).await;
+    assert_eq!(writer.stats.kafka().snapshot().stalled_seconds, 0);
+    assert_eq!(writer.shutdown(Duration::from_secs(30)).await, 0);
+    assert_eq!((after.queued, after.given_up), (COUNT, 0), "{after:?}");
+    assert_exactly_once(&brokers, &topic, COUNT).await;
+    eprintln!("FIGURES hung broker: stall reported as {stalled:?}; then {after:?}");
 }
 
 /// Environment of the writer child process of the restart test.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
+use traptor_actors::sinks::KafkaHealth;
 use traptor_actors::status::client::{self, GetError};
 use traptor_actors::status::{ConnectionReport, RulesReport, StatusReport, WriterReport};
 
@@ -212,6 +213,13 @@ fn writer_line(w: &WriterReport) -> String {
                 kafka.brokers_readded
             );
         }
+        if kafka.stalled_seconds >= KafkaHealth::STALLED_AFTER.as_secs() {
+            let _ = write!(
+                line,
+                "; nothing acknowledged for {} s with a broker up",
+                kafka.stalled_seconds
+            );
+        }
         if let Some(fatal) = &kafka.fatal {
             let _ = write!(line, "; FATAL: {fatal}");
         }
@@ -337,6 +345,7 @@ mod tests {
                     brokers_up: 0,
                     brokers_known: 1,
                     brokers_readded: 0,
+                    stalled_seconds: 0,
                     fatal: None,
                     last_error: Some("Connect to ipv4#127.0.0.1:9092 failed".into()),
                 }),

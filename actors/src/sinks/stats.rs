@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +53,9 @@ pub struct KafkaHealth {
     /// Times the bootstrap servers were added again to a producer that had lost every broker
     /// (see `sinks::kafka::rebootstrap`).
     brokers_readded: AtomicU64,
+    /// Seconds records have waited in flight, with a broker up, without any delivery report
+    /// (see `sinks::kafka::stall`); 0 while reports come.
+    stalled_seconds: AtomicU64,
     /// A fatal producer error: the producer cannot go on and the process must restart.
     fatal: Mutex<Option<String>>,
     /// librdkafka's last reason for a failed broker connection (refused, authentication
@@ -71,12 +75,20 @@ pub struct KafkaHealthSnapshot {
     pub brokers_up: u64,
     pub brokers_known: u64,
     pub brokers_readded: u64,
+    /// Seconds records have waited in flight, with a broker up, without any delivery report.
+    pub stalled_seconds: u64,
     #[serde(rename = "fatal_error")]
     pub fatal: Option<String>,
     pub last_error: Option<String>,
 }
 
 impl KafkaHealth {
+    /// How long records may wait, with a broker up, without any delivery report before the
+    /// producer counts as stalled (logged, and `/readyz` says so). Longer than any pause of a
+    /// working cluster: a dead broker holds acknowledgements for `broker.session.timeout.ms`
+    /// (9 s by default), a leader election for seconds.
+    pub const STALLED_AFTER: Duration = Duration::from_secs(120);
+
     /// A statistics report: `up` of `known` brokers are connected.
     pub fn record_brokers(&self, up: u64, known: u64) {
         self.brokers_up.store(up, Ordering::Relaxed);
@@ -87,6 +99,17 @@ impl KafkaHealth {
             self.reports_without_brokers.store(0, Ordering::Relaxed);
         }
         self.reports.fetch_add(1, Ordering::Release);
+    }
+
+    /// Brokers in state `UP` at the last statistics report.
+    pub fn brokers_up(&self) -> u64 {
+        self.brokers_up.load(Ordering::Relaxed)
+    }
+
+    /// For how long records have waited without a delivery report, with a broker up.
+    pub fn record_stalled(&self, waited: Duration) {
+        self.stalled_seconds
+            .store(waited.as_secs(), Ordering::Relaxed);
     }
 
     /// Statistics reports in a row, up to the last, in which the producer knew no broker.
@@ -115,6 +138,7 @@ impl KafkaHealth {
             brokers_up: self.brokers_up.load(Ordering::Relaxed),
             brokers_known: self.brokers_known.load(Ordering::Relaxed),
             brokers_readded: self.brokers_readded.load(Ordering::Relaxed),
+            stalled_seconds: self.stalled_seconds.load(Ordering::Relaxed),
             fatal: self.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             last_error: self
                 .last_error

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::report::{RulesReport, StatusReport, WriterReport};
+use crate::sinks::KafkaHealth;
 
 /// The verdict of `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,13 @@ fn writer_problem(writer: &WriterReport) -> Option<String> {
     if kafka.reports == 0 {
         return Some(format!(
             "kafka: no broker report yet (the producer reports every few seconds){last_error}"
+        ));
+    }
+    if kafka.stalled_seconds >= KafkaHealth::STALLED_AFTER.as_secs() {
+        return Some(format!(
+            "kafka: no delivery acknowledged for {} s although a broker is up and records wait; \
+             the producer may be stuck (docs/operations.md §5.1){last_error}",
+            kafka.stalled_seconds
         ));
     }
     if kafka.brokers_known == 0 {
@@ -218,6 +226,15 @@ mod tests {
         kafka.last_error = Some("SASL authentication error: Authentication failed".into());
         assert!(readiness(&report).not_ready[0]
             .ends_with("; last error: SASL authentication error: Authentication failed"));
+        let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
+        kafka.stalled_seconds = KafkaHealth::STALLED_AFTER.as_secs();
+        assert!(readiness(&report).not_ready[0].contains("no delivery acknowledged for 120 s"));
+        let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
+        kafka.stalled_seconds = KafkaHealth::STALLED_AFTER.as_secs() - 1;
+        assert!(
+            readiness(&report).not_ready[0].contains("no broker reachable"),
+            "a shorter wait is an ordinary pause, not a stall"
+        );
         let kafka = report.writer.as_mut().unwrap().kafka.as_mut().unwrap();
         kafka.brokers_known = 0;
         assert!(readiness(&report).not_ready[0].contains("knows no broker at all"));

@@ -318,6 +318,11 @@ fn writer(f: &mut Families, w: &WriterReport) {
         )
         .sample(none, kafka.brokers_readded);
         f.gauge(
+            "traptor_kafka_stalled_seconds",
+            "Seconds records have waited, with a broker up, without any delivery report.",
+        )
+        .sample(none, kafka.stalled_seconds);
+        f.gauge(
             "traptor_kafka_fatal_error",
             "1 once the producer hit a fatal error (restart needed).",
         )

@@ -432,6 +432,7 @@ mod tests {
                     "brokers_up": 1,
                     "brokers_known": 3,
                     "brokers_readded": 1,
+                    "stalled_seconds": 0,
                     "fatal_error": "the producer was fenced",
                     "last_error": "Connect to ipv4#127.0.0.1:9092 failed",
                 },

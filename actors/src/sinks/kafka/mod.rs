@@ -50,6 +50,7 @@ mod probe;
 mod rebootstrap;
 mod replay;
 mod retry;
+mod stall;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;

@@ -1,7 +1,8 @@
 //! The retrier: a thread that sends failed records again once their backoff has passed,
 //! writes to the spool the records that are not to be sent again now (attempts exhausted, or
 //! taken back at shutdown), and sums up delivery failures in the log. It also gives the
-//! producer its brokers back should it lose them all (`rebootstrap`).
+//! producer its brokers back should it lose them all (`rebootstrap`), and tells when it
+//! stalls (`stall`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -15,6 +16,7 @@ use traptor_core::MessageKind;
 
 use super::delivery::{backoff, Attempt, DeliveryContext, FailureLog};
 use super::rebootstrap::BrokerRecovery;
+use super::stall::StallWatch;
 use super::Refusal;
 use super::MESSAGE_TYPE_HEADER;
 use crate::sinks::spool::{Spool, SpooledRecord, Ticket};
@@ -66,6 +68,7 @@ pub(crate) fn spawn(
                 failures,
                 spool,
                 recovery,
+                stall: StallWatch::new(Instant::now()),
                 pending: Vec::new(),
             }
             .run()
@@ -80,6 +83,7 @@ struct Retrier {
     failures: Arc<FailureLog>,
     spool: Option<Arc<Spool>>,
     recovery: Option<BrokerRecovery>,
+    stall: StallWatch,
     pending: Vec<Retry>,
 }
 
@@ -97,6 +101,7 @@ impl Retrier {
             if let Some(recovery) = &mut self.recovery {
                 recovery.check(&self.producer, &self.stats);
             }
+            self.stall.check(&self.stats);
             if Instant::now() >= next_summary {
                 self.summarize();
                 next_summary = Instant::now() + SUMMARY_INTERVAL;
